@@ -1,0 +1,99 @@
+"""Kimi accounts and the turns they served.
+
+A ``Turn`` row is both the usage record and the lease: it is written when an account is reserved for
+one request (status ``in_flight``), and released with an outcome (``done`` or ``refunded``). Usage in a
+window is the count of non-refunded turns started inside it; concurrency is the count of in-flight ones.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from accounts.choices import AccountSource, AccountState, Protocol, TurnStatus
+
+
+class KimiAccount(models.Model):
+    """One Kimi web account the gateway may use.
+
+    Invariants: tokens are stored only encrypted (``accounts.crypto``); ``refresh_token_enc`` is empty
+    only for an access-token-only account (which cannot be renewed). ``token_hash`` identifies
+    pass-through accounts by the SHA-256 of the client's token and is unique when set. ``__str__`` and
+    ``repr`` never show a token.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    source = models.CharField(max_length=16, choices=AccountSource.choices, default=AccountSource.POOL)
+    token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    protocol = models.CharField(max_length=16, choices=Protocol.choices, default=Protocol.CONNECT)
+
+    refresh_token_enc = models.TextField(blank=True, default="", editable=False)
+    token_last4 = models.CharField(max_length=4, blank=True, default="", editable=False)
+    access_token_enc = models.TextField(blank=True, default="", editable=False)
+    access_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Single-flight refresh claim (protocol-neutral): set by the one worker refreshing the token.
+    refreshing_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+    turn_limit = models.PositiveIntegerField(default=30, help_text="Turns allowed per window.")
+    window_seconds = models.PositiveIntegerField(default=3 * 3600, help_text="Sliding window length.")
+    max_concurrent = models.PositiveIntegerField(default=3, help_text="Streams open at once.")
+
+    state = models.CharField(max_length=16, choices=AccountState.choices, default=AccountState.ACTIVE)
+    cooldown_until = models.DateTimeField(null=True, blank=True)
+    backoff_level = models.PositiveSmallIntegerField(default=0)
+
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_error_code = models.CharField(max_length=64, blank=True, default="")
+    last_error_message = models.CharField(max_length=500, blank=True, default="")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    total_turns = models.PositiveIntegerField(default=0)
+    total_errors = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(turn_limit__gte=1) & Q(window_seconds__gte=60) & Q(max_concurrent__gte=1),
+                name="account_limits_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(source=AccountSource.POOL) | Q(token_hash__isnull=False),
+                name="passthrough_has_token_hash",
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "protocol"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<KimiAccount {self.pk} {self.name!r} {self.protocol} {self.state}>"
+
+    @property
+    def masked_token(self) -> str:
+        return f"...{self.token_last4}" if self.token_last4 else "(none)"
+
+
+class Turn(models.Model):
+    """One chat request that reached (or was about to reach) an upstream account: usage and lease."""
+
+    account = models.ForeignKey(KimiAccount, on_delete=models.CASCADE, related_name="turns")
+    started_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=TurnStatus.choices, default=TurnStatus.IN_FLIGHT)
+    # A lease not released by this time belongs to a dead process and is reclaimed.
+    lease_expires_at = models.DateTimeField()
+    released_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=64, blank=True, default="")
+    request_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "started_at"]),
+            models.Index(fields=["status", "lease_expires_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"turn {self.pk} on {self.account_id} ({self.status})"

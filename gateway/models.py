@@ -1,0 +1,142 @@
+"""Gateway keys, request logs and the upstream conversations the gateway created."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from accounts.models import KimiAccount
+from gateway.choices import ConversationState, Outcome
+
+
+class ApiKey(models.Model):
+    """A gateway key an internal client uses (``Authorization: Bearer sk-...``).
+
+    Only the SHA-256 of the key and a short visible prefix are stored; the key itself is shown once,
+    when created. ``allowed_models`` empty means every model. ``reasoning_format`` is the default for
+    requests that do not send their own.
+    """
+
+    class ReasoningFormat(models.TextChoices):
+        FIELD = "field", "reasoning_content field"
+        THINK_TAGS = "think_tags", "<think> tags in content"
+        HIDDEN = "hidden", "hidden"
+
+    name = models.CharField(max_length=100, unique=True)
+    prefix = models.CharField(max_length=16, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute; empty = no limit.")
+    max_concurrent = models.PositiveIntegerField(null=True, blank=True, help_text="Open streams; empty = no limit.")
+    allowed_models = models.JSONField(default=list, blank=True, help_text="Model names; empty = all.")
+    reasoning_format = models.CharField(max_length=16, choices=ReasoningFormat.choices, default=ReasoningFormat.FIELD)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class RequestLog(models.Model):
+    """One row per request the API accepted or rejected; written on accept, finalised exactly once.
+
+    ``outcome`` stays ``pending`` until the request ends; the final write sets it together with the
+    status, latencies and counts. Prompts and answers are stored only as 200-character previews, and
+    only when the operator enables ``KIMIPROXY_LOG_PREVIEWS``.
+    """
+
+    request_id = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs")
+    passthrough_hash = models.CharField(max_length=64, blank=True, default="")
+    account = models.ForeignKey(KimiAccount, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs")
+    path = models.CharField(max_length=100, default="/v1/chat/completions")
+    model = models.CharField(max_length=100, blank=True, default="")
+    flags = models.JSONField(default=list, blank=True)
+    stream = models.BooleanField(default=False)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.PENDING)
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.CharField(max_length=500, blank=True, default="")
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    prompt_chars = models.PositiveIntegerField(default=0)
+    completion_chars = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    upstream_chat_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user = models.CharField(max_length=200, blank=True, default="")
+    prompt_preview = models.CharField(max_length=200, blank=True, default="")
+    answer_preview = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["created_at", "outcome"]),
+            models.Index(fields=["account", "created_at"]),
+            models.Index(fields=["api_key", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model} {self.status_code}"
+
+
+class Conversation(models.Model):
+    """An upstream chat the gateway created, recorded before its first use.
+
+    Unless kept for continuation, it is deleted upstream right after the answer; a failed delete
+    leaves the row in ``delete_failed`` for ``cleanup_conversations``. Kept chats belong to the key (or
+    pass-through token hash) that started them and expire after an idle time.
+    """
+
+    account = models.ForeignKey(KimiAccount, on_delete=models.CASCADE, related_name="conversations")
+    chat_id = models.CharField(max_length=64, blank=True, default="")
+    state = models.CharField(max_length=16, choices=ConversationState.choices, default=ConversationState.ACTIVE)
+    kept = models.BooleanField(default=False)
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
+    owner_hash = models.CharField(max_length=64, blank=True, default="")
+    parent_message_id = models.CharField(max_length=64, blank=True, default="")
+    request_id = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField()
+    last_used_at = models.DateTimeField()
+    delete_attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True, default="")
+    # Claimed by one cleanup worker at a time (conditional update).
+    claimed_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["state", "last_used_at"]),
+            models.Index(fields=["account", "chat_id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chat_id or '(pending)'} on {self.account_id} ({self.state})"
+
+
+class UploadedFile(models.Model):
+    """An upload result cached per account by content hash, so re-sent history is not uploaded again."""
+
+    account = models.ForeignKey(KimiAccount, on_delete=models.CASCADE, related_name="uploads")
+    sha256 = models.CharField(max_length=64)
+    file_id = models.CharField(max_length=100)
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16)
+    size = models.PositiveBigIntegerField(default=0)
+    extra = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "sha256"], name="upload_once_per_account")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.sha256[:12]}) on {self.account_id}"

@@ -1,0 +1,1 @@
+"""Fake Kimi server fixtures (owned by the fake-server work; see gateway/kimi/fake/)."""
