@@ -37,6 +37,10 @@ def reset_for_tests() -> None:
     _state.shutting_down = False
 
 
+def pending_count() -> int:
+    return sum(1 for task in list(_state.tasks) if not task.done())
+
+
 def spawn(coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
     """Run ``coro`` in the background, tracked until it finishes; its failure is logged, never lost."""
     task = asyncio.get_running_loop().create_task(coro, name=name)

@@ -140,3 +140,55 @@ class UploadedFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.sha256[:12]}) on {self.account_id}"
+
+
+# --- Hourly rollups behind the dashboard (owned by the dashboard; see gateway/dashboard/rollup.py) ----
+
+
+class RequestRollup(models.Model):
+    """Finished requests per hour, counted along one dimension at a time.
+
+    Every rolled-up hour has a ``total`` row (even with zero requests), so the latest ``total`` hour is
+    the watermark: hours before it come from here, later ones from ``RequestLog`` itself. Rows are
+    rebuilt per hour (delete + insert), never incremented, so a rerun cannot double-count.
+    """
+
+    class Dimension(models.TextChoices):
+        TOTAL = "total", "Total"
+        OUTCOME = "outcome", "Outcome"
+        ERROR = "error", "Error code"
+        MODEL = "model", "Model"
+        API_KEY = "api_key", "API key id"
+
+    hour = models.DateTimeField()
+    dimension = models.CharField(max_length=16, choices=Dimension.choices)
+    value = models.CharField(max_length=100, blank=True, default="")
+    requests = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["dimension", "hour", "value"], name="rollup_once_per_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.dimension}={self.value}: {self.requests}"
+
+
+class LatencyRollup(models.Model):
+    """Histogram of successful requests' latencies per hour (log-scale buckets, ``dashboard.histogram``).
+
+    Percentiles over long ranges merge these histograms: within about 2.5 % of the exact value.
+    """
+
+    class Metric(models.TextChoices):
+        TTFT = "ttft", "Time to first token"
+        LATENCY = "latency", "Total latency"
+
+    hour = models.DateTimeField()
+    metric = models.CharField(max_length=8, choices=Metric.choices)
+    bucket = models.PositiveSmallIntegerField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "metric", "bucket"], name="latency_bucket_once")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.metric}[{self.bucket}]: {self.count}"

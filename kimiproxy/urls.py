@@ -9,6 +9,7 @@ urlpatterns = [
     path("ping", health.ping),
     path("healthz", health.healthz),
     path("readyz", health.readyz),
+    path("dashboard/", include("gateway.dashboard_urls")),
     path("", include("gateway.urls")),
 ]
 

@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-pytest_plugins = ["tests.fixtures_kimi"]
+pytest_plugins = ["tests.fixtures_kimi", "tests.fixtures_gateway"]
 
 
 class NonLoopbackConnection(RuntimeError):

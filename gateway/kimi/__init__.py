@@ -1,0 +1,34 @@
+"""The upstream: ``session_for(account)`` picks the protocol client (see ``base.py`` for the interface)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
+    from accounts.models import KimiAccount
+    from gateway.kimi.base import KimiSession
+
+__all__ = ["session_for"]
+
+
+def session_for(account: KimiAccount, *, http: httpx.AsyncClient | None = None) -> KimiSession:
+    """A session for ``account`` over its protocol (``connect`` or ``legacy``). ``http`` defaults to the
+    process's shared upstream client (``gateway.kimi.http.upstream_client``)."""
+    # Imported here so that ``gateway.kimi.base`` stays importable without Django set up.
+    from gateway.kimi import connect, legacy
+    from gateway.kimi.http import upstream_client
+    from gateway.kimi.tokens import DbTokenSource, TokenPair
+
+    if account.protocol not in ("connect", "legacy"):
+        raise ValueError(f"unknown upstream protocol {account.protocol!r}")
+    module = legacy if account.protocol == "legacy" else connect
+
+    async def refresher(refresh_token: str) -> TokenPair:
+        return await module.refresh_tokens(http or upstream_client(), refresh_token)
+
+    tokens = DbTokenSource(account_id=account.pk, refresher=refresher)
+    if module is legacy:
+        return legacy.LegacySession(tokens=tokens, http=http)
+    return connect.ConnectSession(tokens=tokens, http=http)

@@ -1,0 +1,169 @@
+"""Admin for Kimi accounts: a UI over ``accounts.services``; columns come from one annotated query.
+
+No plaintext token is ever rendered: the list and change pages show ``masked_token`` only, the token
+input is write-only, and the import result page lists names, never tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
+from django.utils.html import format_html
+
+from accounts import selectors, services
+from accounts.choices import AccountState
+from accounts.forms import AccountImportForm, KimiAccountForm
+from accounts.models import KimiAccount
+
+STATE_COLOURS = {
+    AccountState.ACTIVE: "#2e7d32",
+    AccountState.COOLING: "#ef6c00",
+    AccountState.EXHAUSTED: "#6a1b9a",
+    AccountState.INVALID: "#c62828",
+    AccountState.DISABLED: "#616161",
+}
+ADD_FIELDS = ["name", "new_token", "protocol", "turn_limit", "window_seconds", "max_concurrent"]
+CHANGE_FIELDS = [
+    "name", "masked_token", "new_token", "protocol", "source", "state",
+    "turn_limit", "window_seconds", "max_concurrent",
+    "cooldown_until", "backoff_level", "access_expires_at", "last_used_at",
+    "last_error_code", "last_error_message", "last_error_at", "total_turns", "total_errors", "created_at",
+]  # fmt: skip
+EDITABLE = {"name", "new_token", "protocol", "turn_limit", "window_seconds", "max_concurrent"}
+
+
+@admin.register(KimiAccount)
+class KimiAccountAdmin(admin.ModelAdmin):
+    form = KimiAccountForm
+    list_display = [
+        "name",
+        "masked_token",
+        "protocol",
+        "state_badge",
+        "usage",
+        "in_flight_streams",
+        "last_used_at",
+        "last_error",
+    ]
+    list_filter = ["state", "protocol", "source"]
+    search_fields = ["name"]
+    actions = ["enable_accounts", "disable_accounts", "check_accounts", "reset_windows"]
+
+    # --- queryset and columns (annotations only, no per-row queries) ---------------------------------
+    def get_queryset(self, request: HttpRequest) -> QuerySet[KimiAccount]:
+        return selectors.accounts_for_admin(now=timezone.now(), queryset=super().get_queryset(request))
+
+    @admin.display(description="Token")
+    def masked_token(self, obj: KimiAccount) -> str:
+        return obj.masked_token
+
+    @admin.display(description="State", ordering="state")
+    def state_badge(self, obj: KimiAccount) -> str:
+        colour = STATE_COLOURS.get(obj.state, "#616161")
+        return format_html(
+            '<span style="background:{};color:#fff;padding:1px 7px;border-radius:8px">{}</span>',
+            colour,
+            obj.get_state_display(),
+        )
+
+    @admin.display(description="Used / limit")
+    def usage(self, obj: KimiAccount) -> str:
+        usage = selectors.usage_from_annotations(account=obj, now=timezone.now())
+        text = f"{usage.used} / {usage.limit}"
+        if usage.next_free_at:
+            text += f" (next frees {timezone.localtime(usage.next_free_at):%H:%M})"
+        return text
+
+    @admin.display(description="In flight")
+    def in_flight_streams(self, obj: KimiAccount) -> str:
+        return f"{obj.in_flight} / {obj.max_concurrent}"  # type: ignore[attr-defined]
+
+    @admin.display(description="Last error")
+    def last_error(self, obj: KimiAccount) -> str:
+        if not obj.last_error_code:
+            return "-"
+        return f"{obj.last_error_code}: {obj.last_error_message[:80]}"
+
+    # --- add / change ---------------------------------------------------------------------------------
+    def get_fields(self, request: HttpRequest, obj: KimiAccount | None = None) -> list[str]:
+        return CHANGE_FIELDS if obj else ADD_FIELDS
+
+    def get_readonly_fields(self, request: HttpRequest, obj: KimiAccount | None = None) -> list[str]:
+        return [f for f in CHANGE_FIELDS if f not in EDITABLE] if obj else []
+
+    def save_model(self, request: HttpRequest, obj: KimiAccount, form: KimiAccountForm, change: bool) -> None:
+        token = form.cleaned_data.get("new_token", "")
+        if change:
+            super().save_model(request, obj, form, change)
+            warnings = services.account_set_token(account=obj, token=token) if token else []
+        else:
+            account, warnings = services.account_create(
+                name=obj.name,
+                token=token,
+                protocol=obj.protocol or None,
+                limit=obj.turn_limit,
+                window_hours=obj.window_seconds / 3600,
+                max_concurrent=obj.max_concurrent,
+            )
+            obj.pk = account.pk
+            obj.refresh_from_db()
+            obj._state.adding = False
+        for warning in warnings:
+            self.message_user(request, warning, messages.WARNING)
+
+    # --- actions: each one loops and calls a service ------------------------------------------------
+    @admin.action(description="Enable selected accounts")
+    def enable_accounts(self, request: HttpRequest, queryset: QuerySet[KimiAccount]) -> None:
+        for account in queryset:
+            services.account_enable(account=account)
+        self.message_user(request, f"Enabled {len(queryset)} account(s).")
+
+    @admin.action(description="Disable selected accounts")
+    def disable_accounts(self, request: HttpRequest, queryset: QuerySet[KimiAccount]) -> None:
+        for account in queryset:
+            services.account_disable(account=account)
+        self.message_user(request, f"Disabled {len(queryset)} account(s).")
+
+    @admin.action(description="Check now (refresh the token)")
+    def check_accounts(self, request: HttpRequest, queryset: QuerySet[KimiAccount]) -> None:
+        for account in queryset:
+            live = services.account_check_now(account=account)
+            level = messages.SUCCESS if live else messages.ERROR
+            self.message_user(request, f"{account.name}: {'live' if live else 'invalid'}", level)
+
+    @admin.action(description="Reset usage window")
+    def reset_windows(self, request: HttpRequest, queryset: QuerySet[KimiAccount]) -> None:
+        for account in queryset:
+            services.account_reset_window(account=account)
+        self.message_user(request, f"Reset the usage window of {len(queryset)} account(s).")
+
+    # --- bulk import ----------------------------------------------------------------------------------
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.import_view)
+        return [path("import/", view, name="accounts_kimiaccount_import"), *super().get_urls()]
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        result = None
+        form = AccountImportForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            result = services.accounts_import(lines=form.cleaned_data["tokens"].splitlines())
+            form = AccountImportForm()  # never echo the pasted tokens back
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "title": "Import Kimi accounts",
+            "opts": self.model._meta,
+            "form": form,
+            "result": result,
+        }
+        response = TemplateResponse(request, "admin/accounts/kimiaccount/import.html", context)
+        response["Cache-Control"] = "no-store"
+        return response

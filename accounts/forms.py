@@ -1,0 +1,60 @@
+"""Admin forms for accounts. The token field is write-only: ``PasswordInput(render_value=False)`` never
+puts a value back into the page, and the import page is always rendered empty after a submit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+
+from accounts.choices import Protocol
+from accounts.models import KimiAccount
+from accounts.services import token_inspect, token_normalize
+
+
+class KimiAccountForm(forms.ModelForm):
+    """Add/change form. On add the token is required and an empty protocol means "detect it"."""
+
+    new_token = forms.CharField(
+        label="Token",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off", "size": 60}),
+        help_text="The account's refresh token (from kimi.com localStorage). Never shown again; "
+        "leave empty to keep the current one.",
+    )
+
+    class Meta:
+        model = KimiAccount
+        fields = ["name", "protocol", "turn_limit", "window_seconds", "max_concurrent"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is None:
+            self.fields["new_token"].required = True
+            self.fields["new_token"].help_text = "The account's refresh token (from kimi.com localStorage)."
+            self.fields["protocol"] = forms.ChoiceField(
+                choices=[("", "Detect from the token"), *Protocol.choices], required=False
+            )
+            self.initial.setdefault("turn_limit", settings.KIMIPROXY_DEFAULT_TURN_LIMIT)
+            self.initial.setdefault("window_seconds", round(settings.KIMIPROXY_DEFAULT_WINDOW_HOURS * 3600))
+
+    def clean_new_token(self) -> str:
+        value = self.cleaned_data.get("new_token") or ""
+        return token_normalize(value) if value else ""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        token = data.get("new_token")
+        if self.instance.pk is None and not data.get("protocol"):
+            # Without a valid token the form fails anyway; connect keeps the model from adding a second error.
+            data["protocol"] = token_inspect(token).protocol if token else Protocol.CONNECT
+        return data
+
+
+class AccountImportForm(forms.Form):
+    tokens = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 12, "cols": 100, "autocomplete": "off", "spellcheck": "false"}),
+        help_text="One token per line, or name,token. Blank lines and lines starting with # are skipped.",
+    )

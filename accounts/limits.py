@@ -1,0 +1,108 @@
+"""Pure sliding-window arithmetic for account limits, with an injected ``now``.
+
+A turn counts against its account while ``started_at > now - window`` (a turn started exactly one
+window ago has just stopped counting). Refunded turns never count; that filtering happens in the
+query, so these functions only see the start times of counted turns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+# Cap for the exponential cooldown after overload/5xx/timeouts: long enough to stop hammering a sick
+# account, short enough that a transient problem does not take it out of rotation for long.
+MAX_COOLDOWN_SECONDS = 600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    """An account's usage at one instant.
+
+    ``next_free_at`` is when the oldest counted turn leaves the window (None when nothing counts);
+    ``available_at`` is when a new turn fits under the limit (``now`` when it fits already).
+    """
+
+    used: int
+    limit: int
+    in_flight: int
+    max_concurrent: int
+    next_free_at: datetime | None
+    available_at: datetime | None
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self.used, 0)
+
+    @property
+    def at_limit(self) -> bool:
+        return self.used >= self.limit
+
+    @property
+    def at_concurrency_cap(self) -> bool:
+        return self.in_flight >= self.max_concurrent
+
+
+def window_start(*, now: datetime, window_seconds: int) -> datetime:
+    """Turns started strictly after this instant count."""
+    return now - timedelta(seconds=window_seconds)
+
+
+def counts_in_window(*, started_at: datetime, now: datetime, window_seconds: int) -> bool:
+    return started_at > window_start(now=now, window_seconds=window_seconds)
+
+
+def next_free_at(*, oldest_counted: datetime | None, window_seconds: int) -> datetime | None:
+    """When the oldest counted turn stops counting (None when no turn counts)."""
+    if oldest_counted is None:
+        return None
+    return oldest_counted + timedelta(seconds=window_seconds)
+
+
+def available_at(
+    *, counted_starts: Sequence[datetime], limit: int, window_seconds: int, now: datetime
+) -> datetime | None:
+    """When one more turn fits under ``limit``, given the start times of the counted turns.
+
+    ``now`` when under the limit. Over the limit (e.g. the limit was lowered) the account needs
+    ``used - limit + 1`` turns to leave the window, so the answer is the expiry of that many-th oldest.
+    """
+    starts = sorted(s for s in counted_starts if counts_in_window(started_at=s, now=now, window_seconds=window_seconds))
+    if len(starts) < limit:
+        return now
+    return starts[len(starts) - limit] + timedelta(seconds=window_seconds)
+
+
+def usage_from_counts(
+    *,
+    used: int,
+    in_flight: int,
+    oldest_counted: datetime | None,
+    limit: int,
+    max_concurrent: int,
+    window_seconds: int,
+    now: datetime,
+) -> Usage:
+    """Usage from aggregate counts (one row of the pool's count query).
+
+    With only the oldest start known, ``available_at`` is exact when ``used <= limit``, which is the
+    normal case; over the limit it is a lower bound (``available_at()`` above is exact).
+    """
+    nxt = next_free_at(oldest_counted=oldest_counted, window_seconds=window_seconds)
+    return Usage(
+        used=used,
+        limit=limit,
+        in_flight=in_flight,
+        max_concurrent=max_concurrent,
+        next_free_at=nxt,
+        available_at=now if used < limit else nxt,
+    )
+
+
+def cooldown_seconds(*, base: float, level: int, cap: float = MAX_COOLDOWN_SECONDS) -> float:
+    """Exponential backoff: ``base`` at level 1, doubling per level, capped."""
+    if level <= 0:
+        return 0.0
+    # min() on the exponent first keeps 2**level from growing without bound on a long failure streak.
+    return min(base * 2 ** min(level - 1, 30), cap)

@@ -1,0 +1,113 @@
+"""Read-only queries over accounts and their turns.
+
+Usage is counted in one aggregate query whatever the number of accounts: the per-account sliding
+window becomes one condition per distinct ``window_seconds`` (nearly always a single one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db.models import Count, Min, Q, QuerySet
+from django.utils import timezone
+
+from accounts import limits
+from accounts.choices import TurnStatus
+from accounts.models import KimiAccount, Turn
+
+
+@dataclasses.dataclass(frozen=True)
+class TurnCounts:
+    used: int = 0
+    in_flight: int = 0
+    oldest: datetime | None = None
+
+
+def _live_q(*, now: datetime, prefix: str = "") -> Q:
+    """In-flight turns whose lease has not expired: a dead process's lease stops blocking by itself."""
+    return Q(**{f"{prefix}status": TurnStatus.IN_FLIGHT, f"{prefix}lease_expires_at__gt": now})
+
+
+def turn_counts(*, accounts: Iterable[KimiAccount], now: datetime) -> dict[int, TurnCounts]:
+    """Counted turns in each account's window, live in-flight turns, and the oldest counted start."""
+    by_window: dict[int, list[int]] = defaultdict(list)
+    for account in accounts:
+        by_window[account.window_seconds].append(account.pk)
+    if not by_window:
+        return {}
+    in_window = Q()
+    for seconds, ids in by_window.items():
+        in_window |= Q(account_id__in=ids, started_at__gt=limits.window_start(now=now, window_seconds=seconds))
+    counted = in_window & ~Q(status=TurnStatus.REFUNDED)
+    all_ids = [pk for ids in by_window.values() for pk in ids]
+    live = _live_q(now=now) & Q(account_id__in=all_ids)
+    rows = (
+        Turn.objects.filter(counted | live)
+        .order_by()
+        .values("account_id")
+        .annotate(
+            used=Count("id", filter=counted),
+            in_flight=Count("id", filter=live),
+            oldest=Min("started_at", filter=counted),
+        )
+    )
+    return {row["account_id"]: TurnCounts(row["used"], row["in_flight"], row["oldest"]) for row in rows}
+
+
+def usage_of(*, account: KimiAccount, counts: TurnCounts, now: datetime) -> limits.Usage:
+    return limits.usage_from_counts(
+        used=counts.used,
+        in_flight=counts.in_flight,
+        oldest_counted=counts.oldest,
+        limit=account.turn_limit,
+        max_concurrent=account.max_concurrent,
+        window_seconds=account.window_seconds,
+        now=now,
+    )
+
+
+def counted_starts(*, account: KimiAccount, now: datetime) -> list[datetime]:
+    """Start times of the turns counting against ``account`` now (for the exact ``available_at``)."""
+    start = limits.window_start(now=now, window_seconds=account.window_seconds)
+    return list(
+        Turn.objects.filter(account=account, started_at__gt=start)
+        .exclude(status=TurnStatus.REFUNDED)
+        .order_by("started_at")
+        .values_list("started_at", flat=True)
+    )
+
+
+def accounts_for_admin(
+    *, now: datetime | None = None, queryset: QuerySet[KimiAccount] | None = None
+) -> QuerySet[KimiAccount]:
+    """Accounts annotated with ``used``, ``in_flight`` and ``oldest_counted`` in one query (plus one
+    small query for the distinct window lengths), so a list page makes no per-row queries."""
+    now = now or timezone.now()
+    qs = queryset if queryset is not None else KimiAccount.objects.all()
+    windows = set(KimiAccount.objects.values_list("window_seconds", flat=True).distinct())
+    in_window = Q(pk__in=[])  # matches nothing when there are no accounts
+    for seconds in windows:
+        start = limits.window_start(now=now, window_seconds=seconds)
+        in_window |= Q(window_seconds=seconds, turns__started_at__gt=start)
+    counted = in_window & ~Q(turns__status=TurnStatus.REFUNDED)
+    return qs.annotate(
+        used=Count("turns", filter=counted),
+        in_flight=Count("turns", filter=_live_q(now=now, prefix="turns__")),
+        oldest_counted=Min("turns__started_at", filter=counted),
+    )
+
+
+def account_usage(*, account: KimiAccount, now: datetime | None = None) -> limits.Usage:
+    """Usage of one account now: used/limit in its window, in-flight streams, next free time."""
+    now = now or timezone.now()
+    counts = turn_counts(accounts=[account], now=now).get(account.pk, TurnCounts())
+    return usage_of(account=account, counts=counts, now=now)
+
+
+def usage_from_annotations(*, account: KimiAccount, now: datetime) -> limits.Usage:
+    """Usage of an account loaded through ``accounts_for_admin`` (no query)."""
+    counts = TurnCounts(account.used, account.in_flight, account.oldest_counted)  # type: ignore[attr-defined]
+    return usage_of(account=account, counts=counts, now=now)

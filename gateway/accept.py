@@ -1,0 +1,161 @@
+"""Turning an HTTP request into a ``Plan``: authenticate, validate, log on accept, fetch files.
+
+Everything here happens before an account is reserved. A refusal raises ``GatewayError`` and still
+leaves one final request-log row (``request_log_reject``), so every request is accounted for.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from gateway.callers import Caller, caller_authenticate
+from gateway.completions import Plan  # noqa: E402  (after the imports it depends on)
+from gateway.conversations import ContinuedConversation, conversation_for_continue, conversation_release_unused
+from gateway.dbcall import db_call
+from gateway.keys import api_key_model_allowed
+from gateway.kimi.base import FileBlob, FileRejected
+from gateway.kimi.uploads import blob_from_url
+from gateway.logs import LogStart, request_log_accept, request_log_reject
+from gateway.models import ApiKey
+from gateway.openai.errors import GatewayError, InvalidRequest, PayloadTooLarge, PermissionDenied
+from gateway.openai.flatten import flatten_history, last_user_text
+from gateway.openai.request import ChatRequest, parse_chat_request, parse_json_body
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+class Accepted:
+    """What the view needs after accept: the plan and the parsed request."""
+
+    def __init__(self, plan: Plan, chat: ChatRequest, api_key: ApiKey | None) -> None:
+        self.plan, self.chat, self.api_key = plan, chat, api_key
+
+
+def _read_body(request: HttpRequest) -> Any:
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length > settings.KIMIPROXY_MAX_BODY_BYTES:
+        raise PayloadTooLarge(
+            f"The request body is {length} bytes; this gateway accepts at most {settings.KIMIPROXY_MAX_BODY_BYTES}."
+        )
+    return parse_json_body(request.body)
+
+
+def _parse(body: Any) -> ChatRequest:
+    return parse_chat_request(
+        body,
+        max_messages=settings.KIMIPROXY_MAX_MESSAGES,
+        max_parts=settings.KIMIPROXY_MAX_PARTS,
+        max_files=settings.KIMIPROXY_MAX_FILES,
+        max_file_bytes=settings.KIMIPROXY_FILE_MAX_BYTES,
+    )
+
+
+def _authenticate_and_accept(
+    authorization: str, start: LogStart, chat_holder: dict[str, Any]
+) -> tuple[Caller, ApiKey | None, int, ContinuedConversation | None]:
+    """Sync part of accept (one worker-thread hop): auth, allow-list, continue-claim, log row."""
+    try:
+        caller, key = caller_authenticate(authorization=authorization)
+    except GatewayError as error:
+        request_log_reject(
+            start=start, api_key_id=None, status_code=error.status, error_code=error.code or "", message=error.message
+        )
+        raise
+    try:
+        chat: ChatRequest | None = chat_holder.get("chat")
+        if "error" in chat_holder:
+            raise chat_holder["error"]
+        assert chat is not None
+        if key is not None and not api_key_model_allowed(key=key, model=chat.model.requested):
+            raise PermissionDenied(
+                f"This key may not use model {chat.model.requested!r}.", param="model", code="model_not_allowed"
+            )
+        continued = None
+        if chat.continue_conversation:
+            continued = conversation_for_continue(chat_id=chat.continue_conversation, owners=caller.owners)
+    except GatewayError as error:
+        request_log_reject(
+            start=start,
+            api_key_id=caller.api_key_id,
+            status_code=error.status,
+            error_code=error.code or "",
+            message=error.message,
+        )
+        raise
+    try:
+        log_id = request_log_accept(caller=caller, start=start)
+    except GatewayError:
+        if continued is not None:
+            conversation_release_unused(conversation_id=continued.conversation_id)
+        raise
+    return caller, key, log_id, continued
+
+
+async def request_accept(request: HttpRequest, *, request_id: str) -> Accepted:
+    started = time.monotonic()
+    holder: dict[str, Any] = {}
+    try:
+        holder["chat"] = _parse(_read_body(request))
+    except GatewayError as error:
+        holder["error"] = error  # logged after we know who is calling
+    chat = holder.get("chat")
+    prompt = flatten_history(chat.messages) if chat else ""
+    start = LogStart(
+        request_id=request_id,
+        path=request.path,
+        model=chat.model.requested if chat else "",
+        flags=tuple(chat.model.flags) if chat else (),
+        stream=chat.stream if chat else False,
+        client_ip=client_ip(request),
+        user=(chat.user or "") if chat else "",
+        prompt_chars=len(prompt),
+        prompt_preview=prompt,
+    )
+    authorization = request.headers.get("Authorization", "")
+    caller, key, log_id, continued = await db_call(_authenticate_and_accept, authorization, start, holder)
+    assert chat is not None
+    text = last_user_text(chat.messages) if continued else prompt
+    plan = Plan(
+        request_id=request_id,
+        log_id=log_id,
+        caller=caller,
+        turn=chat.model.turn_request(text=text),
+        blobs=[],
+        keep=chat.keep_conversation,
+        continued=continued,
+        started=started,
+        prompt_text=prompt,
+    )
+    return Accepted(plan, chat, key)
+
+
+async def files_fetch(chat: ChatRequest) -> list[FileBlob]:
+    """The last user message's files as bytes (data: URLs are already decoded by the parser)."""
+    blobs: list[FileBlob] = []
+    for attachment in chat.files:
+        if attachment.blob is not None:
+            blobs.append(attachment.blob)
+            continue
+        assert attachment.url is not None
+        try:
+            blobs.append(await blob_from_url(attachment.url))
+        except FetchRefused as exc:
+            raise InvalidRequest(
+                f"The file URL was refused: {exc}", param=attachment.param, code="file_url_refused"
+            ) from None
+        except FetchFailed as exc:
+            raise InvalidRequest(
+                f"The file could not be downloaded: {exc}", param=attachment.param, code="file_fetch_failed"
+            ) from None
+    return blobs

@@ -1,0 +1,176 @@
+"""Upstream conversations the gateway created: record, settle, delete, continue, sweep.
+
+Life of a row: recorded (``active``) the moment the upstream chat id is known, before any answer text
+reaches the client; settled with the request as ``kept`` (continuation) or ``pending_delete``; deleted
+upstream right after the answer by a tracked background task, which removes the row. A failed delete
+leaves ``delete_failed``; ``cleanup_conversations`` (and the admin action) finish those, expired kept
+chats, and ``active`` rows left behind by a process that died.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import datetime, timedelta
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from accounts.models import KimiAccount
+from gateway.choices import ConversationState
+from gateway.dbcall import db_call
+from gateway.kimi import session_for
+from gateway.kimi.base import KimiError
+from gateway.models import Conversation
+from gateway.openai.errors import ConversationUnavailable, NotFound
+
+log = logging.getLogger(__name__)
+CLAIM_SECONDS = 120
+
+
+def conversation_record(
+    *,
+    account_id: int,
+    chat_id: str,
+    api_key_id: int | None,
+    owner_hash: str,
+    request_id: str,
+    now: datetime | None = None,
+) -> int:
+    """Record a new upstream chat before it is used; returns the row id."""
+    now = now or timezone.now()
+    row = Conversation.objects.create(
+        account_id=account_id,
+        chat_id=chat_id,
+        api_key_id=api_key_id,
+        owner_hash=owner_hash,
+        request_id=request_id,
+        created_at=now,
+        last_used_at=now,
+    )
+    return row.pk
+
+
+@dataclasses.dataclass(frozen=True)
+class ContinuedConversation:
+    conversation_id: int
+    account_id: int
+    chat_id: str
+    parent_message_id: str
+
+
+def conversation_for_continue(*, chat_id: str, owners: tuple[str, ...]) -> ContinuedConversation:
+    """The kept conversation ``chat_id`` of this caller, marked active again.
+
+    Raises NotFound when there is no such kept conversation for this caller (a key can only continue
+    conversations it started), ConversationUnavailable when another request is using it right now.
+    """
+    row = Conversation.objects.filter(chat_id=chat_id, owner_hash__in=owners, kept=True).first()
+    if row is None or row.state not in (ConversationState.KEPT, ConversationState.ACTIVE):
+        raise NotFound(
+            f"No conversation {chat_id!r} to continue for this key.",
+            param="conversation_id",
+            code="conversation_not_found",
+        )
+    claimed = Conversation.objects.filter(pk=row.pk, state=ConversationState.KEPT).update(
+        state=ConversationState.ACTIVE, last_used_at=timezone.now()
+    )
+    if claimed != 1:
+        raise ConversationUnavailable(f"Conversation {chat_id!r} is answering another request right now.")
+    return ContinuedConversation(row.pk, row.account_id, row.chat_id, row.parent_message_id)
+
+
+def conversation_settle(
+    *, conversation_id: int, keep: bool, parent_message_id: str = "", now: datetime | None = None
+) -> None:
+    """After the answer: keep the chat for continuation, or queue it for deletion."""
+    fields: dict[str, object] = {
+        "state": ConversationState.KEPT if keep else ConversationState.PENDING_DELETE,
+        "kept": keep,
+        "last_used_at": now or timezone.now(),
+    }
+    if parent_message_id:
+        fields["parent_message_id"] = parent_message_id
+    Conversation.objects.filter(pk=conversation_id).update(**fields)
+
+
+def conversation_release_unused(*, conversation_id: int) -> None:
+    """Give back a continued conversation that could not be served (no account, validation)."""
+    Conversation.objects.filter(pk=conversation_id, state=ConversationState.ACTIVE).update(state=ConversationState.KEPT)
+
+
+async def conversation_delete_upstream(*, conversation_id: int) -> bool:
+    """Delete one recorded chat upstream and drop its row; on failure keep it as ``delete_failed``."""
+    row = await db_call(_load_for_delete, conversation_id)
+    if row is None:
+        return True
+    conversation, account = row
+    try:
+        if conversation.chat_id:
+            await session_for(account).delete_chat(conversation.chat_id)
+    except KimiError as exc:
+        log.warning("delete of chat %s on account %s failed: %s", conversation.chat_id, account.name, exc.code)
+        await db_call(_mark_delete_failed, conversation_id, f"{exc.code}: {exc.message}"[:300])
+        return False
+    await db_call(_drop, conversation_id)
+    return True
+
+
+def _load_for_delete(conversation_id: int) -> tuple[Conversation, KimiAccount] | None:
+    conversation = Conversation.objects.select_related("account").filter(pk=conversation_id).first()
+    if conversation is None:
+        return None
+    return conversation, conversation.account
+
+
+def _mark_delete_failed(conversation_id: int, error: str) -> None:
+    Conversation.objects.filter(pk=conversation_id).update(
+        state=ConversationState.DELETE_FAILED,
+        last_error=error,
+        claimed_until=None,
+        delete_attempts=F("delete_attempts") + 1,
+    )
+
+
+def _drop(conversation_id: int) -> None:
+    Conversation.objects.filter(pk=conversation_id).delete()
+
+
+def conversations_delete_now(*, conversation_ids: list[int]) -> tuple[int, int]:
+    """Delete these conversations upstream now (admin action); returns (deleted, failed)."""
+
+    async def run() -> tuple[int, int]:
+        deleted = failed = 0
+        for conversation_id in conversation_ids:
+            if await conversation_delete_upstream(conversation_id=conversation_id):
+                deleted += 1
+            else:
+                failed += 1
+        return deleted, failed
+
+    return async_to_sync(run)()
+
+
+def conversations_due_for_cleanup(*, older_than: timedelta, now: datetime | None = None) -> Q:
+    """Rows to sweep: leftovers older than ``older_than``, expired kept chats, abandoned active ones."""
+    now = now or timezone.now()
+    ttl = timedelta(hours=settings.KIMIPROXY_KEPT_CONVERSATION_TTL_HOURS)
+    abandoned = timedelta(seconds=settings.KIMIPROXY_LEASE_TIMEOUT)
+    leftovers = Q(
+        state__in=[ConversationState.PENDING_DELETE, ConversationState.DELETE_FAILED], last_used_at__lt=now - older_than
+    )
+    expired = Q(state=ConversationState.KEPT, last_used_at__lt=now - ttl)
+    dead = Q(state=ConversationState.ACTIVE, last_used_at__lt=now - abandoned)
+    unclaimed = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    return (leftovers | expired | dead) & unclaimed
+
+
+def conversation_claim(*, conversation_id: int, now: datetime | None = None) -> bool:
+    """Claim one row for this sweeper; False when another worker got there first."""
+    now = now or timezone.now()
+    claimed = Conversation.objects.filter(
+        Q(pk=conversation_id) & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+    ).update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
+    return claimed == 1

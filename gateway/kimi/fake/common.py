@@ -1,0 +1,125 @@
+"""What both protocols' handlers share: call records, authentication, error bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.kimi.fake.control import FakeKimi
+from gateway.kimi.fake.errors import connect_error
+from gateway.kimi.fake.http import Request
+from gateway.kimi.fake.records import AccountState, Call
+
+HEADER_KEYS = (
+    "content-type",
+    "connect-protocol-version",
+    "x-msh-device-id",
+    "x-msh-session-id",
+    "x-traffic-id",
+    "x-msh-platform",
+    "x-msh-version",
+    "x-language",
+    "r-timezone",
+    "referer",
+)
+TOKEN_KEYS = ("refresh_token", "refreshToken", "access_token", "accessToken")
+
+# Connect code -> HTTP status for unary errors (doc 2.13.1).
+CONNECT_STATUS = {
+    "invalid_argument": 400,
+    "failed_precondition": 400,
+    "out_of_range": 400,
+    "unauthenticated": 401,
+    "permission_denied": 403,
+    "not_found": 404,
+    "already_exists": 409,
+    "aborted": 409,
+    "resource_exhausted": 429,
+    "canceled": 499,
+    "unknown": 500,
+    "internal": 500,
+    "unimplemented": 501,
+    "unavailable": 503,
+    "deadline_exceeded": 504,
+}
+
+
+def new_call(fake: FakeKimi, req: Request, protocol: str, kind: str) -> Call:
+    """Record the call on arrival (exact counters); handlers fill in account and body as they learn them."""
+    headers = {k: req.headers[k] for k in HEADER_KEYS if k in req.headers}
+    if "authorization" in req.headers:
+        headers["authorization"] = "Bearer ***"
+    call = Call(protocol=protocol, kind=kind, account=None, path=req.path, body=None, headers=headers)
+    with fake.lock:
+        fake.state.record(call)
+    return call
+
+
+def attach(fake: FakeKimi, call: Call, account: AccountState) -> None:
+    with fake.lock:
+        call.account = account.name
+        fake.state.counts[(call.kind, account.name)] += 1
+
+
+def scrub(body: Any) -> Any:
+    """The body as recorded: token fields removed."""
+    if isinstance(body, dict) and any(k in body for k in TOKEN_KEYS):
+        return {k: v for k, v in body.items() if k not in TOKEN_KEYS}
+    return body
+
+
+def field(obj: Any, snake: str, default: Any = None) -> Any:
+    """Protobuf-JSON accepts both spellings of a request field (doc 2.2.2)."""
+    if not isinstance(obj, dict):
+        return default
+    if snake in obj:
+        return obj[snake]
+    head, *rest = snake.split("_")
+    camel = head + "".join(part.title() for part in rest)
+    return obj.get(camel, default)
+
+
+async def connect_unary_error(req: Request, call: Call, code: str, message: str, reason: str | None = None) -> None:
+    call.status = CONNECT_STATUS.get(code, 500)
+    await req.respond_json(call.status, connect_error(code, message, reason))
+
+
+async def legacy_error(
+    req: Request, call: Call, status: int, error_type: str, message: str, detail: Any = None
+) -> None:
+    call.status = status
+    await req.respond_json(status, {"error_type": error_type, "message": message, "detail": detail})
+
+
+def _msh_headers_match(req: Request, account: AccountState) -> bool:
+    """doc 2.3: the x-msh-* trio equals the JWT claims (only enforced when configured)."""
+    identity = account.identity
+    wanted = {
+        "x-msh-device-id": identity.get("device_id"),
+        "x-msh-session-id": identity.get("ssid"),
+        "x-traffic-id": identity.get("sub"),
+    }
+    return all(req.headers.get(k) == v for k, v in wanted.items())
+
+
+async def authenticate(fake: FakeKimi, req: Request, call: Call, *, protocol: str) -> AccountState | None:
+    """The account of the Bearer access token, or None after answering 401 in the protocol's shape."""
+    token = req.bearer()
+    with fake.lock:
+        account, why = fake.state.check_token(token, typ="access") if token else (None, "token is missing")
+        enforce = fake.state.options.enforce_msh_headers
+    if account is not None and protocol == "connect" and enforce and not _msh_headers_match(req, account):
+        account, why = None, "x-msh headers do not match the token"
+    if account is not None:
+        attach(fake, call, account)
+        return account
+    await auth_refused(req, call, protocol=protocol, why=why)
+    return None
+
+
+async def auth_refused(req: Request, call: Call, *, protocol: str, why: str) -> None:
+    if protocol == "connect":  # doc 2.13.1 / 2.15.5
+        await connect_unary_error(
+            req, call, "unauthenticated", f"invalid user token: {why}", "REASON_INVALID_AUTH_TOKEN"
+        )
+    else:  # doc 1.4.2 / 1.5
+        await legacy_error(req, call, 401, "auth.token.invalid", "您的授权已过期，请重新登录", why)

@@ -1,0 +1,231 @@
+"""The frames of one Connect ``Chat`` reply (doc 2.7, 2.8, traces 2.15), faults included (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from gateway.kimi.fake.errors import connect_error
+from gateway.kimi.fake.script import Fault, Reply, SearchHit, has_fault, main_fault
+from gateway.kimi.fake.writes import CUT, FLAG_END, Pause, Step, envelope, pace, shape_writes
+
+CITE_OPEN, CITE_SEP, CITE_CLOSE = "\ue200", "\ue202", "\ue201"  # private-use delimiters (doc 2.7.2)
+OVERLOAD_MESSAGE = "Too many people are chatting with Kimi right now. Subscribe to enter a priority queue!"
+
+
+def end_frame(error: dict[str, Any] | None = None) -> bytes:
+    return envelope({"error": error} if error else {}, FLAG_END)
+
+
+@dataclasses.dataclass
+class TurnPlan:
+    chat: dict[str, Any]  # {"id", "name"} for the first frame
+    first_turn: bool
+    title: str
+    files: list[dict[str, Any]]
+    user_message: dict[str, Any]
+    assistant_id: str
+    scenario: str
+    deltas: list[str]
+    thinking: list[str]  # empty: no thinking phase
+    search: tuple[SearchHit, ...]  # empty: no search phase
+    reply: Reply
+    faults: list[Fault]
+
+
+class _Frames:
+    def __init__(self) -> None:
+        self.offset = 0
+        self.steps: list[Step] = []
+
+    def event(self, op: str | None, mask: str | None, key: str, obj: dict[str, Any]) -> None:
+        self.offset += 1
+        frame: dict[str, Any] = {}
+        if op:
+            frame["op"] = op
+        if mask:
+            frame["mask"] = mask
+        frame["eventOffset"] = self.offset
+        frame[key] = obj
+        self.steps.append(envelope(frame))
+
+    def plain(self, key: str, obj: dict[str, Any]) -> None:
+        """A non-mutating frame (heartbeat, notification, unknown kinds): repeats the current offset."""
+        self.steps.append(envelope({"eventOffset": self.offset, key: obj}))
+
+    def done(self) -> None:
+        self.offset += 1
+        self.steps.append(envelope({"eventOffset": self.offset, "done": {}}))
+
+
+def build_turn(plan: TurnPlan) -> list[Step]:
+    """Every write of the reply, in order, including pauses and the final ``0x02`` frame."""
+    frames = _Frames()
+    fault = main_fault(plan.faults)
+    _opening(frames, plan)
+    if fault and fault.kind == "stall":
+        for _ in range(max(1, round(fault.duration / max(fault.interval, 0.001)))):
+            frames.steps += [Pause(fault.interval)]
+            frames.plain("heartbeat", {})
+    blocks = iter(str(n) for n in range(1, 1000))
+    if plan.thinking:
+        _thinking(frames, plan.thinking, blocks)
+    if plan.search:
+        _search(frames, plan.search, next(blocks))
+    ending = _answer(frames, plan, fault, next(blocks))
+    frames.steps.append(end_frame(ending))
+    return _shape(frames.steps, plan.faults, plan.reply.delay)
+
+
+def _opening(frames: _Frames, plan: TurnPlan) -> None:
+    frames.event("set", None, "chat", plan.chat)
+    for file in plan.files:
+        frames.event("append", "chat.files", "chat", {"files": [file]})
+    frames.plain("heartbeat", {})
+    frames.event("set", "message", "message", plan.user_message)
+    assistant = {
+        "id": plan.assistant_id,
+        "parentId": plan.user_message["id"],
+        "role": "assistant",
+        "status": "MESSAGE_STATUS_GENERATING",
+        "scenario": plan.scenario,
+    }
+    frames.event("set", "message", "message", assistant)
+    if has_fault(plan.faults, "degrade"):
+        notice = {"type": "TYPE_MODEL_DEGRADE", "message": "Served by a fallback model."}
+        frames.plain("notification", notice)
+    if has_fault(plan.faults, "unknown_kinds"):
+        artifact = {"id": "900", "parentId": "", "agentArtifact": {"kind": "slides", "title": "Deck"}}
+        frames.event("set", "block.agentArtifact", "block", artifact)
+        frames.plain("telemetry", {"latencyMs": 12})
+
+
+def _thinking(frames: _Frames, chunks: list[str], blocks: Any) -> None:
+    stage_id, think_id = next(blocks), next(blocks)
+    stage = {"name": "STAGE_NAME_THINKING", "status": "STAGE_STATUS_START"}
+    frames.event("set", "block.stage", "block", {"id": stage_id, "parentId": "", "stage": stage})
+    frames.event("set", "block.think", "block", {"id": think_id, "parentId": stage_id, "think": {"content": chunks[0]}})
+    for chunk in chunks[1:]:
+        frames.event("append", "block.think.content", "block", {"id": think_id, "think": {"content": chunk}})
+    stage = {"name": "STAGE_NAME_THINKING", "status": "STAGE_STATUS_END"}
+    frames.event("set", "block.stage", "block", {"id": stage_id, "parentId": "", "stage": stage})
+
+
+def search_result(index: int, hit: SearchHit) -> dict[str, Any]:
+    base = {"title": hit.title, "url": hit.url, "siteName": hit.site, "snippet": hit.snippet}
+    return {"id": str(index + 1), "refIndex": f"web_search:0#{index}", "base": base}
+
+
+def _search(frames: _Frames, hits: tuple[SearchHit, ...], block_id: str) -> None:
+    tool = {"toolCallId": "web_search_0", "name": "web_search", "status": "STATUS_PENDING"}
+    frames.event("set", "block.tool", "block", {"id": block_id, "parentId": "", "tool": tool})
+    args = '{"queries":["' + hits[0].title.replace('"', "") + '"]}'
+    for part in (args[: len(args) // 2], args[len(args) // 2 :]):
+        frames.event("append", "block.tool.args", "block", {"id": block_id, "tool": {"args": part}})
+    running = {"toolCallId": "web_search:0", "args": args, "status": "STATUS_RUNNING"}
+    mask = "block.tool.args,block.tool.status,block.tool.toolCallId"
+    frames.event("set", mask, "block", {"id": block_id, "tool": running})
+    frames.plain("heartbeat", {})
+    contents = [{"searchResult": search_result(i, hit)} for i, hit in enumerate(hits)]
+    done = {"contents": contents, "status": "STATUS_DONE"}
+    frames.event("set", "block.tool.contents,block.tool.status", "block", {"id": block_id, "tool": done})
+
+
+def _answer(frames: _Frames, plan: TurnPlan, fault: Fault | None, block_id: str) -> dict[str, Any] | None:
+    """Text, status and ``done`` frames; returns the error of the final ``0x02`` frame (None = success)."""
+    kind = fault.kind if fault else ""
+    comma = has_fault(plan.faults, "comma_masks") is not None
+    deltas = [] if kind == "empty_reply" else plan.deltas
+    if kind == "overloaded":
+        _text(frames, deltas[: fault.after_events], block_id, comma)  # type: ignore[union-attr]
+        frames.done()
+        reason = fault.reason or "REASON_SERVER_OVERLOADED_FOR_FREE_USER"  # type: ignore[union-attr]
+        return connect_error(fault.code or "resource_exhausted", fault.message or OVERLOAD_MESSAGE, reason)  # type: ignore[union-attr]
+    status = "MESSAGE_STATUS_COMPLETED"
+    if kind in ("block_exception", "content_filter"):
+        assert fault is not None
+        _text(frames, deltas[: max(1, fault.after_events)], block_id, comma)
+        _exception(frames, fault, str(int(block_id) + 1))
+        status = "MESSAGE_STATUS_CANCELLED" if kind == "content_filter" else status
+    else:
+        _text(frames, deltas, block_id, comma)
+        if plan.first_turn:
+            frames.event("set", "chat.name", "chat", {"name": plan.title})
+        frames.plain("heartbeat", {})
+        if plan.search:
+            _refs(frames, plan)
+    mask = "message.id,message.status" if comma else "message.status"
+    frames.event("set", mask, "message", {"id": plan.assistant_id, "status": status})
+    frames.done()
+    if kind == "done_then_error":
+        assert fault is not None
+        return connect_error(fault.code or "internal", fault.message or "internal error", fault.reason)
+    return None
+
+
+def _text(frames: _Frames, deltas: list[str], block_id: str, comma: bool) -> None:
+    if not deltas:
+        return
+    mask = "block.text,block.parentId" if comma else "block.text"
+    frames.event("set", mask, "block", {"id": block_id, "parentId": "", "text": {"content": deltas[0]}})
+    for delta in deltas[1:]:
+        frames.event("append", "block.text.content", "block", {"id": block_id, "text": {"content": delta}})
+
+
+def _exception(frames: _Frames, fault: Fault, block_id: str) -> None:
+    if fault.kind == "content_filter":
+        reason, text = fault.reason or "REASON_CONTENT_FILTER", "This content cannot be displayed."
+    else:
+        reason, text = fault.reason or "REASON_COMPLETION_OVERLOADED", "不好意思，刚刚和Kimi聊的人太多了。"
+    error = {"reason": reason, "localizedMessage": {"locale": "zh-CN", "message": fault.message or text}}
+    error["severity"] = "SEVERITY_BLOCK_RETRACT"
+    frames.event("set", "block.exception", "block", {"id": block_id, "exception": {"error": error}})
+
+
+def _refs(frames: _Frames, plan: TurnPlan) -> None:
+    chunks = [search_result(i, hit) for i, hit in enumerate(plan.search)]
+    refs = {"id": plan.assistant_id, "refs": {"usedSearchChunks": chunks}}
+    frames.event("set", "message.refs.usedSearchChunks", "message", refs)
+    if plan.reply.citations == "cite":
+        references = [
+            {"matchedText": cite_token(i), "items": [{"search": {"base": chunk["base"]}}]}
+            for i, chunk in enumerate(chunks)
+        ]
+        frames.event("set", "message.references", "message", {"id": plan.assistant_id, "references": references})
+
+
+def cite_token(index: int) -> str:
+    return f"{CITE_OPEN}cite{CITE_SEP}web_search:0#{index}{CITE_CLOSE}"
+
+
+def citation_suffix(style: str | None, count: int) -> str:
+    if style == "caret":
+        return " " + "".join(f"[^{i + 1}^]" for i in range(count))
+    if style == "cite":
+        return " " + "".join(cite_token(i) for i in range(count))
+    return ""
+
+
+def _shape(steps: list[Step], faults: list[Fault], delay: float) -> list[Step]:
+    """Apply the write-level faults: cut, silence, coalesce, split, per-event delay."""
+    fault = main_fault(faults)
+    if fault and fault.kind in ("cut", "silence"):
+        # never past the final 0x02 frame: a cut stream must lack it
+        position = min(_after_data_frames(steps, fault.after_events), len(steps) - 1)
+        if fault.kind == "cut":
+            steps = steps[:position] + [CUT]
+        else:
+            steps = steps[:position] + [Pause(fault.duration)] + steps[position:]
+    steps = pace(steps, delay)
+    split, coalesce = has_fault(faults, "split_writes"), has_fault(faults, "coalesce")
+    return shape_writes(steps, split=split is not None, coalesce=coalesce is not None, header_cut=2)
+
+
+def _after_data_frames(steps: list[Step], count: int) -> int:
+    seen = 0
+    for index, step in enumerate(steps):
+        if seen >= count:
+            return index
+        if isinstance(step, bytes) and step[:1] == b"\x00":
+            seen += 1
+    return len(steps)

@@ -1,0 +1,71 @@
+"""The upstream HTTP client: one shared ``httpx.AsyncClient`` per worker process and event loop.
+
+HTTP/1.1 only (every upstream host speaks it, and one stream per connection keeps flow control
+simple), pooled up to ``KIMIPROXY_UPSTREAM_MAX_CONNECTIONS``. Timeouts are passed per request, read
+from settings at call time, so a changed setting takes effect without a new client. The client ignores
+proxy environment variables: outbound traffic goes where settings say, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+import httpx
+from django.conf import settings
+
+from accounts.jwt_claims import jwt_claims
+
+# The one piece of module state this task calls for: a client per running event loop (a worker
+# process runs one loop; tests run many). Weak keys let a finished loop's entry disappear.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+
+
+def upstream_client() -> httpx.AsyncClient:
+    """The shared client of the running event loop (created on first use)."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        size = settings.KIMIPROXY_UPSTREAM_MAX_CONNECTIONS
+        client = httpx.AsyncClient(
+            http1=True,
+            http2=False,
+            limits=httpx.Limits(max_connections=size, max_keepalive_connections=min(size, 100)),
+            timeout=request_timeout(),
+            trust_env=False,
+            follow_redirects=False,
+        )
+        _clients[loop] = client
+    return client
+
+
+async def upstream_client_close() -> None:
+    """Close the running loop's client (on shutdown, and at the end of tests)."""
+    client = _clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
+
+
+def request_timeout(*, read: float | None = None) -> httpx.Timeout:
+    """httpx timeouts for one request. Streams pass ``read`` large and enforce the first-byte, idle
+    and no-progress budgets themselves (gateway/kimi/stream.py)."""
+    first_byte = settings.KIMIPROXY_FIRST_BYTE_TIMEOUT
+    return httpx.Timeout(
+        connect=settings.KIMIPROXY_CONNECT_TIMEOUT,
+        read=first_byte if read is None else read,
+        write=max(first_byte, 30.0),
+        pool=first_byte,
+    )
+
+
+def identity_headers(access_token: str) -> dict[str, str]:
+    """``authorization`` plus the ``x-msh-*`` trio derived from the access JWT's claims (doc 1.2,
+    2.3). A claim the token lacks (legacy tokens have no device id) leaves its header out rather than
+    inventing one."""
+    claims = jwt_claims(access_token) or {}
+    headers = {"authorization": f"Bearer {access_token}", "x-msh-platform": "web"}
+    for header, claim in (("x-msh-device-id", "device_id"), ("x-msh-session-id", "ssid"), ("x-traffic-id", "sub")):
+        value = claims.get(claim)
+        if isinstance(value, str | int) and str(value):
+            headers[header] = str(value)
+    return headers

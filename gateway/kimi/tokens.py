@@ -1,0 +1,194 @@
+"""Access tokens per account: a database cache shared by every worker, and single-flight refresh.
+
+The access token is cached encrypted in ``KimiAccount.access_token_enc`` with ``access_expires_at``
+and reused until fewer than ``KIMIPROXY_TOKEN_REFRESH_MARGIN`` seconds remain. One worker refreshes at
+a time: it claims the account with a conditional UPDATE of ``refreshing_until`` (the sendalerts
+pattern; works on SQLite and PostgreSQL), calls the upstream with no transaction open, and stores the
+new access token and the rotated refresh token in one UPDATE. Other workers poll the row meanwhile.
+A rejected refresh marks the account ``invalid``. The refresh call itself is the protocol's
+(``connect.refresh_tokens`` / ``legacy.refresh_tokens``), passed in as ``refresher``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.choices import AccountState
+from accounts.crypto import token_decrypt, token_encrypt
+from accounts.jwt_claims import jwt_expiry
+from accounts.models import KimiAccount
+from gateway.kimi.base import AuthError
+
+log = logging.getLogger(__name__)
+
+# A token whose expiry cannot be read (not a JWT) is trusted this long (the KFA reuse window, doc 1.18).
+OPAQUE_TOKEN_LIFETIME = 300.0
+# How long a refresh claim holds: past it, a crashed refresher's claim is taken over.
+CLAIM_SECONDS = 30.0
+POLL_SECONDS = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str  # the rotated refresh token ("" when the upstream did not rotate it)
+
+    def __repr__(self) -> str:
+        return "<TokenPair ***>"
+
+
+Refresher = Callable[[str], Awaitable[TokenPair]]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    access_enc: str  # the ciphertext doubles as a version: every encryption differs
+    access: str
+    expires_at: datetime | None
+    refresh: str
+    refreshing_until: datetime | None
+    state: str
+    last_error_at: datetime | None
+
+    def usable(self, *, rejected: str | None, margin: float, now: datetime) -> bool:
+        if not self.access or self.access == rejected or self.expires_at is None:
+            return False
+        return self.expires_at - timedelta(seconds=margin) > now
+
+    def __repr__(self) -> str:
+        return f"<_Row state={self.state}>"
+
+
+class DbTokenSource:
+    """``base.TokenSource`` for one account, backed by its ``KimiAccount`` row."""
+
+    def __init__(self, *, account_id: int, refresher: Refresher) -> None:
+        self.account_id = account_id
+        self._refresher = refresher
+
+    async def access_token(self, *, rejected: str | None = None) -> str:
+        started = timezone.now()
+        deadline = asyncio.get_running_loop().time() + CLAIM_SECONDS + 5
+        while True:
+            now = timezone.now()
+            row = await sync_to_async(_load)(self.account_id)
+            if row.usable(rejected=rejected, margin=settings.KIMIPROXY_TOKEN_REFRESH_MARGIN, now=now):
+                return row.access
+            if not row.refresh:
+                return await self._access_only(row, rejected=rejected, now=now)
+            if row.state == AccountState.INVALID and row.last_error_at and row.last_error_at >= started:
+                raise AuthError("refresh token rejected by upstream")  # another worker just found out
+            if await sync_to_async(_claim)(self.account_id, now, seen=row.access_enc):
+                return await self._refresh(row.refresh)
+            if asyncio.get_running_loop().time() > deadline:
+                raise AuthError("timed out waiting for another worker's token refresh")
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def refresh_now(self) -> str:
+        """Refresh even if the cached token is still good (the admin's "check now")."""
+        row = await sync_to_async(_load)(self.account_id)
+        return await self.access_token(rejected=row.access or None)
+
+    async def _access_only(self, row: _Row, *, rejected: str | None, now: datetime) -> str:
+        # An account imported with an access token only: use it until it expires (no margin: it cannot
+        # be renewed anyway), then the account is dead.
+        if row.access and row.access != rejected and row.expires_at and row.expires_at > now:
+            return row.access
+        message = "access token expired or rejected and there is no refresh token"
+        await sync_to_async(_mark_invalid)(self.account_id, message)
+        raise AuthError(message)
+
+    async def _refresh(self, refresh_token: str) -> str:
+        try:
+            pair = await self._refresher(refresh_token)
+        except AuthError as exc:
+            await sync_to_async(_mark_invalid)(self.account_id, exc.message)
+            raise
+        except BaseException:
+            await asyncio.shield(sync_to_async(_release)(self.account_id))
+            raise
+        await sync_to_async(_store)(self.account_id, pair)
+        return pair.access_token
+
+
+def access_expiry(access_token: str, *, now: datetime) -> datetime:
+    return jwt_expiry(access_token) or now + timedelta(seconds=OPAQUE_TOKEN_LIFETIME)
+
+
+# -- database (sync; called through sync_to_async) ---------------------------------------------------
+
+
+def _load(account_id: int) -> _Row:
+    fields = ("access_token_enc", "access_expires_at", "refresh_token_enc", "refreshing_until", "state")
+    account = KimiAccount.objects.only(*fields, "last_error_at").get(pk=account_id)
+    return _Row(
+        access_enc=account.access_token_enc,
+        access=token_decrypt(account.access_token_enc),
+        expires_at=account.access_expires_at,
+        refresh=token_decrypt(account.refresh_token_enc),
+        refreshing_until=account.refreshing_until,
+        state=account.state,
+        last_error_at=account.last_error_at,
+    )
+
+
+def _claim(account_id: int, now: datetime, *, seen: str) -> bool:
+    """True when this worker now owns the refresh (exactly one row updated). ``seen`` is the access
+    token ciphertext the decision was based on: if another worker stored a new token since, the claim
+    fails and the caller re-reads the row instead of refreshing a second time."""
+    free = Q(refreshing_until__isnull=True) | Q(refreshing_until__lt=now)
+    until = now + timedelta(seconds=CLAIM_SECONDS)
+    rows = KimiAccount.objects.filter(free, pk=account_id, access_token_enc=seen)
+    return rows.update(refreshing_until=until) == 1
+
+
+def _release(account_id: int) -> None:
+    KimiAccount.objects.filter(pk=account_id).update(refreshing_until=None)
+
+
+def _store(account_id: int, pair: TokenPair) -> None:
+    """New access token and rotated refresh token in one UPDATE (one transaction)."""
+    now = timezone.now()
+    values: dict[str, object] = {
+        "access_token_enc": token_encrypt(pair.access_token),
+        "access_expires_at": access_expiry(pair.access_token, now=now),
+        "refreshing_until": None,
+        "updated_at": now,
+    }
+    if pair.refresh_token:
+        values["refresh_token_enc"] = token_encrypt(pair.refresh_token)
+        values["token_last4"] = pair.refresh_token[-4:]
+    KimiAccount.objects.filter(pk=account_id).update(**values)
+
+
+def _mark_invalid(account_id: int, message: str) -> None:
+    now = timezone.now()
+    KimiAccount.objects.filter(pk=account_id).update(
+        state=AccountState.INVALID,
+        last_error_code="auth",
+        last_error_message=message[:500],
+        last_error_at=now,
+        access_token_enc="",
+        access_expires_at=None,
+        refreshing_until=None,
+        updated_at=now,
+    )
+    log.warning("account %s marked invalid: %s", account_id, message[:200])
+
+
+async def account_check(*, account_id: int) -> bool:
+    """Refresh the account's access token now; True when the account is live (admin "check now",
+    ``kimi_accounts check``). A rejected token marks the account invalid and returns False."""
+    from gateway.kimi import session_for  # here to avoid an import cycle (the sessions use this module)
+
+    account = await KimiAccount.objects.aget(pk=account_id)
+    return await session_for(account).check()

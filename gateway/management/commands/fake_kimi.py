@@ -1,0 +1,30 @@
+"""``python manage.py fake_kimi --port 9000 [--host 127.0.0.1]``: the fake Kimi upstream in the foreground.
+
+Point KIMI_BASE_URL, KIMI_AUTH_URL and KIMI_LEGACY_BASE_URL at the printed URL; drive it over ``/_fake/``
+(gateway/kimi/fake/README.md). For demos, benchmarks and multi-process tests; never for production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from gateway.kimi.fake import FakeKimi, FakeKimiServer
+
+
+class Command(BaseCommand):
+    help = "Run the fake Kimi server (both protocols) until interrupted."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=9000, help="TCP port (0: any free port)")
+        parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        server = FakeKimiServer(FakeKimi(), host=options["host"], port=options["port"])
+        self.stdout.write(f"fake Kimi listening on {server.url}", ending="\n")
+        self.stdout.flush()
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the captured SIGINT after shutting down
+            server.serve_forever()
+        self.stdout.write("fake Kimi stopped")

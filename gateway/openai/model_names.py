@@ -1,0 +1,149 @@
+"""Model names clients send -> what to ask Kimi for (gateway convention, protocol doc 1.17 and 2.12).
+
+``parse_model(name)`` never fails; it returns a ``ModelSpec``:
+
+* ``kimi`` plus any of the suffixes ``-search``, ``-thinking`` (alias ``-k1``), ``-research``, ``-math``,
+  ``-silent`` (search without the printed source list; implies search) and ``-agent`` (Connect's agent
+  scenario, ``agent_id="kimi-agent"``), in any order and any case: ``kimi-search-thinking`` ==
+  ``KIMI-Thinking-Search``. ``_`` counts as ``-`` (the ancestor spelled ``silent_search``).
+* 20 lowercase letters/digits (``^[0-9a-z]{20}$``): a legacy Kimi+ agent id.
+* A Connect upstream model id (``k2d6-chat``, ``k3-agent``, ``k28-agent-preview``...: ``k`` + digit...) passes
+  through as ``upstream_model``; trailing ``-search`` / ``-silent`` are ours and become flags.
+* Anything else (``gpt-4o``, ``kimi-latest``) is ``unknown``: served by the default model with no
+  flags, and still echoed back as ``requested``.
+
+``ModelSpec.canonical`` is one spelling per behaviour (``kimi-thinking-search`` -> ``kimi-search-thinking``,
+``kimi-silent`` -> ``kimi-search-silent``); compare key allow-lists on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from gateway.kimi.base import FileRef, TurnRequest
+
+BASE = "kimi"
+CONNECT_AGENT = "kimi-agent"
+# Current Connect catalogue (protocol doc 2.12, 2026-09); other ids of the same shape pass through too.
+KNOWN_UPSTREAM_MODELS = ("k2d6-chat", "k28-agent-preview", "k3-agent", "k3-agent-swarm")
+ADVERTISED_KIMI_MODELS = (
+    "kimi",
+    "kimi-search",
+    "kimi-thinking",
+    "kimi-search-thinking",
+    "kimi-research",
+    "kimi-math",
+    "kimi-silent",
+    "kimi-search-silent",
+    "kimi-agent",
+)
+
+_AGENT_ID_RE = re.compile(r"[0-9a-z]{20}")
+_UPSTREAM_RE = re.compile(r"k[0-9][0-9a-z]*(?:-[0-9a-z]+)*")
+_SUFFIXES = {"search", "thinking", "k1", "k1.5", "research", "math", "silent", "agent"}
+_UPSTREAM_SUFFIXES = {"search", "silent"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What a requested model name asks for. ``requested`` is echoed back in every response."""
+
+    requested: str
+    search: bool = False
+    thinking: bool = False
+    research: bool = False
+    math: bool = False
+    silent: bool = False
+    agent_id: str | None = None  # legacy 20-char Kimi+ id, or "kimi-agent" (Connect agent scenario)
+    upstream_model: str | None = None  # Connect model id; None = the upstream default
+    unknown: bool = False
+
+    @property
+    def canonical(self) -> str:
+        """One name per behaviour, for allow-lists and logs."""
+        if self.unknown:
+            return self.requested.strip().lower()
+        if self.agent_id and self.agent_id != CONNECT_AGENT:
+            return self.agent_id
+        head = [self.upstream_model] if self.upstream_model else [BASE]
+        names = ["search", "silent"] if self.upstream_model else ["search", "thinking", "research", "math", "silent"]
+        tail = [n for n in names if getattr(self, n)]
+        if self.agent_id == CONNECT_AGENT:
+            tail.append("agent")
+        return "-".join(head + tail)
+
+    @property
+    def flags(self) -> list[str]:
+        """Short labels for the request log (``RequestLog.flags``)."""
+        out = [n for n in ("search", "thinking", "research", "math", "silent") if getattr(self, n)]
+        if self.agent_id:
+            out.append(f"agent:{self.agent_id}")
+        if self.upstream_model:
+            out.append(f"model:{self.upstream_model}")
+        if self.unknown:
+            out.append("unknown_model")
+        return out
+
+    def turn_request(
+        self,
+        *,
+        text: str,
+        files: tuple[FileRef, ...] = (),
+        chat_id: str | None = None,
+        parent_id: str | None = None,
+    ) -> TurnRequest:
+        """The upstream turn for this model with the given prompt."""
+        return TurnRequest(
+            text=text,
+            files=files,
+            search=self.search,
+            thinking=self.thinking,
+            research=self.research,
+            math=self.math,
+            agent_id=self.agent_id,
+            model=self.upstream_model,
+            chat_id=chat_id,
+            parent_id=parent_id,
+        )
+
+
+def parse_model(name: str) -> ModelSpec:
+    """Flags for a requested model name (never raises; see the module docstring)."""
+    key = name.strip().lower().replace("_", "-")
+    tokens = key.split("-")
+    if tokens[0] == BASE and all(t in _SUFFIXES for t in tokens[1:]):
+        return _kimi_spec(name, set(tokens[1:]))
+    if key in ("k1", "k1.5"):  # the ancestor's reasoning model names (1.17)
+        return ModelSpec(requested=name, thinking=True)
+    if _AGENT_ID_RE.fullmatch(key):
+        return ModelSpec(requested=name, agent_id=key)
+    if _UPSTREAM_RE.fullmatch(key):
+        return _upstream_spec(name, tokens)
+    return ModelSpec(requested=name, unknown=True)
+
+
+def _kimi_spec(name: str, suffixes: set[str]) -> ModelSpec:
+    silent = "silent" in suffixes
+    return ModelSpec(
+        requested=name,
+        search="search" in suffixes or silent,
+        thinking=bool(suffixes & {"thinking", "k1", "k1.5"}),
+        research="research" in suffixes,
+        math="math" in suffixes,
+        silent=silent,
+        agent_id=CONNECT_AGENT if "agent" in suffixes else None,
+    )
+
+
+def _upstream_spec(name: str, tokens: list[str]) -> ModelSpec:
+    ours: set[str] = set()
+    while len(tokens) > 1 and tokens[-1] in _UPSTREAM_SUFFIXES:
+        ours.add(tokens.pop())
+    silent = "silent" in ours
+    return ModelSpec(requested=name, search="search" in ours or silent, silent=silent, upstream_model="-".join(tokens))
+
+
+def advertised_models() -> list[str]:
+    """Model ids listed by ``/v1/models``: our ``kimi-*`` names, then the known Connect model ids."""
+    return [*ADVERTISED_KIMI_MODELS, *KNOWN_UPSTREAM_MODELS]

@@ -1,0 +1,125 @@
+"""Server-sent events for a streaming completion: the async iterator behind StreamingHttpResponse.
+
+Django's ASGI handler cancels the response when the client disconnects and may never start (or never
+close) the body iterator. So the final write does not live in this generator's ``finally`` alone: the
+``Finisher`` spawns one tracked task, from here on every exit path and from the response's ``close()``,
+whichever comes first, and that task cannot be cancelled by the client going away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.conf import settings
+
+from gateway.completions import Finisher, ending_client_closed, ending_for_error
+from gateway.kimi.base import Done, Heartbeat, KimiError, KimiEvent
+from gateway.openai.chunks import ReplyAssembler, error_chunk
+from gateway.openai.errors import gateway_error_from_kimi
+
+KEEPALIVE = b": keep-alive\n\n"
+DONE = b"data: [DONE]\n\n"
+_TICK = object()
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def with_keepalive(events: AsyncIterator[KimiEvent], interval: float) -> AsyncIterator[object]:
+    """Yield ``events``, and ``_TICK`` whenever nothing arrived for ``interval`` seconds.
+
+    One pump task reads the upstream into a small bounded queue (backpressure for slow clients), so
+    the upstream iterator is never interrupted by our keep-alive timer, and stops when we do.
+    """
+    queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue(maxsize=64)
+
+    async def pump() -> None:
+        try:
+            async for event in events:
+                await queue.put(("event", event))
+            await queue.put(("end", None))
+        except Exception as exc:  # handed to the consumer, which raises it in its own task
+            await queue.put(("error", exc))
+
+    task = asyncio.get_running_loop().create_task(pump())
+    try:
+        while True:
+            try:
+                kind, value = await asyncio.wait_for(queue.get(), timeout=interval)
+            except TimeoutError:
+                yield _TICK
+                continue
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value  # type: ignore[misc]
+            yield value
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+class SseBody:
+    """The response body: chunks from the assembler as SSE lines, ending with ``[DONE]``.
+
+    ``close()`` is registered by Django as a resource closer, so a response whose body was never
+    iterated still finishes its request.
+    """
+
+    def __init__(
+        self,
+        *,
+        finisher: Finisher,
+        assembler: ReplyAssembler,
+        first_chunks: list[dict[str, Any]],
+        events: AsyncIterator[KimiEvent],
+    ) -> None:
+        self.finisher = finisher
+        self.assembler = assembler
+        self.first_chunks = first_chunks
+        self.events = events
+
+    def close(self) -> None:
+        self.finisher.finish(ending_client_closed())  # no-op when the body already finished
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._body()
+
+    async def _body(self) -> AsyncIterator[bytes]:
+        finisher, asm = self.finisher, self.assembler
+        ending = ending_client_closed()
+        try:
+            for chunk in self.first_chunks:
+                yield sse(chunk)
+            async for item in with_keepalive(self.events, settings.KIMIPROXY_KEEPALIVE_SECONDS):
+                if item is _TICK or isinstance(item, Heartbeat):
+                    yield KEEPALIVE
+                    continue
+                chunks = asm.feed(item)
+                if chunks and finisher.first_token_at is None:
+                    finisher.first_token_at = time.monotonic()
+                for chunk in chunks:
+                    yield sse(chunk)
+                if isinstance(item, Done):
+                    finisher.parent_message_id = item.message_id or ""
+                if asm.finished or isinstance(item, Done):
+                    break
+            if not asm.finished:  # the upstream ended the turn without a Done (cannot happen today)
+                for chunk in asm.feed(Done()):
+                    yield sse(chunk)
+            yield DONE
+            ending = finisher.success_ending()
+        except KimiError as exc:
+            # After the first byte there is no failover: say what happened, then end the stream properly.
+            error = gateway_error_from_kimi(exc)
+            ending = ending_for_error(error, cause=exc)
+            yield sse(error_chunk(error))
+            yield DONE
+        finally:
+            finisher.record_stats(asm)
+            finisher.finish(ending)

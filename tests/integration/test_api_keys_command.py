@@ -1,0 +1,56 @@
+"""``manage.py api_keys create|list|revoke`` in their documented forms."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from gateway.keys import api_key_authenticate
+from gateway.models import ApiKey
+from tests.factories import make_api_key
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command("api_keys", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_it_creates_a_key_and_prints_it_alone_on_the_last_line() -> None:
+    out = run("create", "--name", "ci", "--rpm", "30", "--models", "kimi, kimi-search")
+    raw = out.rstrip("\n").splitlines()[-1]
+    key = api_key_authenticate(raw=raw)
+    assert key is not None and key.name == "ci"
+    assert (key.rpm_limit, key.allowed_models) == (30, ["kimi", "kimi-search"])
+    assert out.count(raw) == 1
+
+
+def test_it_refuses_a_duplicate_name() -> None:
+    make_api_key(name="ci")
+    with pytest.raises(CommandError, match="already exists"):
+        run("create", "--name", "ci")
+    assert ApiKey.objects.count() == 1
+
+
+def test_it_lists_keys_by_prefix_only() -> None:
+    key, raw = make_api_key(name="alpha", rpm=10, allowed_models=["kimi"])
+    make_api_key(name="beta", revoked=True)
+    lines = run("list").splitlines()
+    assert lines[0].split("\t") == ["name", "prefix", "status", "rpm", "models", "last_used"]
+    assert lines[1].split("\t") == ["alpha", f"{key.prefix}…", "active", "10", "kimi", "never"]
+    assert lines[2].split("\t")[2] == "revoked"
+    assert raw not in "\n".join(lines)
+
+
+def test_it_revokes_by_name_and_fails_on_an_unknown_name() -> None:
+    _, raw = make_api_key(name="gone")
+    assert run("revoke", "gone").strip() == "revoked gone"
+    assert api_key_authenticate(raw=raw) is None
+    assert run("revoke", "gone").strip() == "gone was already revoked"
+    with pytest.raises(CommandError, match="No API key named 'nobody'"):
+        run("revoke", "nobody")

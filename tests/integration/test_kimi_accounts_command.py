@@ -1,0 +1,132 @@
+"""``manage.py kimi_accounts`` in every documented form, including errors and exit codes."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from accounts import pool
+from accounts.choices import AccountState
+from accounts.models import KimiAccount
+from tests.factories import make_account, make_jwt
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("kimi_accounts", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_it_adds_an_account_with_options() -> None:
+    token = make_jwt(protocol="connect")
+    out, err = run(
+        "add", "--name", "main", "--token", token, "--protocol", "legacy", "--limit", "12", "--window-hours", "2"
+    )
+    account = KimiAccount.objects.get(name="main")
+    assert (account.protocol, account.turn_limit, account.window_seconds) == ("legacy", 12, 7200)
+    assert token not in out + err and f"...{token[-4:]}" in out
+
+
+def test_it_warns_on_an_access_token() -> None:
+    out, err = run("add", "--name", "acc", "--token", make_jwt(typ="access"))
+    assert "cannot be renewed" in err and "added acc" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["add", "--name", "dup", "--token", "TOKEN"], "already exists"),
+        (["add", "--name", "new", "--token", "short"], "too short"),
+        (["add", "--name", "new", "--token", "two parts separated here"], "whitespace"),
+        (["disable", "nobody"], "No account named 'nobody'"),
+        (["enable", "nobody"], "No account named 'nobody'"),
+        (["check", "nobody"], "No account named 'nobody'"),
+    ],
+)
+def test_it_fails_with_one_clear_line(args: list[str], message: str) -> None:
+    make_account(name="dup")
+    args = [make_jwt() if a == "TOKEN" else a for a in args]
+    with pytest.raises(CommandError) as exc:
+        run(*args)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_it_lists_accounts_tab_separated_with_usage_and_masks() -> None:
+    token = make_jwt()
+    make_account(name="a1", token=token, limit=5)
+    make_account(name="b2", protocol="legacy", state=AccountState.DISABLED)
+    pool.lease_release(lease=pool.account_reserve(), outcome="ok")
+
+    out, _ = run("list")
+
+    lines = out.splitlines()
+    assert lines[0].split("\t") == ["name", "protocol", "state", "used/limit", "token"]
+    assert lines[1].split("\t") == ["a1", "connect", "active", "1/5", f"...{token[-4:]}"]
+    assert lines[2].split("\t")[:4] == ["b2", "legacy", "disabled", "0/30"]
+    assert token not in out
+
+
+def test_it_imports_a_file_and_exits_non_zero_on_errors(tmp_path: Path) -> None:
+    good = tmp_path / "good.txt"
+    good.write_text(f"# comment\n\nx,{make_jwt()}\n{make_jwt()}\n")
+    out, _ = run("import", str(good))
+    assert "2 added, 0 failed" in out and KimiAccount.objects.count() == 2
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"y,{make_jwt()}\nz,nope\n")
+    with pytest.raises(CommandError, match="1 added, 1 failed"):
+        run("import", str(bad))
+    assert KimiAccount.objects.filter(name="y").exists()
+    with pytest.raises(CommandError, match="Cannot read"):
+        run("import", str(tmp_path / "missing.txt"))
+
+
+def test_it_enables_and_disables_by_name() -> None:
+    account = make_account(name="acct")
+    assert run("disable", "acct")[0].strip() == "disabled acct"
+    account.refresh_from_db()
+    assert account.state == AccountState.DISABLED
+    run("enable", "acct")
+    account.refresh_from_db()
+    assert account.state == AccountState.ACTIVE
+
+
+def test_it_checks_accounts_and_fails_when_one_is_invalid() -> None:
+    live, dead = make_account(name="live"), make_account(name="dead")
+
+    async def fake_check(*, account_id: int) -> bool:
+        return account_id == live.pk
+
+    with mock.patch("gateway.kimi.tokens.account_check", autospec=True, side_effect=fake_check):
+        assert run("check", "live")[0].strip() == "live\tlive"
+        out = io.StringIO()
+        with pytest.raises(CommandError, match="1 of 2 account"):
+            call_command("kimi_accounts", "check", stdout=out)
+    assert "dead\tinvalid" in out.getvalue() and "live\tlive" in out.getvalue()
+    assert dead.pk != live.pk
+
+
+def test_it_exits_non_zero_with_one_line_from_the_shell() -> None:
+    # The real entry point. A malformed token is refused before any query, so no database is needed.
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "manage.py", "kimi_accounts", "--skip-checks", "add", "--name", "x", "--token", "short"],
+        capture_output=True,
+        text=True,
+        env={"DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": "sqlite://:memory:", "PATH": ""},
+        cwd=settings.BASE_DIR,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "CommandError: The token is too short to be a Kimi token (5 characters)."
+    ]
