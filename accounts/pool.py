@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -38,7 +38,10 @@ UNUSABLE_STATES = (AccountState.INVALID, AccountState.DISABLED)
 OK_OUTCOMES = frozenset({"ok"})
 AUTH_OUTCOMES = frozenset({"auth"})
 RATE_LIMITED_OUTCOMES = frozenset({"rate_limited"})
-COOLING_OUTCOMES = frozenset({"overloaded", "unavailable", "timeout", "stream_busy", "protocol_error"})
+COOLING_OUTCOMES = frozenset(
+    # "upstream_error" is the code of a bare KimiError (gateway/kimi/base.py): treated like a 5xx.
+    {"overloaded", "unavailable", "timeout", "stream_busy", "protocol_error", "upstream_error"}
+)
 NEUTRAL_OUTCOMES = frozenset({"client_closed", "bad_request", "content_filtered"})
 OUTCOMES = OK_OUTCOMES | AUTH_OUTCOMES | RATE_LIMITED_OUTCOMES | COOLING_OUTCOMES | NEUTRAL_OUTCOMES
 # Columns the pick needs (the encrypted tokens stay in the table).
@@ -194,7 +197,8 @@ def account_reserve_waiting(
     """``account_reserve``, waiting while the only obstacle is concurrency (reason ``busy``).
 
     Waits up to ``timeout`` seconds (default ``KIMIPROXY_QUEUE_TIMEOUT``) and then re-raises the last
-    ``busy``; any other reason is raised at once. Blocks the calling thread (use via sync_to_async).
+    ``busy``; any other reason is raised at once. Blocks the calling thread (use via sync_to_async with
+    ``thread_sensitive=False``) but returns its database connection between polls.
     """
     timeout = settings.KIMIPROXY_QUEUE_TIMEOUT if timeout is None else timeout
     deadline = time.monotonic() + timeout
@@ -208,6 +212,8 @@ def account_reserve_waiting(
             left = deadline - time.monotonic()
             if exc.reason != "busy" or left <= 0:
                 raise
+            if not connection.in_atomic_block:
+                connection.close()  # hand the connection back (to the pool) instead of holding it while waiting
             sleep(min(WAIT_POLL_SECONDS[min(attempt, len(WAIT_POLL_SECONDS) - 1)], left))
             attempt += 1
 
@@ -226,7 +232,8 @@ def lease_release(
     ``refund=True`` means the upstream did no generation work: the turn stops counting. Outcomes:
     ``ok`` -> active, backoff reset; ``auth`` -> invalid; ``rate_limited`` -> exhausted until
     ``now + retry_after`` when the upstream said so, else until the window frees a turn; ``overloaded``,
-    ``unavailable``, ``timeout``, ``stream_busy``, ``protocol_error`` -> cooling with exponential backoff;
+    ``unavailable``, ``timeout``, ``stream_busy``, ``protocol_error``, ``upstream_error`` -> cooling with
+    exponential backoff;
     ``client_closed``, ``bad_request``, ``content_filtered`` -> no account change. A disabled or invalid
     account is never revived by a release. Releasing twice (or after a reclaim) is a no-op.
     ``message`` must not contain a token (it is shown in the admin).

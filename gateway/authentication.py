@@ -46,6 +46,8 @@ class ApiKeyAuthentication(BaseAuthentication):
             raw = parts[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid API key.") from None
+        if not raw.startswith("sk-"):
+            return None  # not a gateway key: pass-through authentication may take it
         key = api_key_authenticate(raw=raw)
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")

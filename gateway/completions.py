@@ -39,6 +39,7 @@ from gateway.kimi import session_for
 from gateway.kimi.base import (
     BadRequest,
     ChatCreated,
+    ContentFiltered,
     Done,
     FileBlob,
     FileRef,
@@ -96,6 +97,16 @@ def log_outcome(status: int) -> str:
     return Outcome.UPSTREAM_ERROR
 
 
+async def _content_filter_as_done(events: AsyncIterator[KimiEvent]) -> AsyncIterator[KimiEvent]:
+    """Kimi's content filter ends the answer (finish_reason "content_filter" and a notice), not the
+    request: the client keeps what it was given, as OpenAI's own filter does."""
+    try:
+        async for event in events:
+            yield event
+    except ContentFiltered:
+        yield Done(finish_reason="content_filter")
+
+
 class Attempt:
     """One account's try at the answer: lease, session, the open upstream stream, the chat it made."""
 
@@ -120,7 +131,7 @@ class Attempt:
                 turn, chat_id=self.plan.continued.chat_id, parent_id=self.plan.continued.parent_message_id or None
             )
         self.turn_cm = self.session.turn(turn)
-        self.events = await self.turn_cm.__aenter__()
+        self.events = _content_filter_as_done(await self.turn_cm.__aenter__())
         buffered: list[KimiEvent] = []
         async for event in self.events:
             await self.observe(event)
@@ -228,39 +239,52 @@ def _no_account_error(exc: NoAccountAvailable, *, continued: bool) -> GatewayErr
     )
 
 
-async def reply_open(plan: Plan) -> tuple[Attempt, list[KimiEvent], int]:
-    """Open the upstream answer with failover; returns the attempt, buffered events, attempts used.
+class Failover:
+    """The accounts one request has tried: how many attempts, which to skip, the last failure."""
 
-    Raises GatewayError (already mapped for the wire) when no account could answer.
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.exclude: set[int] = set()
+        self.attempts = 0
+        self.last_error: KimiError | None = None
+        self.max_attempts = 1 if plan.continued else settings.KIMIPROXY_MAX_ATTEMPTS
+
+    async def give_up_on(self, attempt: Attempt, exc: KimiError) -> bool:
+        """Settle a failed attempt; True when another account may be tried."""
+        log.info("attempt %s on %s failed: %s", self.attempts, attempt.account.name, exc.code)
+        await attempt_abandon(attempt, exc)
+        self.last_error = exc
+        self.exclude.add(attempt.account.pk)
+        return exc.retryable and self.attempts < self.max_attempts
+
+    def final_error(self) -> GatewayError:
+        assert self.last_error is not None
+        return gateway_error_from_kimi(self.last_error)
+
+
+async def reply_open(plan: Plan, failover: Failover) -> tuple[Attempt, list[KimiEvent]]:
+    """Open the upstream answer, failing over between accounts; returns the attempt and the events
+    read up to the first content. Raises GatewayError (mapped for the wire) when none could answer.
     """
-    exclude: set[int] = set()
-    last_error: KimiError | None = None
-    max_attempts = 1 if plan.continued else settings.KIMIPROXY_MAX_ATTEMPTS
-    for number in range(1, max_attempts + 1):
+    while failover.attempts < failover.max_attempts:
         try:
-            lease, account = await db_call(_reserve, plan, exclude)
+            lease, account = await db_call(_reserve, plan, failover.exclude)
         except NoAccountAvailable as exc:
-            if last_error is not None:
-                raise gateway_error_from_kimi(last_error) from None
+            if failover.last_error is not None:
+                raise failover.final_error() from None
             raise _no_account_error(exc, continued=plan.continued is not None) from None
+        failover.attempts += 1
         attempt = Attempt(plan, lease, account)
         try:
-            buffered = await attempt.open()
+            return attempt, await attempt.open()
         except KimiError as exc:
-            log.info("attempt %s on %s failed: %s", number, account.name, exc.code)
-            await attempt_abandon(attempt, exc)
-            last_error = exc
-            if not exc.retryable:
+            if not await failover.give_up_on(attempt, exc):
                 break
-            exclude.add(account.pk)
-            continue
         except BaseException:
             # Cancelled (client went away) or a bug: settle this attempt in the background, re-raise.
             lifecycle.spawn(attempt_abandon(attempt, _Cancelled()), name="abandon-attempt")
             raise
-        return attempt, buffered, number
-    assert last_error is not None
-    raise gateway_error_from_kimi(last_error)
+    raise failover.final_error()
 
 
 class _Cancelled(KimiError):
@@ -291,7 +315,7 @@ class Finisher:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.attempt: Attempt | None = None
-        self.attempts = 0
+        self.failover: Failover | None = None
         self.first_token_at: float | None = None
         self.stats: dict[str, Any] = {}
         self.parent_message_id = ""
@@ -328,7 +352,7 @@ class Finisher:
             error_message=ending.error_message,
             latency_ms=latency_ms,
             ttft_ms=ttft,
-            attempts=self.attempts,
+            attempts=self.failover.attempts if self.failover else 0,
             account_id=attempt.account.pk if attempt else None,
             upstream_chat_id=attempt.chat_id if attempt else "",
             **self.stats,
@@ -348,6 +372,9 @@ class Finisher:
                 conversation = ConversationSettlement(
                     conversation_id=attempt.conversation_id, keep=keep, parent_message_id=self.parent_message_id
                 )
+        if attempt is None and self.plan.continued is not None:
+            # No account could serve the kept conversation: it stays kept for a later try.
+            conversation = ConversationSettlement(conversation_id=self.plan.continued.conversation_id, keep=True)
         await db_call(request_finish, log_id=self.plan.log_id, finish=finish, lease=lease, conversation=conversation)
         if conversation is not None and not conversation.keep:
             await conversation_delete_upstream(conversation_id=conversation.conversation_id)

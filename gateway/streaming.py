@@ -76,12 +76,10 @@ class SseBody:
         *,
         finisher: Finisher,
         assembler: ReplyAssembler,
-        first_chunks: list[dict[str, Any]],
         events: AsyncIterator[KimiEvent],
     ) -> None:
         self.finisher = finisher
         self.assembler = assembler
-        self.first_chunks = first_chunks
         self.events = events
 
     def close(self) -> None:
@@ -94,8 +92,6 @@ class SseBody:
         finisher, asm = self.finisher, self.assembler
         ending = ending_client_closed()
         try:
-            for chunk in self.first_chunks:
-                yield sse(chunk)
             async for item in with_keepalive(self.events, settings.KIMIPROXY_KEEPALIVE_SECONDS):
                 if item is _TICK or isinstance(item, Heartbeat):
                     yield KEEPALIVE
@@ -107,8 +103,8 @@ class SseBody:
                     yield sse(chunk)
                 if isinstance(item, Done):
                     finisher.parent_message_id = item.message_id or ""
-                if asm.finished or isinstance(item, Done):
-                    break
+                if isinstance(item, Done) or (asm.finished and not finisher.plan.keep):
+                    break  # a kept chat is read to its Done: its message id is the next parent_id
             if not asm.finished:  # the upstream ended the turn without a Done (cannot happen today)
                 for chunk in asm.feed(Done()):
                     yield sse(chunk)

@@ -31,6 +31,7 @@ class AccountUsage:
     last_error_code: str
     last_error_message: str
     last_error_at: datetime | None
+    next_free_soon: bool = False  # within a minute: "in 0 minutes" reads badly
 
     @property
     def used_fraction(self) -> float:
@@ -77,6 +78,7 @@ def _usage(account: KimiAccount, starts: list[datetime], now: datetime) -> Accou
         last_error_code=account.last_error_code,
         last_error_message=account.last_error_message,
         last_error_at=account.last_error_at,
+        next_free_soon=free_at is not None and free_at - now < timedelta(minutes=1),
     )
 
 

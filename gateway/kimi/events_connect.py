@@ -51,7 +51,6 @@ class ConnectTranslator:
         self.ended = False
         self._blocks: dict[tuple[str, str], str] = {}  # (block id, kind) -> content so far
         self._text_seen = False
-        self._cancelled = False
         self._cites = CitationTracker()
 
     def feed(self, frame: ConnectFrame) -> list[KimiEvent]:
@@ -108,8 +107,6 @@ class ConnectTranslator:
     def _message(self, message: dict[str, Any]) -> list[KimiEvent]:
         if message.get("role") == "assistant" and message.get("id"):
             self.assistant_id = str(message["id"])
-        if message.get("status") == "MESSAGE_STATUS_CANCELLED":
-            self._cancelled = True
         events: list[KimiEvent] = []
         refs = message.get("refs")
         if isinstance(refs, dict):

@@ -183,7 +183,14 @@ class LegacySession:
         return json_object(response) if response.content.strip() else {}
 
     async def request(
-        self, method: str, path: str, *, token: str, json: Any = None, stream: bool, timeout: httpx.Timeout | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str,
+        json: Any = None,
+        stream: bool,
+        timeout: httpx.Timeout | None = None,
     ) -> httpx.Response:
         request = self.http.build_request(
             method,

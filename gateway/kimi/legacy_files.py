@@ -35,7 +35,9 @@ async def legacy_upload(session: LegacySession, blob: FileBlob) -> FileRef:
     if status != "parsed":  # images are usually parsed at once (doc 1.19.3)
         await _wait_parsed(session, file_id=file_id, name=blob.name)
     size = registered.get("size")
-    return FileRef(file_id=file_id, name=blob.name, kind=blob.kind, size=size if isinstance(size, int) else len(blob.data))
+    return FileRef(
+        file_id=file_id, name=blob.name, kind=blob.kind, size=size if isinstance(size, int) else len(blob.data)
+    )
 
 
 async def _put(http: httpx.AsyncClient, presigned: dict[str, Any], blob: FileBlob) -> None:

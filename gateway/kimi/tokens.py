@@ -17,7 +17,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
@@ -26,6 +25,7 @@ from accounts.choices import AccountState
 from accounts.crypto import token_decrypt, token_encrypt
 from accounts.jwt_claims import jwt_expiry
 from accounts.models import KimiAccount
+from gateway.dbcall import db_call
 from gateway.kimi.base import AuthError
 
 log = logging.getLogger(__name__)
@@ -80,14 +80,14 @@ class DbTokenSource:
         deadline = asyncio.get_running_loop().time() + CLAIM_SECONDS + 5
         while True:
             now = timezone.now()
-            row = await sync_to_async(_load)(self.account_id)
+            row = await db_call(_load, self.account_id)
             if row.usable(rejected=rejected, margin=settings.KIMIPROXY_TOKEN_REFRESH_MARGIN, now=now):
                 return row.access
             if not row.refresh:
                 return await self._access_only(row, rejected=rejected, now=now)
             if row.state == AccountState.INVALID and row.last_error_at and row.last_error_at >= started:
                 raise AuthError("refresh token rejected by upstream")  # another worker just found out
-            if await sync_to_async(_claim)(self.account_id, now, seen=row.access_enc):
+            if await db_call(_claim, self.account_id, now, seen=row.access_enc):
                 return await self._refresh(row.refresh)
             if asyncio.get_running_loop().time() > deadline:
                 raise AuthError("timed out waiting for another worker's token refresh")
@@ -95,7 +95,7 @@ class DbTokenSource:
 
     async def refresh_now(self) -> str:
         """Refresh even if the cached token is still good (the admin's "check now")."""
-        row = await sync_to_async(_load)(self.account_id)
+        row = await db_call(_load, self.account_id)
         return await self.access_token(rejected=row.access or None)
 
     async def _access_only(self, row: _Row, *, rejected: str | None, now: datetime) -> str:
@@ -104,19 +104,19 @@ class DbTokenSource:
         if row.access and row.access != rejected and row.expires_at and row.expires_at > now:
             return row.access
         message = "access token expired or rejected and there is no refresh token"
-        await sync_to_async(_mark_invalid)(self.account_id, message)
+        await db_call(_mark_invalid, self.account_id, message)
         raise AuthError(message)
 
     async def _refresh(self, refresh_token: str) -> str:
         try:
             pair = await self._refresher(refresh_token)
         except AuthError as exc:
-            await sync_to_async(_mark_invalid)(self.account_id, exc.message)
+            await db_call(_mark_invalid, self.account_id, exc.message)
             raise
         except BaseException:
-            await asyncio.shield(sync_to_async(_release)(self.account_id))
+            await asyncio.shield(db_call(_release, self.account_id))
             raise
-        await sync_to_async(_store)(self.account_id, pair)
+        await db_call(_store, self.account_id, pair)
         return pair.access_token
 
 
@@ -124,7 +124,7 @@ def access_expiry(access_token: str, *, now: datetime) -> datetime:
     return jwt_expiry(access_token) or now + timedelta(seconds=OPAQUE_TOKEN_LIFETIME)
 
 
-# -- database (sync; called through sync_to_async) ---------------------------------------------------
+# -- database (sync; called through db_call) ---------------------------------------------------------
 
 
 def _load(account_id: int) -> _Row:
@@ -190,5 +190,5 @@ async def account_check(*, account_id: int) -> bool:
     ``kimi_accounts check``). A rejected token marks the account invalid and returns False."""
     from gateway.kimi import session_for  # here to avoid an import cycle (the sessions use this module)
 
-    account = await KimiAccount.objects.aget(pk=account_id)
+    account = await db_call(KimiAccount.objects.get, pk=account_id)
     return await session_for(account).check()

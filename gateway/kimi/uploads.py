@@ -1,23 +1,25 @@
-"""Client files -> upstream files: decode or download (SSRF-guarded, ``gateway/kimi/fetch.py``), then upload once per account.
+"""Client files -> upstream files: decode or download, then upload once per account.
 
-``blob_from_url`` turns an OpenAI-style file/image URL (``data:`` or http(s)) into a ``FileBlob`` with a
-name and MIME type; ``upload_cached`` uploads it through the account's session unless the same bytes
-(SHA-256) were already uploaded for that account, which re-sent chat histories make common.
+``blob_from_url`` turns an OpenAI-style file/image URL (``data:``, or http(s) fetched under the SSRF
+guard of ``gateway/kimi/fetch.py``) into a ``FileBlob`` with a name and MIME type; ``upload_cached``
+uploads it through the account's session unless the same bytes (SHA-256) were already uploaded for that
+account, which re-sent chat histories make common.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import mimetypes
 import posixpath
 import urllib.parse
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 
+from gateway.dbcall import db_call
 from gateway.kimi.base import FileBlob, FileRef, FileRejected, KimiSession
 from gateway.kimi.fetch import FetchFailed, FetchRefused, fetch_url
 from gateway.models import UploadedFile
@@ -105,11 +107,11 @@ def sniff_type(data: bytes) -> str:
 async def upload_cached(*, session: KimiSession, account_id: int, blob: FileBlob) -> FileRef:
     """The account's upload of these bytes, uploading only when it has none yet."""
     digest = hashlib.sha256(blob.data).hexdigest()
-    cached = await sync_to_async(_cached)(account_id, digest)
+    cached = await db_call(_cached, account_id, digest)
     if cached is not None:
         return cached
     ref = await session.upload(blob)
-    await sync_to_async(_remember)(account_id, digest, ref)
+    await db_call(_remember, account_id, digest, ref)
     return ref
 
 
@@ -123,7 +125,8 @@ def _cached(account_id: int, digest: str) -> FileRef | None:
 
 
 def _remember(account_id: int, digest: str, ref: FileRef) -> None:
-    try:
+    # A concurrent request may have uploaded the same bytes first; either upload is usable.
+    with contextlib.suppress(IntegrityError), transaction.atomic():
         UploadedFile.objects.create(
             account_id=account_id,
             sha256=digest,
@@ -133,5 +136,3 @@ def _remember(account_id: int, digest: str, ref: FileRef) -> None:
             size=ref.size,
             extra=dict(ref.extra),
         )
-    except IntegrityError:
-        pass  # a concurrent request uploaded the same bytes first; either upload is usable

@@ -29,6 +29,26 @@
     new window.Chart(canvas, config);
   }
 
+  // Draws each account's limit as a thick horizontal mark across its bar (dataset 0 holds the limits).
+  var limitMarks = {
+    id: "limitMarks",
+    afterDatasetsDraw: function (chart) {
+      var bars = chart.getDatasetMeta(1).data, limits = chart.data.datasets[0].data, y = chart.scales.y;
+      var ctx = chart.ctx;
+      ctx.save();
+      ctx.strokeStyle = "#c62828";
+      ctx.lineWidth = 3;
+      bars.forEach(function (bar, i) {
+        var half = bar.width * 0.6, top = y.getPixelForValue(limits[i]);
+        ctx.beginPath();
+        ctx.moveTo(bar.x - half, top);
+        ctx.lineTo(bar.x + half, top);
+        ctx.stroke();
+      });
+      ctx.restore();
+    }
+  };
+
   function flat(arrays) { return [].concat.apply([], arrays); }
 
   function horizontalBars(id, pairs, color) {
@@ -77,14 +97,15 @@
       data: {
         labels: acc.labels,
         datasets: [
-          { type: "line", label: "limit", data: acc.limit, showLine: false, pointStyle: "line", pointRadius: 18,
-            pointBorderWidth: 3, borderColor: "#c62828", backgroundColor: "#c62828", order: 0 },
+          { type: "line", label: "limit", data: acc.limit, showLine: false, pointRadius: 0, pointHitRadius: 12,
+            borderColor: "#c62828", backgroundColor: "#c62828", order: 0 },
           { label: "turns used", data: acc.used, order: 1, backgroundColor: acc.used.map(function (u, i) {
             return u >= acc.limit[i] ? "#c62828" : (u >= 0.7 * acc.limit[i] ? "#ef6c00" : "#2e7d32");
           }) }
         ]
       },
-      options: { scales: { y: { beginAtZero: true } } }
+      options: { scales: { y: { beginAtZero: true, suggestedMax: Math.max.apply(null, acc.limit.concat([1])) * 1.1 } } },
+      plugins: [limitMarks]
     }, acc.limit);
 
     horizontalBars("chart-errors", data.errors, "#c62828");

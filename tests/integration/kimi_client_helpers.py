@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from asgiref.sync import sync_to_async
+from django.db import connections
 
 from accounts.crypto import token_encrypt
 from accounts.models import KimiAccount
@@ -40,3 +43,12 @@ def text_of(events: list[KimiEvent]) -> str:
 
 def thinking_of(events: list[KimiEvent]) -> str:
     return "".join(e.text for e in events if isinstance(e, ThinkingDelta))
+
+
+@pytest.fixture(autouse=True)
+async def close_worker_connections() -> AsyncIterator[None]:
+    """Close the database connection ``sync_to_async`` opened in its worker thread: pytest-django only
+    closes the main thread's, and on PostgreSQL a leftover session blocks dropping the test database.
+    Import this fixture into each test module that runs the clients."""
+    yield
+    await sync_to_async(connections.close_all)()

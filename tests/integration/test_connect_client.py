@@ -29,9 +29,10 @@ from gateway.kimi.base import (
     Unavailable,
 )
 from gateway.kimi.fake import FakeKimi
-from tests.integration.kimi_client_helpers import aaccount_for, run_turn, text_of, thinking_of
+from tests.integration.kimi_client_helpers import aaccount_for, close_worker_connections, run_turn, text_of, thinking_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
+__all__ = ["close_worker_connections"]  # the autouse fixture, imported for pytest
 
 ANSWER = "Bonjour ! Ça va très bien, merci 🙂"
 
@@ -73,7 +74,10 @@ async def test_it_streams_thinking_then_text(fake_kimi: FakeKimi, session: Any) 
 
 @pytest.mark.parametrize("citations", ["caret", "cite"])
 async def test_it_reports_search_results_and_caret_citations(fake_kimi: FakeKimi, session: Any, citations: str) -> None:
-    hits = [("Paris forecast", "https://weather.example/paris", "Sunny", "Weather"), ("Météo", "https://meteo.example/", "", "")]
+    hits = [
+        ("Paris forecast", "https://weather.example/paris", "Sunny", "Weather"),
+        ("Météo", "https://meteo.example/", "", ""),
+    ]
     fake_kimi.reply("It is sunny.", search=hits, citations=citations)
     events, error = await run_turn(session, TurnRequest(text="Weather in Paris?", search=True))
     assert error is None
@@ -90,7 +94,9 @@ async def test_it_reports_search_results_and_caret_citations(fake_kimi: FakeKimi
 async def test_it_continues_a_chat_and_deletes_it(fake_kimi: FakeKimi, session: Any) -> None:
     first, _ = await run_turn(session, TurnRequest(text="My name is Ada."))
     chat_id, done = first[0].chat_id, first[-1]  # type: ignore[union-attr]
-    second, error = await run_turn(session, TurnRequest(text="What is my name?", chat_id=chat_id, parent_id=done.message_id))  # type: ignore[union-attr]
+    second, error = await run_turn(
+        session, TurnRequest(text="What is my name?", chat_id=chat_id, parent_id=done.message_id)
+    )  # type: ignore[union-attr]
     assert error is None and second[0] == ChatCreated(chat_id)
     assert [m.role for m in fake_kimi.chats[chat_id].messages] == ["user", "assistant", "user", "assistant"]
     assert fake_kimi.chats[chat_id].messages[2].parent_id == done.message_id  # type: ignore[union-attr]

@@ -50,7 +50,9 @@ def test_it_renders_every_chart_headline_and_account_row(admin_client: Client) -
     key, _ = make_api_key(name="reporting-bot")
     log(datetime.now(UTC) - timedelta(minutes=5), api_key=key, account=account, model="kimi-search")
     log(datetime.now(UTC) - timedelta(minutes=7), api_key=key, account=account, model="kimi-search")
-    log(datetime.now(UTC) - timedelta(minutes=6), Outcome.UPSTREAM_ERROR, error_code="upstream_timeout", status_code=502)
+    log(
+        datetime.now(UTC) - timedelta(minutes=6), Outcome.UPSTREAM_ERROR, error_code="upstream_timeout", status_code=502
+    )
     response = admin_client.get("/dashboard/?range=3h")
     assert response.status_code == 200
     body = response.content.decode()

@@ -130,3 +130,7 @@ def test_it_exits_non_zero_with_one_line_from_the_shell() -> None:
     assert result.stderr.strip().splitlines() == [
         "CommandError: The token is too short to be a Kimi token (5 characters)."
     ]
+
+
+def test_it_lists_only_the_header_without_accounts() -> None:
+    assert run("list")[0] == "name\tprotocol\tstate\tused/limit\ttoken\n"

@@ -27,9 +27,10 @@ from gateway.kimi.base import (
     Unavailable,
 )
 from gateway.kimi.fake import FakeKimi
-from tests.integration.kimi_client_helpers import aaccount_for, run_turn, text_of, thinking_of
+from tests.integration.kimi_client_helpers import aaccount_for, close_worker_connections, run_turn, text_of, thinking_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
+__all__ = ["close_worker_connections"]  # the autouse fixture, imported for pytest
 
 ANSWER = "Bonjour ! Ça va très bien, merci 🙂"
 
@@ -66,7 +67,10 @@ async def test_it_streams_k1_thinking(fake_kimi: FakeKimi, session: Any) -> None
 
 
 async def test_it_reports_search_results(fake_kimi: FakeKimi, session: Any) -> None:
-    hits = [("Rust release notes", "https://blog.example.org/rust"), ("Rust changelog", "https://docs.example.org/changelog")]
+    hits = [
+        ("Rust release notes", "https://blog.example.org/rust"),
+        ("Rust changelog", "https://docs.example.org/changelog"),
+    ]
     fake_kimi.reply("The latest stable release is 1.83.", search=hits)
     events, error = await run_turn(session, TurnRequest(text="Latest Rust?", search=True))
     assert error is None
@@ -87,7 +91,10 @@ async def test_it_continues_a_chat_and_deletes_it(fake_kimi: FakeKimi, session: 
     second, error = await run_turn(session, TurnRequest(text="What is my name?", chat_id=chat_id))
     assert error is None and second[0] == ChatCreated(chat_id)
     assert fake_kimi.count("create_chat") == 1
-    assert [m.text for m in fake_kimi.chats[chat_id].messages if m.role == "user"] == ["My name is Ada.", "What is my name?"]
+    assert [m.text for m in fake_kimi.chats[chat_id].messages if m.role == "user"] == [
+        "My name is Ada.",
+        "What is my name?",
+    ]
     await session.delete_chat(chat_id)
     assert fake_kimi.chats[chat_id].deleted
     await session.delete_chat(chat_id)

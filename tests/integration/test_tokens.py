@@ -23,9 +23,10 @@ from gateway.kimi.base import AuthError, Done, TurnRequest
 from gateway.kimi.fake import FakeKimi
 from gateway.kimi.http import upstream_client_close
 from gateway.kimi.tokens import account_check
-from tests.integration.kimi_client_helpers import aaccount_for, run_turn
+from tests.integration.kimi_client_helpers import aaccount_for, close_worker_connections, run_turn
 
 pytestmark = pytest.mark.django_db(transaction=True)
+__all__ = ["close_worker_connections"]  # the autouse fixture, imported for pytest
 
 
 @pytest.fixture
@@ -79,7 +80,9 @@ async def test_it_refreshes_once_for_concurrent_requests(fake_kimi: FakeKimi, ht
     assert fake_kimi.count("refresh") == 1
 
 
-@pytest.mark.parametrize(("protocol", "variant"), [("connect", None), ("connect", "403"), ("legacy", None), ("legacy", "400")])
+@pytest.mark.parametrize(
+    ("protocol", "variant"), [("connect", None), ("connect", "403"), ("legacy", None), ("legacy", "400")]
+)
 async def test_it_marks_the_account_invalid_when_refresh_is_refused(
     fake_kimi: FakeKimi, http: httpx.AsyncClient, protocol: str, variant: str | None
 ) -> None:

@@ -16,9 +16,10 @@ from gateway.kimi import session_for
 from gateway.kimi.base import FileBlob, FileRejected, TurnRequest
 from gateway.kimi.fake import FakeKimi
 from gateway.kimi.uploads import blob_from_url, sniff_type, upload_cached
-from tests.integration.kimi_client_helpers import aaccount_for, run_turn, text_of
+from tests.integration.kimi_client_helpers import aaccount_for, close_worker_connections, run_turn, text_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
+__all__ = ["close_worker_connections"]  # the autouse fixture, imported for pytest
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 PDF = b"%PDF-1.7\n" + b"report body " * 50
@@ -90,7 +91,9 @@ async def test_it_decodes_base64_data_urls() -> None:
     assert text.data == b"hello world" and text.mime_type == "text/plain"
 
 
-@pytest.mark.parametrize("url", ["data:image/png;base64,@@@", "data:image/png;base64", "ftp://example.org/x", "file:///etc/passwd"])
+@pytest.mark.parametrize(
+    "url", ["data:image/png;base64,@@@", "data:image/png;base64", "ftp://example.org/x", "file:///etc/passwd"]
+)
 async def test_it_rejects_unusable_urls(url: str) -> None:
     with pytest.raises(FileRejected):
         await blob_from_url(url)
@@ -119,7 +122,9 @@ def test_it_sniffs_common_types(data: bytes, mime: str) -> None:
 
 
 @pytest.mark.parametrize("protocol", ["connect", "legacy"])
-@pytest.mark.parametrize("blob", [FileBlob("report.pdf", "application/pdf", PDF), FileBlob("photo.png", "image/png", PNG)])
+@pytest.mark.parametrize(
+    "blob", [FileBlob("report.pdf", "application/pdf", PDF), FileBlob("photo.png", "image/png", PNG)]
+)
 async def test_it_uploads_once_per_account_and_references_the_file(
     fake_kimi: FakeKimi, http_client: httpx.AsyncClient, protocol: str, blob: FileBlob
 ) -> None:
@@ -129,7 +134,9 @@ async def test_it_uploads_once_per_account_and_references_the_file(
     assert (ref.name, ref.kind) == (blob.name, blob.kind)
     stored = fake_kimi.files[ref.file_id]
     assert stored.sha256 == hashlib.sha256(blob.data).hexdigest() and stored.data == blob.data
-    again = await upload_cached(session=session, account_id=account.pk, blob=FileBlob("renamed", blob.mime_type, blob.data))
+    again = await upload_cached(
+        session=session, account_id=account.pk, blob=FileBlob("renamed", blob.mime_type, blob.data)
+    )
     assert again.file_id == ref.file_id
     assert fake_kimi.count("upload") == 1
     events, error = await run_turn(session, TurnRequest(text="Summarise the file", files=(ref,)))
@@ -167,7 +174,9 @@ async def test_it_gives_up_when_parsing_takes_too_long(
         await session_for(account, http=http_client).upload(FileBlob("report.pdf", "application/pdf", PDF))
 
 
-async def test_it_rejects_a_file_over_the_upstream_size_cap(fake_kimi: FakeKimi, http_client: httpx.AsyncClient) -> None:
+async def test_it_rejects_a_file_over_the_upstream_size_cap(
+    fake_kimi: FakeKimi, http_client: httpx.AsyncClient
+) -> None:
     fake_kimi.configure(max_file_bytes=100)
     for protocol in ("connect", "legacy"):
         account = await aaccount_for(fake_kimi.mint_account(f"user-{protocol}", protocol=protocol))

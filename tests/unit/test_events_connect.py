@@ -102,7 +102,9 @@ def search_frame() -> dict[str, Any]:
 
 
 def test_it_emits_search_results_in_reference_order_without_duplicates() -> None:
-    used = {"message": {"id": "a1", "refs": {"usedSearchChunks": [{"base": {"title": "B", "url": "https://b.example"}}]}}}
+    used = {
+        "message": {"id": "a1", "refs": {"usedSearchChunks": [{"base": {"title": "B", "url": "https://b.example"}}]}}
+    }
     frames = [CHAT, search_frame(), text("2", "See [^2^].", op="set"), used, DONE]
     events = run([frame(f) for f in frames] + [end()])
     results = [e for e in events if isinstance(e, SearchResults)]
@@ -119,8 +121,14 @@ def test_it_normalises_cite_tokens_to_caret_markers() -> None:
 
 def test_it_resolves_cite_tokens_through_message_references() -> None:
     token = "\ue200cite\ue202turn9view3\ue201"
-    refs = {"message": {"id": "a1", "references": [{"matchedText": token, "items": [{"search": {"base": {
-        "title": "C", "url": "https://c.example"}}}]}]}}
+    refs = {
+        "message": {
+            "id": "a1",
+            "references": [
+                {"matchedText": token, "items": [{"search": {"base": {"title": "C", "url": "https://c.example"}}}]}
+            ],
+        }
+    }
     frames = [CHAT, text("1", "Rain " + token + " today", op="set"), refs, DONE]
     events = run([frame(f) for f in frames] + [end()])
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Rain [^1^] today"

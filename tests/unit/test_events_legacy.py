@@ -47,12 +47,23 @@ DONE = {"event": "all_done"}
 
 
 def test_it_translates_a_plain_reply() -> None:
-    events = run([REQ, RESP, {"event": "ping"}, {"event": "cmpl", "text": "Bon"}, {"event": "cmpl", "text": "jour !"}, DONE])
+    events = run(
+        [REQ, RESP, {"event": "ping"}, {"event": "cmpl", "text": "Bon"}, {"event": "cmpl", "text": "jour !"}, DONE]
+    )
     assert events == [Heartbeat(), TextDelta("Bon"), TextDelta("jour !"), Done(finish_reason="stop", message_id="seg2")]
 
 
 def test_it_translates_k1_thinking() -> None:
-    events = run([REQ, RESP, {"event": "k1", "text": "13 x 17"}, {"event": "k1", "summary": "found"}, {"event": "cmpl", "text": "No."}, DONE])
+    events = run(
+        [
+            REQ,
+            RESP,
+            {"event": "k1", "text": "13 x 17"},
+            {"event": "k1", "summary": "found"},
+            {"event": "cmpl", "text": "No."},
+            DONE,
+        ]
+    )
     assert events[:2] == [ThinkingDelta("13 x 17"), TextDelta("No.")]
 
 
@@ -62,7 +73,10 @@ def test_it_collects_search_results_in_reference_order() -> None:
         {"event": "search_plus", "msg": {"type": "start"}},
         {"event": "search_plus", "msg": {"type": "get_res", "title": "Notes", "url": "https://blog.example/rust"}},
         {"event": "search_plus", "msg": {"type": "get_res", "title": "Log", "url": "https://docs.example/log"}},
-        {"event": "ref_docs", "ref_cards": [{"idx": 2, "url": "https://docs.example/log"}, {"idx": 3, "url": "https://c.example"}]},
+        {
+            "event": "ref_docs",
+            "ref_cards": [{"idx": 2, "url": "https://docs.example/log"}, {"idx": 3, "url": "https://c.example"}],
+        },
         {"event": "cmpl", "text": "1.83 [^1^]."},
         DONE,
     ]
@@ -135,7 +149,14 @@ def test_it_maps_http_error_bodies(body: dict, status: int, continuing: bool, ex
 
 STREAM = "".join(
     f"data: {json.dumps(p, ensure_ascii=False)}\n\n"
-    for p in [REQ, RESP, {"event": "k1", "text": "思考中"}, {"event": "ping"}, {"event": "cmpl", "text": "Ça va 🙂"}, DONE]
+    for p in [
+        REQ,
+        RESP,
+        {"event": "k1", "text": "思考中"},
+        {"event": "ping"},
+        {"event": "cmpl", "text": "Ça va 🙂"},
+        DONE,
+    ]
 ).encode()
 
 

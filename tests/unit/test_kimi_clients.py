@@ -166,7 +166,10 @@ async def test_it_gives_up_after_the_second_401() -> None:
     [
         (httpx.Response(502, text="<html>bad gateway</html>"), Unavailable),
         (httpx.Response(429), Unavailable),
-        (httpx.Response(429, json={"code": "resource_exhausted", "message": "quota"}, headers={"retry-after": "7"}), RateLimited),
+        (
+            httpx.Response(429, json={"code": "resource_exhausted", "message": "quota"}, headers={"retry-after": "7"}),
+            RateLimited,
+        ),
         (httpx.Response(200, content=connect_reply(end={"error": {"code": "failed_precondition"}})), StreamBusy),
     ],
 )

@@ -56,8 +56,7 @@ def test_it_deletes_the_upstream_chat_after_the_answer(e2e, protocol):
     raw = client.chat.completions.with_raw_response.create(model="kimi", messages=[{"role": "user", "content": "hi"}])
     log = wait_for_final_log(raw.headers["x-request-id"])
 
-    chat = e2e.fake.chats[log.upstream_chat_id]
-    _wait(lambda: chat.deleted)
+    _wait(lambda: e2e.fake.chats[log.upstream_chat_id].deleted)
     _wait(lambda: not Conversation.objects.exists())
     assert RequestLog.objects.count() == 1
 

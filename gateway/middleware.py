@@ -1,0 +1,53 @@
+"""API paths answer JSON in every case: any non-JSON error under /v1/ or /token/ becomes an
+OpenAI-shaped error (Django's own 405, 400 from a bad Host, and so on)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from gateway.errorpages import error_body
+
+API_PREFIXES = ("/v1/", "/token/")
+_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
+
+
+def as_json_error(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    if response.status_code < 400 or not request.path.startswith(API_PREFIXES):
+        return response
+    if response.get("Content-Type", "").startswith("application/json") or response.streaming:
+        return response
+    status = response.status_code
+    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    message = f"{reason} ({request.method} {request.path})"
+    if status == 405 and response.has_header("Allow"):
+        message += f"; allowed: {response['Allow']}"
+    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    code = reason.lower().replace(" ", "_")
+    converted = JsonResponse(error_body(message, type_=kind, code=code), status=status)
+    for header in ("Allow", "Retry-After", "x-request-id"):
+        if response.has_header(header):
+            converted[header] = response[header]
+    return converted
+
+
+class ApiJsonErrorsMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+        if iscoroutinefunction(self):
+            return self._acall(request)
+        return as_json_error(request, self.get_response(request))
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        return as_json_error(request, await self.get_response(request))

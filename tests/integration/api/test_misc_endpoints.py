@@ -1,0 +1,67 @@
+"""/v1/models, /token/check, /ping, /healthz, /readyz, /v1/openapi.json."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+
+from tests.factories import make_api_key
+from tests.integration.api.helpers import client_for
+
+
+def test_it_lists_models_in_openai_shape(e2e):
+    _, raw = make_api_key()
+    client = client_for(e2e.url, raw)
+    ids = [m.id for m in client.models.list()]
+    assert {"kimi", "kimi-search", "kimi-thinking", "kimi-search-thinking", "kimi-agent"} <= set(ids)
+    assert client.models.retrieve("kimi-search").id == "kimi-search"
+
+
+def test_it_answers_404_for_an_unknown_model_id(e2e):
+    _, raw = make_api_key()
+    try:
+        client_for(e2e.url, raw).models.retrieve("nope-model")
+    except openai.NotFoundError as exc:
+        assert exc.body["code"] == "model_not_found"
+    else:
+        raise AssertionError("expected a 404")
+
+
+def test_models_need_a_key(e2e):
+    response = httpx.get(f"{e2e.url}/v1/models", timeout=10)
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+
+
+def test_pass_through_callers_can_list_models(e2e):
+    token = e2e.fake.mint_account("pt", protocol="connect").refresh_token
+    ids = [m.id for m in client_for(e2e.url, token).models.list()]
+    assert "kimi" in ids
+
+
+def test_token_check_says_live_or_not(e2e):
+    token = e2e.fake.mint_account("checked", protocol="connect").refresh_token
+    live = httpx.post(f"{e2e.url}/token/check", json={"token": token}, timeout=10)
+    assert live.status_code == 200 and live.json()["live"] is True
+    e2e.fake.revoke_refresh("checked")
+    other = e2e.fake.mint_account("other", protocol="connect").refresh_token
+    e2e.fake.revoke_refresh("other")
+    dead = httpx.post(f"{e2e.url}/token/check", json={"token": other}, timeout=10)
+    assert dead.status_code == 200 and dead.json()["live"] is False
+    assert token not in live.text + dead.text
+
+
+def test_token_check_refuses_a_missing_token(e2e):
+    response = httpx.post(f"{e2e.url}/token/check", json={}, timeout=10)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "token"
+
+
+def test_ping_health_and_readiness(e2e):
+    assert httpx.get(f"{e2e.url}/ping", timeout=10).text == "pong"
+    assert httpx.get(f"{e2e.url}/healthz", timeout=10).json() == {"status": "ok"}
+    assert httpx.get(f"{e2e.url}/readyz", timeout=10).json() == {"status": "ok"}
+
+
+def test_it_publishes_an_openapi_schema(e2e):
+    schema = httpx.get(f"{e2e.url}/v1/openapi.json", timeout=10).json()
+    assert "/v1/chat/completions" in schema["paths"]
