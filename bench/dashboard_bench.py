@@ -12,11 +12,11 @@ Loopback only; stops by itself.
 from __future__ import annotations
 
 import argparse
-import warnings
 import os
 import statistics
 import sys
 import time
+import warnings
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,8 @@ def main() -> None:
     client = Client()
     client.force_login(User.objects.create_superuser("bench", "bench@example.invalid", "bench-pw-1"))
     print(
-        f"{'range':<6} {'page first':>11} {'page median':>12} {'raw outcome':>12} {'raw latency':>12} {'raw models':>11}"
+        f"{'range':<6} {'page first':>11} {'page median':>12} "
+        f"{'raw outcome':>12} {'raw latency':>12} {'raw models':>11}"
     )
     with override_settings(ROOT_URLCONF="tests.browser.urlconf", ALLOWED_HOSTS=["testserver"]):
         for key, spec in RANGES.items():

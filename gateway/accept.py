@@ -150,12 +150,8 @@ async def files_fetch(chat: ChatRequest) -> list[FileBlob]:
         assert attachment.url is not None
         try:
             blobs.append(await blob_from_url(attachment.url))
-        except FetchRefused as exc:
+        except FileRejected as exc:  # blob_from_url wraps FetchRefused / FetchFailed (SSRF guard, size, time)
             raise InvalidRequest(
-                f"The file URL was refused: {exc}", param=attachment.param, code="file_url_refused"
-            ) from None
-        except FetchFailed as exc:
-            raise InvalidRequest(
-                f"The file could not be downloaded: {exc}", param=attachment.param, code="file_fetch_failed"
+                f"The file URL was refused: {exc.message}", param=attachment.param, code="file_url_refused"
             ) from None
     return blobs

@@ -174,3 +174,38 @@ def conversation_claim(*, conversation_id: int, now: datetime | None = None) -> 
         Q(pk=conversation_id) & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
     ).update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
     return claimed == 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepItem:
+    conversation_id: int
+    chat_id: str
+    account_name: str
+    reason: str
+    deleted: bool
+
+
+def _due(*, older_than: timedelta, limit: int) -> list[tuple[int, str, str, str]]:
+    rows = (
+        Conversation.objects.filter(conversations_due_for_cleanup(older_than=older_than))
+        .select_related("account")
+        .order_by("last_used_at")[:limit]
+    )
+    return [(c.pk, c.chat_id, c.account.name, c.state) for c in rows]
+
+
+async def conversations_sweep(*, older_than: timedelta, limit: int = 100, should_stop=lambda: False) -> list[SweepItem]:
+    """Delete leftover, expired-kept and abandoned chats upstream, one claimed row at a time.
+
+    Each row is claimed with a conditional update first, so two sweepers never delete the same chat;
+    ``should_stop`` is checked between rows (SIGTERM finishes the current item, then stops).
+    """
+    done: list[SweepItem] = []
+    for conversation_id, chat_id, account_name, state in await db_call(_due, older_than=older_than, limit=limit):
+        if should_stop():
+            break
+        if not await db_call(conversation_claim, conversation_id=conversation_id):
+            continue  # another worker got there first
+        deleted = await conversation_delete_upstream(conversation_id=conversation_id)
+        done.append(SweepItem(conversation_id, chat_id, account_name, state, deleted))
+    return done

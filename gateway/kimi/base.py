@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from typing import ClassVar, Literal, Protocol, Union
+from typing import ClassVar, Literal, Protocol
 
 # --------------------------------------------------------------------------------------------------
 # Requests
@@ -137,7 +137,7 @@ class Done:
     message_id: str | None = None
 
 
-KimiEvent = Union[ChatCreated, TextDelta, ThinkingDelta, SearchResults, Heartbeat, Done]
+KimiEvent = ChatCreated | TextDelta | ThinkingDelta | SearchResults | Heartbeat | Done
 
 
 # --------------------------------------------------------------------------------------------------
@@ -248,6 +248,11 @@ class TokenSource(Protocol):
         """Return a usable access token. ``rejected`` is a token the upstream just refused with a 401:
         the source refreshes unless another worker already replaced it. Raises AuthError when the
         refresh token itself is rejected (and marks the account invalid)."""
+        ...
+
+    async def refresh_now(self) -> str:
+        """Refresh even if the cached token is still good and return the new one (``session.check()``).
+        An account without a refresh token returns its access token while it lasts. Raises AuthError."""
         ...
 
 

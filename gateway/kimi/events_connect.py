@@ -36,7 +36,7 @@ from gateway.kimi.framing import ConnectFrame
 log = logging.getLogger(__name__)
 
 OVERLOADED_FREE = "REASON_SERVER_OVERLOADED_FOR_FREE_USER"
-_FILTER_WORDS = ("SENSITIVE", "FILTER", "CENSOR", "MODERAT", "RISK", "VIOLAT", "COMPLIANCE")
+_FILTER_WORDS = ("SENSITIVE", "FILTER", "CENSOR", "MODERAT", "VIOLAT", "COMPLIANCE")
 
 
 class ConnectTranslator:

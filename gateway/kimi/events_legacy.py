@@ -42,7 +42,7 @@ _ERROR_TYPES: dict[str, type[KimiError]] = {
     "openai.completion.stream": Overloaded,  # "Kimi is a bit tired now" (doc 1.5)
 }
 _QUOTA_WORDS = ("quota", "limit", "usage", "exceed", "too_many", "frequen")
-_FILTER_WORDS = ("sensitive", "filter", "censor", "moderat", "risk", "compliance", "forbidden")
+_FILTER_WORDS = ("sensitive", "filter", "censor", "moderat", "violat", "compliance")
 
 
 class LegacyTranslator:

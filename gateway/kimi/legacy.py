@@ -26,6 +26,7 @@ from gateway.kimi.base import (
     KimiEvent,
     ProtocolError,
     RateLimited,
+    TokenSource,
     TurnRequest,
     Unavailable,
 )
@@ -33,7 +34,7 @@ from gateway.kimi.events_legacy import LegacyTranslator, legacy_error
 from gateway.kimi.framing import SSEDecoder
 from gateway.kimi.http import identity_headers, request_timeout, upstream_client
 from gateway.kimi.stream import EventStream, send
-from gateway.kimi.tokens import DbTokenSource, TokenPair
+from gateway.kimi.tokens import TokenPair
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class LegacySession:
 
     protocol: ClassVar[str] = "legacy"
 
-    def __init__(self, *, tokens: DbTokenSource, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, *, tokens: TokenSource, http: httpx.AsyncClient | None = None) -> None:
         self.tokens = tokens
         self._http = http
 

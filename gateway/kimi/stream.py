@@ -132,17 +132,19 @@ class EventStream(Generic[Item]):
 
     async def _read(self) -> bytes | None:
         budget, timeout_error = self._budget()
-        if budget <= 0:
-            raise timeout_error
         try:
+            if budget <= 0:
+                raise TimeoutError
             async with asyncio.timeout(budget):
                 chunk = await anext(self._chunks)
         except TimeoutError:
+            self._eof = True  # the body iterator is unusable after a cancelled read
             raise timeout_error from None
         except StopAsyncIteration:
             return None
         except httpx.TransportError as exc:
             # A reset or an unterminated chunked body: the stream was cut (doc 2.16 "EOF without 0x02").
+            self._eof = True
             raise ProtocolError(f"upstream stream was cut: {type(exc).__name__}") from None
         self._got_bytes = True
         return chunk

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.urls import include, path
 
-from kimiproxy.urls import handler404, handler500, urlpatterns as project_urlpatterns
+from kimiproxy.urls import handler404, handler500
+from kimiproxy.urls import urlpatterns as project_urlpatterns
 
 _included = any(getattr(p, "namespace", None) == "dashboard" for p in project_urlpatterns)
 urlpatterns = list(project_urlpatterns)

@@ -48,7 +48,8 @@ SELECT %(prefix)s || g, ts, ts + make_interval(secs => lat / 1000.0),
   (%(accounts)s::bigint[])[1 + floor(random() * %(naccounts)s)::int], '/v1/chat/completions',
   (%(models)s::text[])[1 + floor(random() * %(nmodels)s)::int], '[]'::jsonb, random() < 0.7,
   (%(statuses)s::int[])[o], (%(outcomes)s::text[])[o],
-  CASE WHEN o = 1 THEN '' WHEN random() < 0.6 THEN (%(errors_a)s::text[])[o] ELSE (%(errors_b)s::text[])[o] END, '', lat, CASE WHEN o = 1 THEN ttft END,
+  CASE WHEN o = 1 THEN '' WHEN random() < 0.6 THEN (%(errors_a)s::text[])[o] ELSE (%(errors_b)s::text[])[o] END,
+  '', lat, CASE WHEN o = 1 THEN ttft END,
   1, 400, CASE WHEN o = 1 THEN 1500 ELSE 0 END, 100, CASE WHEN o = 1 THEN 375 ELSE 0 END,
   CASE WHEN o = 1 THEN md5(g::text) ELSE '' END, NULL, '', '', ''
 FROM (

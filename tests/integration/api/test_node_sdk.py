@@ -1,0 +1,42 @@
+"""The official openai Node SDK streams one chat through the gateway (when Node is present)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.api.helpers import setup_pool
+
+NODE_DIR = Path(__file__).resolve().parents[2] / "node"
+
+
+@pytest.fixture(scope="module")
+def node_sdk() -> Path:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("Node.js is not installed on this machine")
+    if not (NODE_DIR / "node_modules" / "openai").exists():
+        result = subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=NODE_DIR, capture_output=True, text=True, timeout=180,
+        )
+        if result.returncode != 0:
+            pytest.skip(f"could not install the openai npm package: {result.stderr.strip()[:200]}")
+    return NODE_DIR / "stream_chat.mjs"
+
+
+def test_the_node_sdk_streams_a_chat(e2e, node_sdk):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text="Hi from the fake, via Node.", chunk_size=4)
+
+    result = subprocess.run(
+        ["node", str(node_sdk), f"{e2e.url}/v1", client.api_key], capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    assert output == {"text": "Hi from the fake, via Node.", "chunks": output["chunks"], "finish_reason": "stop"}
+    assert output["chunks"] >= 7
