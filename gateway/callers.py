@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
 from accounts.crypto import token_hash
 from accounts.services import account_for_passthrough_token
@@ -66,7 +67,10 @@ def caller_authenticate(*, authorization: str) -> tuple[Caller, ApiKey | None]:
     tokens = [t.strip() for t in raw.split(",") if t.strip()][:MAX_PASSTHROUGH_TOKENS]
     if not tokens or any(len(t) < 20 or " " in t for t in tokens):
         raise AuthenticationFailed("Invalid API key.")
-    accounts = [account_for_passthrough_token(token=t) for t in tokens]
+    try:
+        accounts = [account_for_passthrough_token(token=t) for t in tokens]
+    except ValidationError:
+        raise AuthenticationFailed("Invalid API key (not a gateway key, nor a Kimi token).") from None
     caller = Caller(
         api_key_id=None,
         owner_hash=token_hash(",".join(sorted(tokens))),

@@ -47,7 +47,8 @@ DEFAULT_AGENT_MODEL = "k3-agent"
 
 def chat_body(request: TurnRequest) -> dict[str, Any]:
     """The ``ChatService/Chat`` request (doc 2.6, 2026-09 web-app shape)."""
-    agent = request.agent_id == AGENT_ID
+    # Agent model ids (k3-agent, k28-agent-preview, ...) bring their agent scenario along (doc 2.12).
+    agent = request.agent_id == AGENT_ID or "-agent" in (request.model or "")
     model = request.model or (DEFAULT_AGENT_MODEL if agent else None)
     swarm = bool(model and model.endswith("-swarm"))
     scenario = "SCENARIO_OK_COMPUTER_SWARM" if swarm else "SCENARIO_OK_COMPUTER" if agent else "SCENARIO_CHAT"

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from gateway.kimi.connect import ConnectSession
 
 UPLOAD_PATH = "/apiv2-files/file/upload"
+# Sending up to KIMIPROXY_FILE_MAX_BYTES takes longer than a first byte; stalls are still caught by
+# httpx's per-read/per-write timeouts. TODO(settings): KIMIPROXY_UPLOAD_TIMEOUT if operators need it.
+UPLOAD_SECONDS = 300.0
 PROGRESS_PATH = "/apiv2-files/kimi.gateway.file.v1.FileService/GetFileParseProgress"
 _SUCCESS = ("PROCESS_STATUS_SUCCESS", 3)
 _FAILED = ("PROCESS_STATUS_FAILED", 4)  # numbers: one client's enum (doc 2.2.2, UNCERTAIN)
@@ -61,7 +64,7 @@ async def _send_upload(session: ConnectSession, blob: FileBlob, token: str) -> h
         headers=headers,
         timeout=request_timeout(),
     )
-    return await send(session.http, request, stream=False)
+    return await send(session.http, request, stream=False, budget=UPLOAD_SECONDS)
 
 
 async def _wait_parsed(session: ConnectSession, *, file_id: str, name: str) -> None:

@@ -10,6 +10,7 @@ import httpx
 from django.conf import settings
 
 from gateway.kimi.base import BadRequest, FileBlob, FileRef, FileRejected, KimiError, ProtocolError
+from gateway.kimi.connect_files import UPLOAD_SECONDS
 from gateway.kimi.framing import SSEDecoder
 from gateway.kimi.http import request_timeout
 from gateway.kimi.stream import send
@@ -48,7 +49,7 @@ async def _put(http: httpx.AsyncClient, presigned: dict[str, Any], blob: FileBlo
     request = http.build_request(
         "PUT", url, content=blob.data, headers={"content-type": blob.mime_type}, timeout=request_timeout()
     )
-    response = await send(http, request, stream=False)
+    response = await send(http, request, stream=False, budget=UPLOAD_SECONDS)
     if response.status_code == 413 or 400 <= response.status_code < 500:
         raise FileRejected(f"storage refused {blob.name!r} (HTTP {response.status_code})", status=response.status_code)
     if not 200 <= response.status_code < 300:

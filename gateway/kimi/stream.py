@@ -49,10 +49,13 @@ class Translator(Protocol[Item_contra]):
     def finish(self) -> list[KimiEvent]: ...
 
 
-async def send(http: httpx.AsyncClient, request: httpx.Request, *, stream: bool) -> httpx.Response:
-    """Send ``request``; the response headers must arrive within the first-byte budget."""
+async def send(
+    http: httpx.AsyncClient, request: httpx.Request, *, stream: bool, budget: float | None = None
+) -> httpx.Response:
+    """Send ``request``; the response (headers, or the whole body when not streaming) must arrive
+    within ``budget`` seconds, by default the first-byte timeout."""
     try:
-        async with asyncio.timeout(settings.KIMIPROXY_FIRST_BYTE_TIMEOUT):
+        async with asyncio.timeout(budget or settings.KIMIPROXY_FIRST_BYTE_TIMEOUT):
             return await http.send(request, stream=stream)
     except TimeoutError:
         raise FirstByteTimeout("no response from upstream within the first-byte timeout") from None

@@ -179,3 +179,18 @@ async def test_it_times_out_before_the_first_byte(fake_kimi: FakeKimi, session: 
     fake_kimi.fault("silence", after_events=0, duration=3.0)
     events, error = await run_turn(session, TurnRequest(text="hello"))
     assert isinstance(error, FirstByteTimeout) and events == []
+
+
+async def test_it_runs_the_agent_scenario_on_paid_accounts_only(fake_kimi: FakeKimi, http: httpx.AsyncClient) -> None:
+    free = session_for(await aaccount_for(fake_kimi.mint_account("free")), http=http)
+    paid = session_for(await aaccount_for(fake_kimi.mint_account("paid", paid=True)), http=http)
+    _, error = await run_turn(free, TurnRequest(text="Build a deck", agent_id="kimi-agent"))
+    assert isinstance(error, RateLimited)  # plan-restricted model: another account may serve it
+    events, error = await run_turn(paid, TurnRequest(text="Build a deck", agent_id="kimi-agent"))
+    assert error is None and text_of(events)
+    body = [c for c in fake_kimi.calls if c.kind == "chat"][-1].body
+    assert (body["scenario"], body["kimi_plus_id"], body["options"]["agent_mode"]) == (
+        "SCENARIO_OK_COMPUTER",
+        "ok-computer",
+        "TYPE_NORMAL",
+    )

@@ -182,3 +182,19 @@ async def test_it_rejects_a_file_over_the_upstream_size_cap(
         account = await aaccount_for(fake_kimi.mint_account(f"user-{protocol}", protocol=protocol))
         with pytest.raises(FileRejected):
             await session_for(account, http=http_client).upload(FileBlob("report.pdf", "application/pdf", PDF))
+
+
+async def test_it_attaches_a_file_fetched_by_url(
+    fake_kimi: FakeKimi, http_client: httpx.AsyncClient, file_server: str, settings: Any
+) -> None:
+    settings.KIMIPROXY_FETCH_ALLOW = ["127.0.0.1"]
+    account = await aaccount_for(fake_kimi.mint_account("alice"))
+    session = session_for(account, http=http_client)
+    blob = await blob_from_url(file_server + "/docs/report.pdf")
+    ref = await upload_cached(session=session, account_id=account.pk, blob=blob)
+    events, error = await run_turn(session, TurnRequest(text="Summarise the attached report", files=(ref,)))
+    assert error is None and text_of(events)
+    stored = fake_kimi.files[ref.file_id]
+    assert (stored.name, stored.content_type, stored.data) == ("report.pdf", "application/pdf", PDF)
+    chat_body = next(c for c in fake_kimi.calls if c.kind == "chat").body
+    assert chat_body["message"]["blocks"][1] == {"file": {"id": ref.file_id, "status": "PROCESS_STATUS_SUCCESS"}}

@@ -122,6 +122,8 @@ def test_it_builds_continuation_agent_and_file_bodies() -> None:
     assert agent["kimi_plus_id"] == "ok-computer"
     assert agent["options"]["agent_mode"] == "TYPE_NORMAL" and agent["options"]["model"] == "k3-agent"
     assert chat_body(TurnRequest(text="x", model="k2d6-chat"))["options"]["model"] == "k2d6-chat"
+    swarm = chat_body(TurnRequest(text="x", model="k3-agent-swarm"))
+    assert swarm["scenario"] == "SCENARIO_OK_COMPUTER_SWARM" and swarm["options"]["agent_mode"] == "TYPE_ULTRA"
 
 
 async def test_it_refreshes_and_retries_once_on_401() -> None:

@@ -112,3 +112,14 @@ def test_it_answers_json_405_for_a_wrong_method(e2e):
     response = httpx.get(f"{e2e.url}/v1/chat/completions", timeout=20)
     assert response.status_code == 405
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_it_refuses_a_malformed_pass_through_token_with_401(e2e):
+    token = "ünïcode-token-that-is-long-enough-0123".encode()
+    response = httpx.post(
+        f"{e2e.url}/v1/chat/completions",
+        json={"model": "kimi", "messages": OK_MESSAGES},
+        headers={"Authorization": b"Bearer " + token},
+        timeout=20,
+    )
+    assert_openai_error(response, 401, code="invalid_api_key")
