@@ -196,3 +196,18 @@ async def test_it_refuses_a_second_stream_while_the_chat_is_generating(fake_kimi
             busy = await client.post(CHAT_PATH, content=body, headers=connect_headers(token))
 
     assert connect_frames(busy.content)[0][1]["error"]["code"] == "failed_precondition"
+
+
+def test_it_aims_http_faults_at_other_calls_with_on(fake_kimi: FakeKimi, http: httpx.Client) -> None:
+    token = fake_kimi.mint_account("alice").access_token
+    chat_id = connect_frames(post_chat(http, token).content)[0][1]["chat"]["id"]
+    fake_kimi.fault("http_5xx", on=["delete"], account="alice")
+    path = "/apiv2/kimi.chat.v1.ChatService/DeleteChat"
+    auth = {"authorization": f"Bearer {token}"}
+
+    failed = http.post(path, json={"chat_id": chat_id}, headers=auth)
+    retried = http.post(path, json={"chat_id": chat_id}, headers=auth)
+
+    assert failed.status_code == 502 and failed.headers["content-type"] == "text/html"
+    assert retried.status_code == 200 and fake_kimi.chats[chat_id].deleted
+    assert fake_kimi.count("delete") == 2

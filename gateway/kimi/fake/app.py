@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from gateway.kimi.fake import connect, connect_chat, files, legacy
-from gateway.kimi.fake.common import connect_unary_error, legacy_error, new_call
+from gateway.kimi.fake.common import BAD_GATEWAY_HTML, auth_refused, connect_unary_error, legacy_error, new_call
 from gateway.kimi.fake.control import FakeKimi
 from gateway.kimi.fake.control_http import handle_control
 from gateway.kimi.fake.http import Receive, Request, Scope, Send, read_body
+from gateway.kimi.fake.jwt import jwt_payload
 from gateway.kimi.fake.records import Call
+from gateway.kimi.fake.script import take_generic
 
 Handler = Callable[[FakeKimi, Request, Call], Awaitable[None]]
 
@@ -116,7 +118,36 @@ class FakeKimiApp:
             await _not_found(self.fake, req)
             return
         protocol, kind, handler = found
-        await handler(self.fake, req, new_call(self.fake, req, protocol, kind))
+        call = new_call(self.fake, req, protocol, kind)
+        if kind not in _FAULTS_IN_HANDLER and await _generic_fault(self.fake, req, call):
+            return
+        await handler(self.fake, req, call)
+
+
+# Handlers that take their own faults (after authentication, with protocol-specific shapes).
+_FAULTS_IN_HANDLER = frozenset({"chat", "stream", "create_chat"})
+
+
+async def _generic_fault(fake: FakeKimi, req: Request, call: Call) -> bool:
+    """``http_5xx`` / ``http_429`` / ``access_expired`` aimed at any other call kind with ``on=``."""
+    token = req.bearer()
+    claims = jwt_payload(token) if token else None
+    with fake.lock:
+        account = fake.state.by_user.get(str(claims.get("sub"))) if claims else None
+        fault = take_generic(fake.state.script, call.kind, account.name if account else None)
+    if fault is None:
+        return False
+    retry = [("retry-after", str(int(fault.retry_after)))] if fault.retry_after is not None else []
+    if fault.kind == "access_expired":
+        await auth_refused(req, call, protocol=call.protocol, why="token is expired")
+    elif fault.kind == "http_429":
+        call.status = 429
+        await req.respond(429, b"", None, retry)
+    else:
+        call.status = fault.status or 502
+        body, ctype = (b"", None) if fault.variant == "empty" else (BAD_GATEWAY_HTML, "text/html")
+        await req.respond(call.status, body, ctype, retry)
+    return True
 
 
 async def _not_found(fake: FakeKimi, req: Request) -> None:

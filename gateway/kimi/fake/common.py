@@ -21,6 +21,7 @@ HEADER_KEYS = (
     "r-timezone",
     "referer",
 )
+BAD_GATEWAY_HTML = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
 TOKEN_KEYS = ("refresh_token", "refreshToken", "access_token", "accessToken")
 
 # Connect code -> HTTP status for unary errors (doc 2.13.1).

@@ -7,7 +7,7 @@ import struct
 import time
 from typing import Any
 
-from gateway.kimi.fake.common import authenticate, field, scrub
+from gateway.kimi.fake.common import BAD_GATEWAY_HTML, authenticate, field, scrub
 from gateway.kimi.fake.connect_turn import TurnPlan, build_turn, citation_suffix, end_frame
 from gateway.kimi.fake.control import FakeKimi
 from gateway.kimi.fake.errors import connect_error
@@ -82,8 +82,7 @@ async def _pre_stream_fault(req: Request, call: Call, fault: Fault | None) -> bo
     retry = [("retry-after", str(int(fault.retry_after)))] if fault.retry_after is not None else []
     if fault.kind == "http_5xx":
         call.status = fault.status or 502
-        html = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
-        body, ctype = (b"", None) if fault.variant == "empty" else (html, "text/html")
+        body, ctype = (b"", None) if fault.variant == "empty" else (BAD_GATEWAY_HTML, "text/html")
         await req.respond(call.status, body, ctype, retry)
     elif fault.kind == "http_429":
         call.status = 429

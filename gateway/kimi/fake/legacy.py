@@ -6,7 +6,7 @@ import re
 import time
 from typing import Any
 
-from gateway.kimi.fake.common import authenticate, legacy_error
+from gateway.kimi.fake.common import BAD_GATEWAY_HTML, authenticate, legacy_error
 from gateway.kimi.fake.connect import rfc3339
 from gateway.kimi.fake.connect_chat import DEFAULT_THINKING
 from gateway.kimi.fake.connect_turn import citation_suffix
@@ -117,8 +117,7 @@ async def _pre_fault(req: Request, call: Call, fault: Fault | None) -> bool:
     retry = [("retry-after", str(int(fault.retry_after)))] if fault.retry_after is not None else []
     if fault.kind == "http_5xx":
         call.status = fault.status or 502
-        html = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
-        body, ctype = (b"", None) if fault.variant == "empty" else (html, "text/html")
+        body, ctype = (b"", None) if fault.variant == "empty" else (BAD_GATEWAY_HTML, "text/html")
         await req.respond(call.status, body, ctype, retry)
     elif fault.kind == "http_429":
         call.status = 429

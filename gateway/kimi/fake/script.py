@@ -148,6 +148,21 @@ class Script:
         return taken
 
 
+GENERIC = frozenset({"http_5xx", "http_429", "access_expired"})
+
+
+def take_generic(script: Script, kind: str, account: str | None) -> Fault | None:
+    """An HTTP-level fault aimed (with ``on=``) at a call kind whose handler does not look for faults itself."""
+    for fault in sorted(script.faults, key=lambda f: f.account is None):
+        if fault.kind in GENERIC and kind in fault.on and fault.account in (account, None):
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    script.faults.remove(fault)
+            return fault
+    return None
+
+
 def main_fault(faults: list[Fault]) -> Fault | None:
     return next((f for f in faults if f.kind not in MODIFIERS), None)
 
