@@ -237,3 +237,73 @@ def statement_kind(sql: str) -> str:
     verb = words[0].upper() if words else "?"
     table = re.search(r'(?:FROM|INTO|UPDATE)\s+"?(\w+)"?', sql, re.IGNORECASE)
     return f"{verb} {table.group(1)}" if table and verb != "BEGIN" else verb
+
+
+_STMT_PID = re.compile(r"\[(\d+)\] \S+@" + DB_NAME + r" LOG:  (?:statement|execute [^:]*): (.*)$")
+
+
+def db_steps(log_lines: list[str]) -> dict[str, int]:
+    """Round trips and database steps in server-log lines: a step is one transaction (BEGIN..COMMIT) or
+    one statement outside a transaction. Lines are grouped by backend pid, so overlapping requests on
+    different connections do not mix."""
+    in_tx: dict[str, bool] = {}
+    counts = {"round_trips": 0, "transactions": 0, "autocommit": 0}
+    for line in log_lines:
+        match = _STMT_PID.search(line)
+        if not match:
+            continue
+        pid, sql = match.groups()
+        counts["round_trips"] += 1
+        verb = sql.split()[0].upper() if sql.split() else ""
+        if verb == "BEGIN":
+            in_tx[pid] = True
+            counts["transactions"] += 1
+        elif verb in ("COMMIT", "ROLLBACK"):
+            in_tx[pid] = False
+        elif not in_tx.get(pid):
+            counts["autocommit"] += 1
+    return counts
+
+
+def log_lines_since(log_path: Path, offset: int) -> list[str]:
+    with log_path.open("rb") as fh:
+        fh.seek(offset)
+        return fh.read().decode("utf-8", "replace").splitlines()
+
+
+def round_trips(stack: Stack, log_path: Path, requests: int) -> dict[str, Any]:
+    """Restart kimiproxy with ``log_statement = 'all'`` on the bench database only, send requests one at a
+    time and count, from the server log, every statement incl. BEGIN/COMMIT; upstream calls from the
+    fake's counters. Last phase: logging slows the database."""
+    stack.sql(f"ALTER DATABASE {DB_NAME} SET log_statement = 'all'")
+    try:
+        stack.restart_proxy()
+        for stream in (False, True):
+            asyncio.run(loadgen.closed_loop(target(stack, "kimiproxy", stream=stream), concurrency=1, duration=5, limit=3))
+        time.sleep(1.0)
+        offset = log_path.stat().st_size
+        asyncio.run(loadgen.closed_loop(target(stack, "kimiproxy", stream=True), concurrency=1, duration=5, limit=1))
+        time.sleep(1.0)
+        one = [statement_kind(s) for s in statements_since(log_path, offset)]
+        before = stack.fake("GET", "stats")["calls"]
+        offset = log_path.stat().st_size
+        sent = 0
+        for stream in (False, True):
+            run = asyncio.run(
+                loadgen.closed_loop(target(stack, "kimiproxy", stream=stream), concurrency=1, duration=30, limit=requests)
+            )
+            _check(run, "round trips")
+            sent += len(run.results)
+        time.sleep(1.5)  # the finish task and the chat delete run after the answer
+        steps = db_steps(log_lines_since(log_path, offset))
+        after = stack.fake("GET", "stats")["calls"]
+    finally:
+        stack.sql(f"ALTER DATABASE {DB_NAME} RESET log_statement")
+    upstream = {k: (after.get(k, 0) - before.get(k, 0)) / sent for k in set(after) | set(before)}
+    return {
+        "method": "server log with log_statement=all on the bench database (every BEGIN/COMMIT counted)",
+        "requests": sent,
+        "per_request": {k: v / sent for k, v in steps.items()},
+        "one_stream_request": one,
+        "upstream_calls_per_request": {k: v for k, v in upstream.items() if v},
+    }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 import httpx
 import pytest
@@ -45,12 +46,25 @@ def deltas(lines: list[str]) -> str:
     return text
 
 
-def test_it_finishes_the_in_flight_stream_and_deletes_its_chat_on_sigterm(fake_kimi, transactional_db):
+def slow_deletes(fake_kimi, monkeypatch, seconds: float) -> None:
+    """The upstream takes ``seconds`` to delete a chat: the delete outlives the HTTP response, so only
+    the lifespan drain keeps the process alive long enough for it."""
+    delete = fake_kimi.state.delete_chat
+
+    def slow(chat_id: str, account: str) -> bool:
+        time.sleep(seconds)
+        return delete(chat_id, account)
+
+    monkeypatch.setattr(fake_kimi.state, "delete_chat", slow)
+
+
+def test_it_finishes_the_in_flight_stream_and_deletes_its_chat_on_sigterm(fake_kimi, transactional_db, monkeypatch):
     pool_account(fake_kimi, "slow-one")
+    slow_deletes(fake_kimi, monkeypatch, 1.0)
     _, key = make_api_key()
     fake_kimi.reply(text=ANSWER, chunk_size=4, delay=0.1)  # ~17 frames, ~1.7 s: still streaming at SIGTERM
     env = gateway_env(database_url=database_url_of_tests(), kimi_url=fake_kimi.url, KIMIPROXY_SHUTDOWN_GRACE="15")
-    gateway = start_gateway(env, extra_args=("--lifespan", "off"))
+    gateway = start_gateway(env)
     with running(gateway):
         gateway.wait_ready()
         body = {"model": "kimi", "stream": True, "messages": [{"role": "user", "content": "tell me slowly"}]}

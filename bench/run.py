@@ -1,0 +1,106 @@
+"""``make bench``: kimiproxy's overhead over the fake Kimi server, against a bare ASGI pass-through.
+
+    .venv/bin/python bench/run.py [--quick] [--postgres postgres://postgres@127.0.0.1:5432] [--pg-log PATH]
+
+Starts the fake (``manage.py fake_kimi``), kimiproxy (gunicorn + uvicorn workers, one per core, PostgreSQL
+database ``kimiproxy_perf`` created and dropped here) and bench/passthrough_app.py, then measures the
+phases of bench/README.md. Loopback only; every phase is bounded; all children are killed on exit or
+Ctrl-C. Writes bench/results/<timestamp>.json and .md, and bench/RESULTS.md (the committed table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import phases, report  # noqa: E402
+from bench.procs import Children  # noqa: E402
+from bench.stack import Stack  # noqa: E402
+
+DEFAULT_PG_LOG = "/var/log/postgresql/postgresql-15-main.log"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one short repeat of each phase (a smoke run)")
+    parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432"))
+    parser.add_argument("--pg-log", default=os.environ.get("BENCH_PG_LOG", DEFAULT_PG_LOG), help="server log to count statements in")
+    parser.add_argument("--no-results-md", action="store_true", help="do not overwrite bench/RESULTS.md")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))  # 500 streams x 4 sockets
+    timing = phases.Timing.quick() if args.quick else phases.Timing()
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_dir = out_dir / f"logs-{stamp}"
+    log_dir.mkdir()
+    children = Children(log_dir)
+    stack = Stack(server_url=args.postgres.rstrip("/"), children=children)
+    started = time.monotonic()
+    data: dict[str, object] = {}
+    try:
+        print("setting up: database, fake, kimiproxy, pass-through", flush=True)
+        stack.create_database()
+        stack.migrate()
+        stack.start_fake()
+        stack.fake_reply(delay=0.0)
+        stack.seed()
+        stack.start_proxy()
+        stack.start_passthrough()
+        phases.warm_up(stack, 1.0 if args.quick else 2.0)
+        print("latency at concurrency 1", flush=True)
+        data["latency"] = phases.latency(stack, timing)
+        print("gaps between chunks (20 ms pacing)", flush=True)
+        data["gaps"] = phases.chunk_gaps(stack, timing)
+        print("highest rate within 50 ms p99 added latency", flush=True)
+        base = {name: data["latency"]["direct"]["p50"]["median"] for name in phases.TARGETS}  # type: ignore[index]
+        data["rates"] = phases.max_rate(stack, timing, base=base)
+        data["peak_rss_kb"] = {n: phases.worker_rss(stack, n, "VmHWM") for n in ("kimiproxy", "passthrough")}
+        data["cpu_seconds"] = {n: phases.worker_cpu(stack, n) for n in ("kimiproxy", "passthrough")}
+        print("slow streams held open", flush=True)
+        data["slow_streams"] = {n: phases.slow_streams(stack, timing, n) for n in ("passthrough", "kimiproxy")}
+        data["peak_rss_kb_after_streams"] = {n: phases.worker_rss(stack, n, "VmHWM") for n in ("kimiproxy", "passthrough")}
+        pg_log = Path(args.pg_log)
+        if pg_log.is_file() and os.access(pg_log, os.R_OK):
+            print("database round trips and upstream calls per request", flush=True)
+            data["round_trips"] = phases.round_trips(stack, pg_log, requests=10 if args.quick else 25)
+        else:
+            print(f"  ! {pg_log} is not readable: database round trips not counted (--pg-log)", flush=True)
+        busy = [p["busy"]["max"] for t in data["rates"].values() for p in t.values() if p["busy"]["n"]]  # type: ignore[union-attr]
+        data["meta"] = {
+            "quick": args.quick,
+            "repeats": timing.repeats,
+            "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}",
+            "loadgen_busy_max": max(busy, default=0.0),
+            "seconds": time.monotonic() - started,
+            "timing": timing.__dict__,
+        }
+    finally:
+        children.stop_all()
+        stack.drop_database()
+    table = report.markdown(data)  # type: ignore[arg-type]
+    (out_dir / f"{stamp}.json").write_text(json.dumps(data, indent=2, default=str))
+    (out_dir / f"{stamp}.md").write_text(table)
+    if not args.quick and not args.no_results_md:
+        (ROOT / "bench" / "RESULTS.md").write_text(f"# Benchmark results ({time.strftime('%Y-%m-%d')})\n\n" + table)
+    print(table)
+    print(f"results: bench/results/{stamp}.json ({data['meta']['seconds']:.0f} s)")  # type: ignore[index]
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
