@@ -14,7 +14,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from gateway.callers import Caller, caller_authenticate
-from gateway.completions import Plan  # noqa: E402  (after the imports it depends on)
+from gateway.completions import Plan
 from gateway.conversations import ContinuedConversation, conversation_for_continue, conversation_release_unused
 from gateway.dbcall import db_call
 from gateway.keys import api_key_model_allowed

@@ -23,9 +23,11 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import KimiAccount
-from accounts.pool import Lease, NoAccountAvailable, account_reserve_waiting
+from accounts.pool import Lease, NoAccountAvailable, account_reserve_waiting, lease_release
 from gateway import lifecycle
 from gateway.callers import Caller
 from gateway.choices import Outcome
@@ -33,6 +35,7 @@ from gateway.conversations import (
     ContinuedConversation,
     conversation_delete_upstream,
     conversation_record,
+    conversation_settle,
 )
 from gateway.dbcall import db_call
 from gateway.kimi import session_for
@@ -42,7 +45,6 @@ from gateway.kimi.base import (
     ContentFiltered,
     Done,
     FileBlob,
-    FileRef,
     FileRejected,
     Heartbeat,
     KimiError,
@@ -197,11 +199,6 @@ def _release_failed_attempt(
     conversation_id: int | None,
     keep: bool,
 ) -> None:
-    from django.db import transaction
-
-    from accounts.pool import lease_release
-    from gateway.conversations import conversation_settle
-
     with transaction.atomic():
         lease_release(lease=lease, outcome=outcome, refund=refund, retry_after=retry_after, message=message)
         if conversation_id is not None:
@@ -230,8 +227,6 @@ def _no_account_error(exc: NoAccountAvailable, *, continued: bool) -> GatewayErr
         )
     retry_after = None
     if exc.retry_at is not None:
-        from django.utils import timezone
-
         retry_after = max(1.0, (exc.retry_at - timezone.now()).total_seconds())
     return RateLimitExceeded(
         f"No Kimi account can serve this request now ({exc.reason}).",
@@ -414,16 +409,3 @@ def upstream_events(attempt: Attempt, buffered: list[KimiEvent]) -> AsyncIterato
             yield event
 
     return gen()
-
-
-__all__ = [
-    "Attempt",
-    "Ending",
-    "Finisher",
-    "Plan",
-    "ending_client_closed",
-    "ending_for_error",
-    "reply_open",
-    "upstream_events",
-    "FileRef",
-]

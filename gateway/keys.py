@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from gateway.models import ApiKey
+from gateway.openai.model_names import parse_model
 
 KEY_PREFIX = "sk-kp-"
 KEY_RANDOM_CHARS = 40  # secrets.token_urlsafe(30) gives 40 characters (240 bits)
@@ -96,5 +97,9 @@ def api_key_revoke(*, key: ApiKey) -> bool:
 
 
 def api_key_model_allowed(*, key: ApiKey, model: str) -> bool:
-    """An empty allow-list allows every model; otherwise the exact model name must be listed."""
-    return not key.allowed_models or model in key.allowed_models
+    """An empty allow-list allows every model; otherwise the model must be listed, by its exact name or
+    by one that means the same (``kimi-thinking-search`` matches an entry ``kimi-search-thinking``)."""
+    if not key.allowed_models or model in key.allowed_models:
+        return True
+    wanted = parse_model(model).canonical
+    return any(parse_model(allowed).canonical == wanted for allowed in key.allowed_models)

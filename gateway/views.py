@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -73,10 +72,3 @@ def sse_response(body: SseBody, *, request_id: str, conversation_id: str | None)
 async def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
     error = InvalidRequest(f"Unknown path {request.path}", code="not_found", status=404)
     return error_response(error, request_id=new_request_id())
-
-
-def json_body(request: HttpRequest) -> object:
-    try:
-        return json.loads(request.body or b"{}")
-    except ValueError:
-        raise InvalidRequest("The request body is not valid JSON.", code="invalid_json") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -85,13 +86,14 @@ def openapi_schema(request: HttpRequest) -> JsonResponse:
 @require_http_methods(["POST"])
 def token_check(request: HttpRequest) -> JsonResponse:
     """The ancestor's ``POST /token/check {"token": ...}`` -> ``{"live": bool}`` (refreshes the token)."""
-    from gateway.views import json_body
-
     try:
-        body = json_body(request)
+        body = json.loads(request.body or b"{}")
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str) or len(token.strip()) < 20:
             raise InvalidRequest('Send {"token": "<Kimi refresh token>"}.', param="token", code="invalid_value")
+    except ValueError:
+        error = InvalidRequest("The request body is not valid JSON.", code="invalid_json")
+        return JsonResponse(error.body(), status=error.status)
     except GatewayError as error:
         return JsonResponse(error.body(), status=error.status)
     account = account_for_passthrough_token(token=token.strip())

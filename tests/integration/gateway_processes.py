@@ -87,14 +87,16 @@ class ServerProcess:
     """One server process on its own loopback socket."""
 
     def __init__(self, argv: list[str], *, env: dict[str, str], name: str, pass_socket: bool = True) -> None:
-        """``{fd}`` in ``argv`` becomes the listening socket's descriptor, ``{port}`` its port. Without
+        """``{fd}`` in ``argv`` and ``env`` becomes the listening socket's descriptor, ``{port}`` its port. Without
         ``pass_socket`` the server binds the port itself (a small race, only for the fake's command)."""
         self.name = name
         sock = listening_socket()
         self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix=f"kimiproxy-{name}-", suffix=".log", delete=False)  # noqa: SIM115
-        argv = [a.replace("{fd}", str(sock.fileno())).replace("{port}", str(self.port)) for a in argv]
+        fill = lambda text: text.replace("{fd}", str(sock.fileno())).replace("{port}", str(self.port))  # noqa: E731
+        argv = [fill(a) for a in argv]
+        env = {name: fill(value) for name, value in env.items()}
         if not pass_socket:
             sock.close()
         self.proc = subprocess.Popen(  # noqa: S603  (our own interpreter and arguments)

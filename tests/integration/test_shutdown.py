@@ -18,6 +18,8 @@ from gateway.models import Conversation, RequestLog
 from tests.factories import make_api_key
 from tests.integration.api.helpers import pool_account
 from tests.integration.gateway_processes import (
+    PYTHON,
+    ServerProcess,
     database_url_of_tests,
     gateway_env,
     running,
@@ -58,13 +60,25 @@ def slow_deletes(fake_kimi, monkeypatch, seconds: float) -> None:
     monkeypatch.setattr(fake_kimi.state, "delete_chat", slow)
 
 
-def test_it_finishes_the_in_flight_stream_and_deletes_its_chat_on_sigterm(fake_kimi, transactional_db, monkeypatch):
+def start(server: str, env: dict[str, str]) -> ServerProcess:
+    if server == "uvicorn":
+        return start_gateway(env)
+    # docker/gunicorn.conf.py as production uses it, one worker, on the socket we bound.
+    env = {**env, "GUNICORN_BIND": "fd://{fd}", "GUNICORN_WORKERS": "1", "GUNICORN_GRACEFUL_TIMEOUT": "20"}
+    argv = [PYTHON, "-m", "gunicorn", "-c", "docker/gunicorn.conf.py", "kimiproxy.asgi:application"]
+    return ServerProcess(argv, env=env, name="gunicorn")
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn"])
+def test_it_finishes_the_in_flight_stream_and_deletes_its_chat_on_sigterm(
+    server, fake_kimi, transactional_db, monkeypatch
+):
     pool_account(fake_kimi, "slow-one")
     slow_deletes(fake_kimi, monkeypatch, 1.0)
     _, key = make_api_key()
     fake_kimi.reply(text=ANSWER, chunk_size=4, delay=0.1)  # ~17 frames, ~1.7 s: still streaming at SIGTERM
     env = gateway_env(database_url=database_url_of_tests(), kimi_url=fake_kimi.url, KIMIPROXY_SHUTDOWN_GRACE="15")
-    gateway = start_gateway(env)
+    gateway = start(server, env)
     with running(gateway):
         gateway.wait_ready()
         body = {"model": "kimi", "stream": True, "messages": [{"role": "user", "content": "tell me slowly"}]}

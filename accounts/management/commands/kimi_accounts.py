@@ -67,7 +67,7 @@ class Command(BaseCommand):
     def do_list(self, options: dict[str, Any]) -> None:
         now = timezone.now()
         self.stdout.write("name\tprotocol\tstate\tused/limit\ttoken")
-        for account in selectors.accounts_for_admin(now=now):
+        for account in selectors.accounts_for_admin(now=now).order_by("name"):
             usage = selectors.usage_from_annotations(account=account, now=now)
             row = [account.name, account.protocol, account.state, f"{usage.used}/{usage.limit}", account.masked_token]
             self.stdout.write("\t".join(row))
