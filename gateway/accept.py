@@ -43,12 +43,15 @@ class Accepted:
 
 
 def _read_body(request: HttpRequest) -> Any:
+    limit = settings.KIMIPROXY_MAX_BODY_BYTES
     length = int(request.META.get("CONTENT_LENGTH") or 0)
-    if length > settings.KIMIPROXY_MAX_BODY_BYTES:
-        raise PayloadTooLarge(
-            f"The request body is {length} bytes; this gateway accepts at most {settings.KIMIPROXY_MAX_BODY_BYTES}."
-        )
-    return parse_json_body(request.body)
+    if length > limit:
+        raise PayloadTooLarge(f"The request body is {length} bytes; this gateway accepts at most {limit}.")
+    # A chunked body has no Content-Length to check: count what is read, and read no more than that.
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes, the most this gateway accepts.")
+    return parse_json_body(body)
 
 
 def _parse(body: Any) -> ChatRequest:
@@ -136,6 +139,7 @@ async def request_accept(request: HttpRequest, *, request_id: str) -> Accepted:
         continued=continued,
         started=started,
         prompt_text=prompt,
+        flags=start.flags,
     )
     return Accepted(plan, chat, key)
 

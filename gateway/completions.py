@@ -78,6 +78,7 @@ class Plan:
     continued: ContinuedConversation | None
     started: float  # time.monotonic() when the request arrived
     prompt_text: str
+    flags: tuple[str, ...] = ()  # as logged on accept
 
 
 def lease_outcome(exc: KimiError) -> str:
@@ -122,6 +123,7 @@ class Attempt:
         self.chat_id = plan.continued.chat_id if plan.continued else ""
         self.conversation_id: int | None = plan.continued.conversation_id if plan.continued else None
         self.generated = False  # the upstream produced answer content (the turn is not refundable)
+        self.ignored_flags: list[str] = []  # request flags this account's protocol does not have
         self.closed = False
 
     async def open(self) -> list[KimiEvent]:
@@ -132,6 +134,9 @@ class Attempt:
             turn = dataclasses.replace(
                 turn, chat_id=self.plan.continued.chat_id, parent_id=self.plan.continued.parent_message_id or None
             )
+        self.ignored_flags = self.session.unsupported_flags(turn)
+        if self.ignored_flags:
+            log.info("%s: %s ignores %s", self.plan.request_id, self.account.protocol, ", ".join(self.ignored_flags))
         self.turn_cm = self.session.turn(turn)
         self.events = _content_filter_as_done(await self.turn_cm.__aenter__())
         buffered: list[KimiEvent] = []
@@ -350,6 +355,9 @@ class Finisher:
             attempts=self.failover.attempts if self.failover else 0,
             account_id=attempt.account.pk if attempt else None,
             upstream_chat_id=attempt.chat_id if attempt else "",
+            flags=[*self.plan.flags, *(f"ignored:{f}" for f in attempt.ignored_flags)]
+            if attempt and attempt.ignored_flags
+            else None,
             **self.stats,
         )
         lease = conversation = None

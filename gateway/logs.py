@@ -53,6 +53,7 @@ class LogFinish:
     completion_tokens: int = 0
     upstream_chat_id: str = ""
     answer_preview: str = ""
+    flags: list[str] | None = None  # replaces the accept-time flags (adds what the upstream ignored)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +207,7 @@ def request_finish(
             completion_tokens=finish.completion_tokens,
             upstream_chat_id=finish.upstream_chat_id[:64],
             answer_preview=_preview(finish.answer_preview),
+            **({"flags": finish.flags} if finish.flags is not None else {}),
         )
         if updated != 1:
             return False

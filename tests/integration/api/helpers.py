@@ -19,7 +19,9 @@ def client_for(url: str, key: str, **kwargs: Any) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=20, **kwargs)
 
 
-def setup_pool(e2e: Any, *, protocol: str = "connect", accounts: int = 1, **key_kwargs: Any) -> tuple[openai.OpenAI, Any]:
+def setup_pool(
+    e2e: Any, *, protocol: str = "connect", accounts: int = 1, **key_kwargs: Any
+) -> tuple[openai.OpenAI, Any]:
     for i in range(accounts):
         pool_account(e2e.fake, f"{protocol}-{i}", protocol=protocol)
     key, raw = make_api_key(**key_kwargs)

@@ -16,9 +16,7 @@ def test_it_answers_a_plain_chat(e2e, protocol):
     client, _ = setup_pool(e2e, protocol=protocol)
     e2e.fake.reply(text="Hello there, human friend.", chunk_size=5)
 
-    raw = client.chat.completions.with_raw_response.create(
-        model="kimi", messages=[{"role": "user", "content": "hi"}]
-    )
+    raw = client.chat.completions.with_raw_response.create(model="kimi", messages=[{"role": "user", "content": "hi"}])
     completion = raw.parse()
 
     assert completion.choices[0].message.content == "Hello there, human friend."
@@ -37,7 +35,9 @@ def test_it_streams_a_plain_chat(e2e, protocol):
     e2e.fake.reply(text="One two three four five.", chunk_size=4)
 
     stream = client.chat.completions.create(
-        model="kimi", messages=[{"role": "user", "content": "count"}], stream=True,
+        model="kimi",
+        messages=[{"role": "user", "content": "count"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)

@@ -21,7 +21,9 @@ def test_it_keeps_and_continues_a_conversation(e2e, protocol, stream):
     e2e.fake.reply(text="first answer")
 
     first = client.chat.completions.create(
-        model="kimi", messages=[{"role": "user", "content": "remember 7"}], extra_body={"conversation_id": "new"},
+        model="kimi",
+        messages=[{"role": "user", "content": "remember 7"}],
+        extra_body={"conversation_id": "new"},
         stream=stream,
     )
     conversation_id = _conversation_id(first, stream)
@@ -64,7 +66,8 @@ def test_a_key_cannot_continue_another_keys_conversation(e2e):
     other = client_for(e2e.url, other_raw)
     with pytest.raises(openai.NotFoundError):
         other.chat.completions.create(
-            model="kimi", messages=[{"role": "user", "content": "y"}],
+            model="kimi",
+            messages=[{"role": "user", "content": "y"}],
             extra_body={"conversation_id": first.model_extra["conversation_id"]},
         )
 
@@ -79,7 +82,8 @@ def test_it_says_why_a_kept_conversation_cannot_continue(e2e, state, status):
     KimiAccount.objects.update(state=state, cooldown_until="2099-01-01T00:00:00Z")
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(
-            model="kimi", messages=[{"role": "user", "content": "y"}],
+            model="kimi",
+            messages=[{"role": "user", "content": "y"}],
             extra_body={"conversation_id": first.model_extra["conversation_id"]},
         )
     assert caught.value.status_code == status
@@ -103,7 +107,10 @@ def test_it_serves_pass_through_tokens_and_keeps_rotations_server_side(e2e, prot
 
     accounts = KimiAccount.objects.filter(source="passthrough")
     assert accounts.count() == 2
-    used = {name: e2e.fake.count("chat" if protocol == "connect" else "stream", account=name) for name in ("pt-one", "pt-two")}
+    used = {
+        name: e2e.fake.count("chat" if protocol == "connect" else "stream", account=name)
+        for name in ("pt-one", "pt-two")
+    }
     assert used["pt-one"] >= 1 and used["pt-two"] >= 1  # spare capacity is preferred
     assert sum(used.values()) == 4
     for account in accounts:

@@ -45,19 +45,53 @@ CASES = [
     ("missing messages", {"body": {"model": "kimi"}}, 400, "messages", None),
     ("empty messages", {"body": {"model": "kimi", "messages": []}}, 400, "messages", None),
     ("messages not a list", {"body": {"model": "kimi", "messages": "hi"}}, 400, "messages", None),
-    ("bad role", {"body": {"model": "kimi", "messages": [{"role": "wizard", "content": "x"}]}}, 400,
-     "messages[0].role", None),
-    ("content wrong type", {"body": {"model": "kimi", "messages": [{"role": "user", "content": 5}]}}, 400,
-     "messages[0].content", None),
-    ("unsupported part", {"body": {"model": "kimi", "messages": [{"role": "user", "content": [{"type": "audio"}]}]}},
-     400, "messages[0].content[0].type", None),
+    (
+        "bad role",
+        {"body": {"model": "kimi", "messages": [{"role": "wizard", "content": "x"}]}},
+        400,
+        "messages[0].role",
+        None,
+    ),
+    (
+        "content wrong type",
+        {"body": {"model": "kimi", "messages": [{"role": "user", "content": 5}]}},
+        400,
+        "messages[0].content",
+        None,
+    ),
+    (
+        "unsupported part",
+        {"body": {"model": "kimi", "messages": [{"role": "user", "content": [{"type": "audio"}]}]}},
+        400,
+        "messages[0].content[0].type",
+        None,
+    ),
     ("n > 1", {"body": {"model": "kimi", "messages": OK_MESSAGES, "n": 2}}, 400, "n", None),
     ("stream not bool", {"body": {"model": "kimi", "messages": OK_MESSAGES, "stream": "yes"}}, 400, "stream", None),
-    ("max_tokens negative", {"body": {"model": "kimi", "messages": OK_MESSAGES, "max_tokens": -1}}, 400,
-     "max_tokens", None),
-    ("broken data url", {"body": {"model": "kimi", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}]}]}}, 400,
-     "messages[0].content[0].image_url.url", None),
+    (
+        "max_tokens negative",
+        {"body": {"model": "kimi", "messages": OK_MESSAGES, "max_tokens": -1}},
+        400,
+        "max_tokens",
+        None,
+    ),
+    (
+        "broken data url",
+        {
+            "body": {
+                "model": "kimi",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}],
+                    }
+                ],
+            }
+        },
+        400,
+        "messages[0].content[0].image_url.url",
+        None,
+    ),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import http.server
 import threading
 
@@ -40,7 +41,9 @@ def test_it_returns_search_results_as_annotations_and_sources(e2e, protocol):
     client, _ = setup_pool(e2e, protocol=protocol)
     e2e.fake.reply(
         text="Paris is the capital.",
-        search=[{"title": "Paris - Wikipedia", "url": "https://en.wikipedia.org/wiki/Paris", "snippet": "", "site": "wiki"}],
+        search=[
+            {"title": "Paris - Wikipedia", "url": "https://en.wikipedia.org/wiki/Paris", "snippet": "", "site": "wiki"}
+        ],
     )
     completion = client.chat.completions.create(
         model="kimi-search", messages=[{"role": "user", "content": "capital of France?"}]
@@ -85,7 +88,9 @@ def test_it_wraps_thinking_in_think_tags_on_request(e2e):
     client, _ = setup_pool(e2e)
     e2e.fake.reply(text="42.", thinking="Hmm.")
     completion = client.chat.completions.create(
-        model="kimi-thinking", messages=[{"role": "user", "content": "q"}], extra_body={"reasoning_format": "think_tags"}
+        model="kimi-thinking",
+        messages=[{"role": "user", "content": "q"}],
+        extra_body={"reasoning_format": "think_tags"},
     )
     assert completion.choices[0].message.content.startswith("<think>")
     assert completion.choices[0].message.content.rstrip().endswith("42.")
@@ -97,10 +102,15 @@ def test_it_uploads_a_base64_image(e2e, protocol):
     data_url = "data:image/png;base64," + base64.b64encode(PNG).decode()
     completion = client.chat.completions.create(
         model="kimi",
-        messages=[{"role": "user", "content": [
-            {"type": "text", "text": "what is this?"},
-            {"type": "image_url", "image_url": {"url": data_url}},
-        ]}],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": data_url}},
+                ],
+            }
+        ],
     )
     assert completion.choices[0].message.content
     uploaded = [f.data for f in e2e.fake.files.values()]
@@ -137,10 +147,15 @@ def test_it_uploads_a_file_by_url(e2e, protocol, file_server, settings):
     client, _ = setup_pool(e2e, protocol=protocol)
     completion = client.chat.completions.create(
         model="kimi",
-        messages=[{"role": "user", "content": [
-            {"type": "text", "text": "summarise"},
-            {"type": "file", "file_url": {"url": f"{file_server}/otters.pdf"}},
-        ]}],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "summarise"},
+                    {"type": "file", "file_url": {"url": f"{file_server}/otters.pdf"}},
+                ],
+            }
+        ],
     )
     assert completion.choices[0].message.content
     assert _FileHandler.body in [f.data for f in e2e.fake.files.values()]
@@ -153,10 +168,15 @@ def test_it_refuses_a_file_url_on_a_private_address_by_default(e2e, file_server)
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(
             model="kimi",
-            messages=[{"role": "user", "content": [
-                {"type": "text", "text": "summarise"},
-                {"type": "file", "file_url": {"url": f"{file_server}/otters.pdf"}},
-            ]}],
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "summarise"},
+                        {"type": "file", "file_url": {"url": f"{file_server}/otters.pdf"}},
+                    ],
+                }
+            ],
         )
     assert caught.value.body["param"].startswith("messages[0].content[1]")
     assert e2e.fake.count("chat") + e2e.fake.count("stream") == 0
@@ -220,3 +240,34 @@ def test_it_logs_an_unknown_model_and_echoes_it(e2e):
     assert raw.parse().model == "gpt-4o"
     log = wait_for_final_log(raw.headers["x-request-id"])
     assert log.model == "gpt-4o" and "unknown_model" in log.flags
+
+
+def test_it_logs_flags_the_protocol_ignores(e2e):
+    client, _ = setup_pool(e2e, protocol="connect")
+    raw = client.chat.completions.with_raw_response.create(
+        model="kimi-research", messages=[{"role": "user", "content": "x"}]
+    )
+    log = wait_for_final_log(raw.headers["x-request-id"])
+    assert "research" in log.flags and "ignored:research" in log.flags
+
+
+def test_it_sends_keep_alive_comments_during_long_silences(e2e, settings):
+    import httpx
+
+    settings.KIMIPROXY_KEEPALIVE_SECONDS = 0.2
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text="after the pause")
+    e2e.fake.fault("stall", interval=0.3, duration=1.0)
+    response = httpx.post(
+        f"{e2e.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {client.api_key}"},
+        json={"model": "kimi", "messages": [{"role": "user", "content": "x"}], "stream": True},
+        timeout=20,
+    )
+    assert ": keep-alive" in response.text
+    assert response.headers["X-Accel-Buffering"] == "no"
+    payloads = [line[6:] for line in response.text.split("\n") if line.startswith("data: {")]
+    text = "".join(
+        json.loads(p)["choices"][0]["delta"].get("content") or "" for p in payloads if json.loads(p)["choices"]
+    )
+    assert text == "after the pause"

@@ -21,7 +21,10 @@ def node_sdk() -> Path:
     if not (NODE_DIR / "node_modules" / "openai").exists():
         result = subprocess.run(
             ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=NODE_DIR, capture_output=True, text=True, timeout=180,
+            cwd=NODE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
         if result.returncode != 0:
             pytest.skip(f"could not install the openai npm package: {result.stderr.strip()[:200]}")
