@@ -124,6 +124,7 @@ class Attempt:
         self.conversation_id: int | None = plan.continued.conversation_id if plan.continued else None
         self.generated = False  # the upstream produced answer content (the turn is not refundable)
         self.ignored_flags: list[str] = []  # request flags this account's protocol does not have
+        self.pending: asyncio.Future[KimiEvent] | None = None  # a read begun before the response started
         self.closed = False
 
     async def open(self) -> list[KimiEvent]:
@@ -139,14 +140,38 @@ class Attempt:
             log.info("%s: %s ignores %s", self.plan.request_id, self.account.protocol, ", ".join(self.ignored_flags))
         self.turn_cm = self.session.turn(turn)
         self.events = _content_filter_as_done(await self.turn_cm.__aenter__())
+        return await self._read_to_first_content()
+
+    async def _read_to_first_content(self) -> list[KimiEvent]:
+        """Read until the first content event, so failures before it can fail over.
+
+        Once the upstream has accepted the turn (the chat exists), waiting is bounded by the keep-alive
+        interval: a long silence (searching, thinking) then starts the response, with keep-alives,
+        instead of leaving the client without headers. The unfinished read is handed over in ``pending``.
+        """
         buffered: list[KimiEvent] = []
-        async for event in self.events:
+        assert self.events is not None
+        loop = asyncio.get_running_loop()
+        patience_until: float | None = None
+        while True:
+            # Held in ``pending`` while it runs, so close() can cancel it if we are cancelled here.
+            step = self.pending = asyncio.ensure_future(anext(self.events))
+            timeout = None if patience_until is None else max(0.0, patience_until - loop.time())
+            done, _ = await asyncio.wait({step}, timeout=timeout)
+            if not done:
+                return buffered
+            self.pending = None
+            try:
+                event = step.result()
+            except StopAsyncIteration:
+                return buffered
             await self.observe(event)
+            if isinstance(event, ChatCreated) and patience_until is None:
+                patience_until = loop.time() + settings.KIMIPROXY_KEEPALIVE_SECONDS
             if isinstance(event, Heartbeat | ChatCreated):
                 continue
             buffered.append(event)
-            break
-        return buffered
+            return buffered
 
     async def observe(self, event: KimiEvent) -> None:
         """Bookkeeping every event passes through: record the chat, note that generation began."""
@@ -170,6 +195,8 @@ class Attempt:
             self.closed = True
             return
         self.closed = True
+        if self.pending is not None and not self.pending.done():
+            self.pending.cancel()
         try:
             await self.turn_cm.__aexit__(None, None, None)
         except Exception as exc:  # closing a broken stream may fail; the outcome is recorded elsewhere
@@ -410,6 +437,14 @@ def upstream_events(attempt: Attempt, buffered: list[KimiEvent]) -> AsyncIterato
 
     async def gen() -> AsyncIterator[KimiEvent]:
         for event in buffered:
+            yield event
+        if attempt.pending is not None:
+            step, attempt.pending = attempt.pending, None
+            try:
+                event = await step
+            except StopAsyncIteration:
+                return
+            await attempt.observe(event)
             yield event
         assert attempt.events is not None
         async for event in attempt.events:

@@ -62,13 +62,14 @@ def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off(tmp_path):
 def test_it_serves_the_admin_at_the_configured_path(tmp_path):
     script = (
         "from django.test import Client; c = Client(); "
-        "print(c.get('/admin/').status_code, c.get('/ops-7f3a/console/').status_code, "
+        "print('RESULT', c.get('/admin/').status_code, c.get('/ops-7f3a/console/').status_code, "
         "c.get('/ops-7f3a/console/')['Location'])"
     )
     env = {**PRODUCTION, "KIMIPROXY_SSL_REDIRECT": "false", "ALLOWED_HOSTS": "testserver"}
     result = manage("shell", "-c", script, tmp_path=tmp_path, KIMIPROXY_ADMIN_PATH="/ops-7f3a/console/", **env)
     assert result.returncode == 0, result.stderr
-    old, new, location = result.stdout.split()
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
+    old, new, location = line.split()[1:]
     assert (old, new) == ("404", "302")
     assert location.startswith("/ops-7f3a/console/login/")
 
