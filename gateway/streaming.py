@@ -50,7 +50,9 @@ async def with_keepalive(events: AsyncIterator[KimiEvent], interval: float) -> A
     try:
         while True:
             try:
-                kind, value = await asyncio.wait_for(queue.get(), timeout=interval)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps every get in a new task.
+                async with asyncio.timeout(interval):
+                    kind, value = await queue.get()
             except TimeoutError:
                 yield _TICK
                 continue

@@ -28,7 +28,7 @@ def session_for(account: KimiAccount, *, http: httpx.AsyncClient | None = None) 
     async def refresher(refresh_token: str) -> TokenPair:
         return await module.refresh_tokens(http or upstream_client(), refresh_token)
 
-    tokens = DbTokenSource(account_id=account.pk, refresher=refresher)
+    tokens = DbTokenSource(account_id=account.pk, refresher=refresher, preloaded=account)
     if module is legacy:
         return legacy.LegacySession(tokens=tokens, http=http)
     return connect.ConnectSession(tokens=tokens, http=http)

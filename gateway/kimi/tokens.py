@@ -71,16 +71,21 @@ class _Row:
 class DbTokenSource:
     """``base.TokenSource`` for one account, backed by its ``KimiAccount`` row."""
 
-    def __init__(self, *, account_id: int, refresher: Refresher) -> None:
+    def __init__(self, *, account_id: int, refresher: Refresher, preloaded: KimiAccount | None = None) -> None:
         self.account_id = account_id
         self._refresher = refresher
+        # The row the caller has just read (the lease's account): the first lookup uses it instead of
+        # a query of its own. A stale token still gets a 401, and the retry (``rejected``) re-reads the row.
+        self._preloaded = preloaded if preloaded is not None and _has_token_fields(preloaded) else None
 
     async def access_token(self, *, rejected: str | None = None) -> str:
         started = timezone.now()
         deadline = asyncio.get_running_loop().time() + CLAIM_SECONDS + 5
         while True:
             now = timezone.now()
-            row = await db_call(_load, self.account_id)
+            row = self._take_preloaded() if rejected is None else None
+            if row is None:
+                row = await db_call(_load, self.account_id)
             if row.usable(rejected=rejected, margin=settings.KIMIPROXY_TOKEN_REFRESH_MARGIN, now=now):
                 return row.access
             if not row.refresh:
@@ -92,6 +97,10 @@ class DbTokenSource:
             if asyncio.get_running_loop().time() > deadline:
                 raise AuthError("timed out waiting for another worker's token refresh")
             await asyncio.sleep(POLL_SECONDS)
+
+    def _take_preloaded(self) -> _Row | None:
+        account, self._preloaded = self._preloaded, None
+        return _row_of(account) if account is not None else None
 
     async def refresh_now(self) -> str:
         """Refresh even if the cached token is still good (the admin's "check now")."""
@@ -127,9 +136,18 @@ def access_expiry(access_token: str, *, now: datetime) -> datetime:
 # -- database (sync; called through db_call) ---------------------------------------------------------
 
 
+_TOKEN_FIELDS = ("access_token_enc", "access_expires_at", "refresh_token_enc", "refreshing_until", "state", "last_error_at")
+
+
+def _has_token_fields(account: KimiAccount) -> bool:
+    return not set(_TOKEN_FIELDS) & account.get_deferred_fields()
+
+
 def _load(account_id: int) -> _Row:
-    fields = ("access_token_enc", "access_expires_at", "refresh_token_enc", "refreshing_until", "state")
-    account = KimiAccount.objects.only(*fields, "last_error_at").get(pk=account_id)
+    return _row_of(KimiAccount.objects.only(*_TOKEN_FIELDS).get(pk=account_id))
+
+
+def _row_of(account: KimiAccount) -> _Row:
     return _Row(
         access_enc=account.access_token_enc,
         access=token_decrypt(account.access_token_enc),

@@ -7,9 +7,9 @@ import pytest
 
 from accounts.models import KimiAccount
 from gateway.models import Conversation
-from tests.fixtures_gateway import wait_for_background_tasks
-from tests.integration.api.helpers import client_for, pool_account, setup_pool
 from tests.factories import make_api_key
+from tests.fixtures_gateway import wait_for_background_tasks
+from tests.integration.api.helpers import client_for, setup_pool
 
 PROTOCOLS = ["connect", "legacy"]
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import base64
-import json
 import http.server
+import json
 import threading
 
 import pytest
 
+from tests.factories import make_api_key
 from tests.fixtures_gateway import wait_for_final_log
 from tests.integration.api.helpers import client_for, pool_account, setup_pool
-from tests.factories import make_api_key
 
 PROTOCOLS = ["connect", "legacy"]
 PNG = base64.b64decode(
