@@ -19,7 +19,7 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     if _is_api(request):
         body = error_body(f"Unknown path {request.path}", type_="invalid_request_error", code="not_found")
         return JsonResponse(body, status=404)
-    return page_not_found(request, exception)  # type: ignore[arg-type]
+    return page_not_found(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -41,13 +41,15 @@ class ApiJsonErrorsMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        if iscoroutinefunction(get_response):
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
             markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
-        if iscoroutinefunction(self):
+        if self.is_async:
             return self._acall(request)
-        return as_json_error(request, self.get_response(request))
+        response: HttpResponse = self.get_response(request)
+        return as_json_error(request, response)
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         return as_json_error(request, await self.get_response(request))

@@ -23,28 +23,27 @@ from gateway.openai.errors import gateway_error_from_kimi
 
 KEEPALIVE = b": keep-alive\n\n"
 DONE = b"data: [DONE]\n\n"
-_TICK = object()
 
 
 def sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
-async def with_keepalive(events: AsyncIterator[KimiEvent], interval: float) -> AsyncIterator[object]:
-    """Yield ``events``, and ``_TICK`` whenever nothing arrived for ``interval`` seconds.
+async def with_keepalive(events: AsyncIterator[KimiEvent], interval: float) -> AsyncIterator[KimiEvent]:
+    """Yield ``events``, and a ``Heartbeat`` of our own whenever nothing arrived for ``interval`` seconds.
 
     One pump task reads the upstream into a small bounded queue (backpressure for slow clients), so
     the upstream iterator is never interrupted by our keep-alive timer, and stops when we do.
     """
-    queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue(maxsize=64)
+    queue: asyncio.Queue[KimiEvent | Exception | None] = asyncio.Queue(maxsize=64)  # None: the end
 
     async def pump() -> None:
         try:
             async for event in events:
-                await queue.put(("event", event))
-            await queue.put(("end", None))
+                await queue.put(event)
+            await queue.put(None)
         except Exception as exc:  # handed to the consumer, which raises it in its own task
-            await queue.put(("error", exc))
+            await queue.put(exc)
 
     task = asyncio.get_running_loop().create_task(pump())
     try:
@@ -52,15 +51,15 @@ async def with_keepalive(events: AsyncIterator[KimiEvent], interval: float) -> A
             try:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps every get in a new task.
                 async with asyncio.timeout(interval):
-                    kind, value = await queue.get()
+                    item = await queue.get()
             except TimeoutError:
-                yield _TICK
+                yield Heartbeat()
                 continue
-            if kind == "end":
+            if item is None:
                 return
-            if kind == "error":
-                raise value  # type: ignore[misc]
-            yield value
+            if isinstance(item, Exception):
+                raise item
+            yield item
     finally:
         if not task.done():
             task.cancel()
@@ -95,7 +94,7 @@ class SseBody:
         ending = ending_client_closed()
         try:
             async for item in with_keepalive(self.events, settings.KIMIPROXY_KEEPALIVE_SECONDS):
-                if item is _TICK or isinstance(item, Heartbeat):
+                if isinstance(item, Heartbeat):
                     yield KEEPALIVE
                     continue
                 chunks = asm.feed(item)

@@ -32,7 +32,7 @@ def error_response(error: GatewayError, *, request_id: str) -> JsonResponse:
 
 @csrf_exempt
 @require_http_methods(["POST"])
-async def chat_completions(request: HttpRequest) -> HttpResponse:
+async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     request_id = new_request_id()
     try:
         accepted = await request_accept(request, request_id=request_id)

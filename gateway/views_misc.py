@@ -65,7 +65,7 @@ class ModelListView(APIView):
     authentication_classes = [ApiKeyAuthentication, PassthroughAuthentication]
 
     def get(self, request: Request) -> Response:
-        data = ModelOutputSerializer([_model(m) for m in advertised_models()], many=True).data
+        data = ModelOutputSerializer([_model(m) for m in advertised_models()], many=True).data  # type: ignore[arg-type]
         return Response({"object": "list", "data": data})
 
 

@@ -136,7 +136,14 @@ def access_expiry(access_token: str, *, now: datetime) -> datetime:
 # -- database (sync; called through db_call) ---------------------------------------------------------
 
 
-_TOKEN_FIELDS = ("access_token_enc", "access_expires_at", "refresh_token_enc", "refreshing_until", "state", "last_error_at")
+_TOKEN_FIELDS = (
+    "access_token_enc",
+    "access_expires_at",
+    "refresh_token_enc",
+    "refreshing_until",
+    "state",
+    "last_error_at",
+)
 
 
 def _has_token_fields(account: KimiAccount) -> bool:
