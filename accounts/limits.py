@@ -105,4 +105,5 @@ def cooldown_seconds(*, base: float, level: int, cap: float = MAX_COOLDOWN_SECON
     if level <= 0:
         return 0.0
     # min() on the exponent first keeps 2**level from growing without bound on a long failure streak.
-    return min(base * 2 ** min(level - 1, 30), cap)
+    factor: int = 2 ** min(level - 1, 30)  # int ** int is typed Any (a negative exponent gives a float)
+    return min(base * factor, cap)

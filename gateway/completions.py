@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -27,7 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import KimiAccount
-from accounts.pool import Lease, NoAccountAvailable, account_reserve_waiting, lease_release
+from accounts.pool import WAIT_POLL_SECONDS, Lease, NoAccountAvailable, account_reserve, lease_release
 from gateway import lifecycle
 from gateway.callers import Caller
 from gateway.choices import Outcome
@@ -243,13 +244,26 @@ def _reserve(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccount]:
         account_ids = (plan.continued.account_id,)
     elif plan.caller.passthrough_account_ids:
         account_ids = plan.caller.passthrough_account_ids
-    lease = account_reserve_waiting(
-        timeout=settings.KIMIPROXY_QUEUE_TIMEOUT,
-        account_ids=account_ids,
-        exclude=exclude,
-        request_id=plan.request_id,
-    )
+    lease = account_reserve(account_ids=account_ids, exclude=exclude, request_id=plan.request_id)
     return lease, KimiAccount.objects.get(pk=lease.account_id)
+
+
+async def reserve_waiting(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccount]:
+    """Reserve an account, waiting (up to ``KIMIPROXY_QUEUE_TIMEOUT``) while accounts are only busy.
+
+    The wait is an asyncio sleep between attempts, never a blocked worker thread: the releases that
+    free a slot need those threads too.
+    """
+    deadline = time.monotonic() + settings.KIMIPROXY_QUEUE_TIMEOUT
+    for poll in itertools.chain(WAIT_POLL_SECONDS, itertools.repeat(WAIT_POLL_SECONDS[-1])):
+        try:
+            return await db_call(_reserve, plan, exclude)
+        except NoAccountAvailable as exc:
+            left = deadline - time.monotonic()
+            if exc.reason != "busy" or left <= 0:
+                raise
+            await asyncio.sleep(min(poll, left))
+    raise AssertionError("unreachable")
 
 
 def _no_account_error(exc: NoAccountAvailable, *, continued: bool) -> GatewayError:
@@ -295,7 +309,7 @@ async def reply_open(plan: Plan, failover: Failover) -> tuple[Attempt, list[Kimi
     """
     while failover.attempts < failover.max_attempts:
         try:
-            lease, account = await db_call(_reserve, plan, failover.exclude)
+            lease, account = await reserve_waiting(plan, failover.exclude)
         except NoAccountAvailable as exc:
             if failover.last_error is not None:
                 raise failover.final_error() from None

@@ -127,7 +127,8 @@ def _result(chunk: object) -> SearchResult | None:
     """``{base: {title, url, siteName, snippet}}`` (Connect), or the flat legacy shape."""
     if not isinstance(chunk, dict):
         return None
-    base = chunk.get("base") if isinstance(chunk.get("base"), dict) else chunk
+    nested = chunk.get("base")
+    base: dict[Any, Any] = nested if isinstance(nested, dict) else chunk
     url = base.get("url")
     if not isinstance(url, str) or not url:
         return None

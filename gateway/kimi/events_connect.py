@@ -129,10 +129,10 @@ class ConnectTranslator:
                 return self._content(block_id, kind, block[kind].get("content"), op=op)
         if isinstance(block.get("tool"), dict):
             self.progress += 1
-            return self._cites.add_tool_contents(block["tool"].get("contents"))
+            return list(self._cites.add_tool_contents(block["tool"].get("contents")))
         if isinstance(block.get("search"), dict):
             self.progress += 1
-            return self._cites.add_web_pages(block["search"].get("webPages"))
+            return list(self._cites.add_web_pages(block["search"].get("webPages")))
         log.debug("ignoring Connect block kind %s", sorted(k for k in block if k not in ("id", "parentId")))
         return []
 
@@ -172,8 +172,9 @@ def _json(data: bytes) -> dict[str, Any]:
 def _debug(error: dict[str, Any]) -> dict[str, Any]:
     """The first ``details[].debug`` object of a Connect error (doc 2.13.1), or {}."""
     for detail in error.get("details") or []:
-        if isinstance(detail, dict) and isinstance(detail.get("debug"), dict):
-            return detail["debug"]
+        debug = detail.get("debug") if isinstance(detail, dict) else None
+        if isinstance(debug, dict):
+            return debug
     return {}
 
 
@@ -218,7 +219,8 @@ def connect_error(error: dict[str, Any], *, continuing: bool = False, status: in
 
 def exception_error(exception: dict[str, Any]) -> KimiError:
     """A ``block.exception`` (doc 2.13.2): the partial answer is retracted, so the turn failed."""
-    error = exception.get("error") if isinstance(exception.get("error"), dict) else exception
+    nested = exception.get("error")
+    error: dict[str, Any] = nested if isinstance(nested, dict) else exception
     reason = str(error.get("reason") or "")
     localized = error.get("localizedMessage")
     message = str(localized.get("message", "")) if isinstance(localized, dict) else ""

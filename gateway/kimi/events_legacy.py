@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 from gateway.kimi.base import (
@@ -104,7 +105,7 @@ class LegacyTranslator:
 
     def _ref_docs(self, payload: dict[str, Any]) -> list[KimiEvent]:
         cards = [c for c in payload.get("ref_cards") or [] if isinstance(c, dict)]
-        cards.sort(key=lambda card: card.get("idx") if isinstance(card.get("idx"), int) else 1 << 30)
+        cards.sort(key=_card_index)
         return list(self._cites.add_chunks(cards))
 
     def _ids(self, payload: dict[str, Any]) -> list[KimiEvent]:
@@ -121,7 +122,8 @@ class LegacyTranslator:
         return [Heartbeat()]
 
     def _error(self, payload: dict[str, Any]) -> list[KimiEvent]:
-        body = payload.get("error") if isinstance(payload.get("error"), dict) else payload
+        nested = payload.get("error")
+        body: dict[str, Any] = nested if isinstance(nested, dict) else payload
         raise legacy_error(body, continuing=self.continuing, in_stream=True, after_text=self._text_seen)
 
     def _all_done(self, payload: dict[str, Any] | None = None) -> list[KimiEvent]:
@@ -136,7 +138,7 @@ class LegacyTranslator:
         return events
 
 
-_HANDLERS = {
+_HANDLERS: dict[str, Callable[[LegacyTranslator, dict[str, Any]], list[KimiEvent]]] = {
     "cmpl": LegacyTranslator._cmpl,
     "k1": LegacyTranslator._k1,
     "search_plus": LegacyTranslator._search_plus,
@@ -148,6 +150,12 @@ _HANDLERS = {
     "error": LegacyTranslator._error,
     "all_done": LegacyTranslator._all_done,
 }
+
+
+def _card_index(card: dict[str, Any]) -> int:
+    """Sort key for ``ref_cards``: their ``idx``, cards without one last."""
+    idx = card.get("idx")
+    return idx if isinstance(idx, int) else 1 << 30
 
 
 def _json(data: str) -> dict[str, Any]:

@@ -120,7 +120,8 @@ def _prepare(state: State, account: AccountState, body: dict[str, Any], faults: 
     message = body.get("message")
     if not isinstance(message, dict) or not isinstance(message.get("blocks"), list):
         raise TurnRefused("invalid_argument", "message.blocks is required")
-    options = body.get("options") if isinstance(body.get("options"), dict) else {}
+    raw_options = body.get("options")
+    options: dict[str, Any] = raw_options if isinstance(raw_options, dict) else {}
     scenario = str(field(body, "scenario") or field(message, "scenario") or "SCENARIO_CHAT")
     model = field(options, "model")
     kimi_plus = field(body, "kimi_plus_id") or body.get("kimiplus_id")
@@ -136,7 +137,8 @@ def _prepare(state: State, account: AccountState, body: dict[str, Any], faults: 
     reply = state.script.take_reply(account.name)
     effort = field(options, "reasoning_effort")
     thinking = effort != "REASONING_EFFORT_NONE" if effort else bool(options.get("thinking"))
-    tools = body.get("tools") if isinstance(body.get("tools"), list) else []
+    raw_tools = body.get("tools")
+    tools: list[Any] = raw_tools if isinstance(raw_tools, list) else []
     wants_search = any(isinstance(t, dict) and t.get("type") == "TOOL_TYPE_SEARCH" for t in tools)
     hits = (reply.search or DEFAULT_SEARCH) if wants_search and (reply.search or "search" in text.lower()) else ()
     deltas = reply.deltas(state.options.default_reply)
@@ -155,7 +157,7 @@ def _prepare(state: State, account: AccountState, body: dict[str, Any], faults: 
     state.active_chats.add(chat.id)
     blocks = [{"id": "text_0_0", "text": {"content": text}}]
     blocks += [{"id": f"file_0_{i + 1}", "file": {"id": f["id"]}} for i, f in enumerate(files)]
-    user_frame = {"id": user.id, "parentId": parent_id, "role": "user", "status": "MESSAGE_STATUS_COMPLETED"}
+    user_frame: dict[str, Any] = {"id": user.id, "parentId": parent_id, "role": "user", "status": "MESSAGE_STATUS_COMPLETED"}
     user_frame.update({"blocks": blocks, "scenario": scenario})
     plan = TurnPlan(
         chat_frame, first_turn, chat.name, files, user_frame, assistant.id, scenario, deltas, think, hits, reply, faults
@@ -190,6 +192,7 @@ def _chat_and_parent(
 ) -> tuple[ChatRecord, str, bool]:
     chat_id = str(field(body, "chat_id") or "")
     parent_id = str(field(message, "parent_id") or "")
+    chat: ChatRecord | None
     if not chat_id:
         if parent_id:
             raise TurnRefused("invalid_argument", "parent message not found")

@@ -71,7 +71,10 @@ def shape_writes(steps: list[Step], *, split: bool, coalesce: bool, header_cut: 
     if split:
         shaped: list[Step] = []
         for step in steps:
-            shaped.extend(split_chunk(step, header_cut) if isinstance(step, bytes) else [step])
+            if isinstance(step, bytes):
+                shaped.extend(split_chunk(step, header_cut))
+            else:
+                shaped.append(step)
         steps = shaped
     return steps
 

@@ -132,3 +132,43 @@ def test_it_cleans_up_when_the_client_disconnects_mid_stream(e2e, protocol):
     wait_for_background_tasks()
     assert not Turn.objects.filter(status="in_flight").exists()
     assert not Conversation.objects.exists()
+
+
+def test_it_waits_for_a_busy_account_instead_of_refusing(e2e):
+    import concurrent.futures
+
+    pool_account(e2e.fake, "single", max_concurrent=1)
+    _, raw = make_api_key()
+    client = client_for(e2e.url, raw)
+    e2e.fake.reply(text="slow answer", chunk_size=2, delay=0.05)
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(
+            lambda i: client.chat.completions.create(model="kimi", messages=[{"role": "user", "content": str(i)}]),
+            range(3),
+        ))
+
+    assert [a.choices[0].message.content for a in answers] == ["slow answer"] * 3
+    wait_for_background_tasks()
+    assert Turn.objects.filter(status="done").count() == 3
+
+
+def test_it_refuses_at_once_when_the_queue_wait_runs_out(e2e, settings):
+    import concurrent.futures
+
+    settings.KIMIPROXY_QUEUE_TIMEOUT = 0.2
+    pool_account(e2e.fake, "single", max_concurrent=1)
+    _, raw = make_api_key()
+    client = client_for(e2e.url, raw)
+    e2e.fake.reply(text="slow answer", chunk_size=1, delay=0.1)
+
+    def ask(i: int) -> int:
+        try:
+            client.chat.completions.create(model="kimi", messages=[{"role": "user", "content": str(i)}])
+            return 200
+        except openai.RateLimitError:
+            return 429
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        statuses = sorted(pool.map(ask, range(2)))
+    assert statuses == [200, 429]
