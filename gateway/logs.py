@@ -235,3 +235,16 @@ def request_logs_prune(*, older_than: timedelta, now: datetime | None = None) ->
     cutoff = (now or timezone.now()) - older_than
     deleted, _ = RequestLog.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+def request_logs_close_abandoned(*, now: datetime | None = None) -> int:
+    """Finalise log rows still pending past the lease timeout: their process died mid-request."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.KIMIPROXY_LEASE_TIMEOUT)
+    return RequestLog.objects.filter(outcome=Outcome.PENDING, created_at__lt=cutoff).update(
+        finished_at=now,
+        outcome=Outcome.UPSTREAM_ERROR,
+        status_code=500,
+        error_code="abandoned",
+        error_message="the gateway process handling this request stopped before it finished",
+    )

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from accounts.models import Turn
-from gateway.models import Conversation
+from gateway.models import Conversation, RequestLog
 from tests.fixtures_gateway import wait_for_background_tasks
 from tests.integration.api.helpers import setup_pool
 
@@ -65,10 +65,13 @@ def test_it_cleans_up_after_a_process_that_died(e2e, settings):
     Conversation.objects.create(account_id=turn.account_id, chat_id="ghost-chat", state="active",
                                 created_at=long_ago, last_used_at=long_ago)
     Turn.objects.filter(pk=turn.pk).update(status="in_flight", lease_expires_at=long_ago, released_at=None)
+    RequestLog.objects.update(outcome="pending", created_at=long_ago)
 
     output = run("--older-than", "10m")
 
     assert "reclaimed 1 stale lease" in output
+    assert "closed 1 abandoned request log" in output
+    assert RequestLog.objects.get().error_code == "abandoned"
     assert "ghost-chat" in output
     assert not Turn.objects.filter(status="in_flight").exists()
 

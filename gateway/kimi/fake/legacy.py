@@ -95,7 +95,8 @@ async def parse_process(fake: FakeKimi, req: Request, call: Call) -> None:
         return
     body = req.json() if isinstance(req.json(), dict) else {}
     call.body = body
-    ids = body.get("ids") if isinstance(body.get("ids"), list) else []
+    raw_ids = body.get("ids")
+    ids: list[Any] = raw_ids if isinstance(raw_ids, list) else []
     with fake.lock:
         events = parse_events(fake.state, account, ids)
         delay = remaining_parse_delay(fake.state, ids)
@@ -197,7 +198,8 @@ def _prepare(
     think = [think_text[i : i + size] for i in range(0, len(think_text), size)] if thinking else []
     group, req_id, resp_id = xid(), xid(), xid()
     parent = chat.messages[-1].id if chat.messages else chat.id
-    refs = body.get("refs") if isinstance(body.get("refs"), list) else []
+    raw_refs = body.get("refs")
+    refs: list[Any] = raw_refs if isinstance(raw_refs, list) else []
     flags = {k: body.get(k) for k in ("use_search", "use_research", "use_math", "kimiplus_id", "model", "action")}
     user_msg = MessageRecord(
         req_id, parent, "user", " " if continuing else text, files=[str(r) for r in refs], flags=flags

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.pool import lease_reclaim_stale
 from gateway.conversations import conversations_sweep
+from gateway.logs import request_logs_close_abandoned
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -67,6 +68,9 @@ class Command(BaseCommand):
         reclaimed = lease_reclaim_stale()
         if reclaimed:
             self.stdout.write(f"reclaimed {reclaimed} stale lease(s)")
+        abandoned = request_logs_close_abandoned()
+        if abandoned:
+            self.stdout.write(f"closed {abandoned} abandoned request log(s)")
         items = asyncio.run(conversations_sweep(older_than=older_than, limit=limit, should_stop=lambda: self.stopping))
         for item in items:
             verb = "deleted" if item.deleted else "delete failed"
