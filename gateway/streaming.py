@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,8 +20,9 @@ from django.conf import settings
 from gateway.completions import Finisher, ending_client_closed, ending_for_error
 from gateway.kimi.base import Done, Heartbeat, KimiError, KimiEvent
 from gateway.openai.chunks import ReplyAssembler, error_chunk
-from gateway.openai.errors import gateway_error_from_kimi
+from gateway.openai.errors import GatewayError, gateway_error_from_kimi
 
+log = logging.getLogger(__name__)
 KEEPALIVE = b": keep-alive\n\n"
 DONE = b"data: [DONE]\n\n"
 
@@ -115,6 +117,13 @@ class SseBody:
             # After the first byte there is no failover: say what happened, then end the stream properly.
             error = gateway_error_from_kimi(exc)
             ending = ending_for_error(error, cause=exc)
+            yield sse(error_chunk(error))
+            yield DONE
+        except Exception:
+            # A bug of ours: still end the stream properly and record it, never a silent cut.
+            log.exception("stream %s failed", finisher.plan.request_id)
+            error = GatewayError("Internal error in the gateway while streaming.")
+            ending = ending_for_error(error)
             yield sse(error_chunk(error))
             yield DONE
         finally:
