@@ -195,7 +195,9 @@ def _due(*, older_than: timedelta, limit: int) -> list[tuple[int, str, str, str]
     return [(c.pk, c.chat_id, c.account.name, c.state) for c in rows]
 
 
-async def conversations_sweep(*, older_than: timedelta, limit: int = 100, should_stop: Callable[[], bool] = lambda: False) -> list[SweepItem]:
+async def conversations_sweep(
+    *, older_than: timedelta, limit: int = 100, should_stop: Callable[[], bool] = lambda: False
+) -> list[SweepItem]:
     """Delete leftover, expired-kept and abandoned chats upstream, one claimed row at a time.
 
     Each row is claimed with a conditional update first, so two sweepers never delete the same chat;

@@ -62,8 +62,9 @@ def test_it_cleans_up_after_a_process_that_died(e2e, settings):
     chat_id = next(iter(e2e.fake.chats))
     e2e.fake.chats[chat_id]  # noqa: B018 - the chat exists upstream
     long_ago = timezone.now() - timedelta(hours=2)
-    Conversation.objects.create(account_id=turn.account_id, chat_id="ghost-chat", state="active",
-                                created_at=long_ago, last_used_at=long_ago)
+    Conversation.objects.create(
+        account_id=turn.account_id, chat_id="ghost-chat", state="active", created_at=long_ago, last_used_at=long_ago
+    )
     Turn.objects.filter(pk=turn.pk).update(status="in_flight", lease_expires_at=long_ago, released_at=None)
     RequestLog.objects.update(outcome="pending", created_at=long_ago)
 

@@ -5,7 +5,9 @@ import pytest
 from tests.conftest import NonLoopbackConnection
 
 
-@pytest.mark.parametrize("address", [("10.0.0.1", 80), ("169.254.169.254", 80), ("8.8.8.8", 53), ("::ffff:10.0.0.1", 80)])
+@pytest.mark.parametrize(
+    "address", [("10.0.0.1", 80), ("169.254.169.254", 80), ("8.8.8.8", 53), ("::ffff:10.0.0.1", 80)]
+)
 def test_it_refuses_non_loopback_connections(address: tuple[str, int]) -> None:
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock, pytest.raises(NonLoopbackConnection):

@@ -143,10 +143,12 @@ def test_it_waits_for_a_busy_account_instead_of_refusing(e2e):
     e2e.fake.reply(text="slow answer", chunk_size=2, delay=0.05)
 
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
-        answers = list(pool.map(
-            lambda i: client.chat.completions.create(model="kimi", messages=[{"role": "user", "content": str(i)}]),
-            range(3),
-        ))
+        answers = list(
+            pool.map(
+                lambda i: client.chat.completions.create(model="kimi", messages=[{"role": "user", "content": str(i)}]),
+                range(3),
+            )
+        )
 
     assert [a.choices[0].message.content for a in answers] == ["slow answer"] * 3
     wait_for_background_tasks()
