@@ -6,7 +6,7 @@ input is write-only, and the import result page lists names, never tokens.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -22,7 +22,16 @@ from accounts.choices import AccountState
 from accounts.forms import AccountImportForm, KimiAccountForm
 from accounts.models import KimiAccount
 
-STATE_COLOURS = {
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldGroups
+
+    # django-stubs makes ModelAdmin generic, but at runtime it is not subscriptable (no django_stubs_ext).
+    _KimiAccountAdminBase = admin.ModelAdmin[KimiAccount]
+else:
+    _KimiAccountAdminBase = admin.ModelAdmin
+
+# Keyed by plain state strings: a TextChoices member hashes and compares like its value.
+STATE_COLOURS: dict[str, str] = {
     AccountState.ACTIVE: "#2e7d32",
     AccountState.COOLING: "#ef6c00",
     AccountState.EXHAUSTED: "#6a1b9a",
@@ -40,7 +49,7 @@ EDITABLE = {"name", "new_token", "protocol", "turn_limit", "window_seconds", "ma
 
 
 @admin.register(KimiAccount)
-class KimiAccountAdmin(admin.ModelAdmin):
+class KimiAccountAdmin(_KimiAccountAdminBase):
     form = KimiAccountForm
     list_display = [
         "name",
@@ -92,8 +101,8 @@ class KimiAccountAdmin(admin.ModelAdmin):
         return f"{obj.last_error_code}: {obj.last_error_message[:80]}"
 
     # --- add / change ---------------------------------------------------------------------------------
-    def get_fields(self, request: HttpRequest, obj: KimiAccount | None = None) -> list[str]:
-        return CHANGE_FIELDS if obj else ADD_FIELDS
+    def get_fields(self, request: HttpRequest, obj: KimiAccount | None = None) -> _FieldGroups:
+        return list(CHANGE_FIELDS if obj else ADD_FIELDS)
 
     def get_readonly_fields(self, request: HttpRequest, obj: KimiAccount | None = None) -> list[str]:
         return [f for f in CHANGE_FIELDS if f not in EDITABLE] if obj else []

@@ -3,7 +3,7 @@ puts a value back into the page, and the import page is always rendered empty af
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.conf import settings
@@ -12,8 +12,14 @@ from accounts.choices import Protocol
 from accounts.models import KimiAccount
 from accounts.services import token_inspect, token_normalize
 
+if TYPE_CHECKING:
+    # django-stubs makes ModelForm generic, but at runtime it is not subscriptable (no django_stubs_ext).
+    _KimiAccountFormBase = forms.ModelForm[KimiAccount]
+else:
+    _KimiAccountFormBase = forms.ModelForm
 
-class KimiAccountForm(forms.ModelForm):
+
+class KimiAccountForm(_KimiAccountFormBase):
     """Add/change form. On add the token is required and an empty protocol means "detect it"."""
 
     new_token = forms.CharField(
@@ -45,7 +51,8 @@ class KimiAccountForm(forms.ModelForm):
         return token_normalize(value) if value else ""
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        # BaseModelForm.clean() returns self.cleaned_data; the stubs allow None for Form.clean overrides.
+        data = cast("dict[str, Any]", super().clean())
         token = data.get("new_token")
         if self.instance.pk is None and not data.get("protocol"):
             # Without a valid token the form fails anyway; connect keeps the model from adding a second error.

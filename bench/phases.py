@@ -40,16 +40,18 @@ class Timing:
 
     @classmethod
     def quick(cls) -> Timing:
-        return cls(
-            repeats=1, latency_s=1.0, gap_s=1.5, probe_s=1.0, probes=3, concurrencies=(1, 32), slow_streams=100
-        )
+        return cls(repeats=1, latency_s=1.0, gap_s=1.5, probe_s=1.0, probes=3, concurrencies=(1, 32), slow_streams=100)
 
 
 def connect_body() -> bytes:
     body = {
         "scenario": "SCENARIO_CHAT",
         "tools": [],
-        "message": {"role": "user", "blocks": [{"message_id": "", "text": {"content": "hi"}}], "scenario": "SCENARIO_CHAT"},
+        "message": {
+            "role": "user",
+            "blocks": [{"message_id": "", "text": {"content": "hi"}}],
+            "scenario": "SCENARIO_CHAT",
+        },
         "options": {"thinking": False, "enable_plugin": True, "reasoning_effort": "REASONING_EFFORT_NONE"},
         "project_id": "",
     }
@@ -94,13 +96,17 @@ def latency(stack: Stack, t: Timing) -> dict[str, Any]:
     for name in TARGETS:
         reps: dict[str, list[float]] = {"p50": [], "p99": [], "ttfc_p50": [], "ttfc_p99": [], "busy": []}
         for _ in range(t.repeats):
-            run = asyncio.run(loadgen.closed_loop(target(stack, name, stream=False), concurrency=1, duration=t.latency_s))
+            run = asyncio.run(
+                loadgen.closed_loop(target(stack, name, stream=False), concurrency=1, duration=t.latency_s)
+            )
             _check(run, f"latency {name}")
             lat = [r.latency for r in run.ok]
             reps["p50"].append(stats.percentile(lat, 50))
             reps["p99"].append(stats.percentile(lat, 99))
             reps["busy"].append(run.busy)
-            run = asyncio.run(loadgen.closed_loop(target(stack, name, stream=True), concurrency=1, duration=t.latency_s))
+            run = asyncio.run(
+                loadgen.closed_loop(target(stack, name, stream=True), concurrency=1, duration=t.latency_s)
+            )
             _check(run, f"ttfc {name}")
             firsts = [r.first_mark for r in run.ok if r.first_mark is not None]
             reps["ttfc_p50"].append(stats.percentile(firsts, 50))
@@ -118,7 +124,9 @@ def chunk_gaps(stack: Stack, t: Timing) -> dict[str, Any]:
         for name in TARGETS:
             reps: dict[str, list[float]] = {"p50": [], "p99": [], "batched": []}
             for _ in range(t.repeats):
-                run = asyncio.run(loadgen.closed_loop(target(stack, name, stream=True), concurrency=4, duration=t.gap_s))
+                run = asyncio.run(
+                    loadgen.closed_loop(target(stack, name, stream=True), concurrency=4, duration=t.gap_s)
+                )
                 _check(run, f"gaps {name}")
                 all_gaps = [g for r in run.ok for g in stats.gaps(r.marks)]
                 reps["p50"].append(stats.percentile(all_gaps, 50))
@@ -132,7 +140,9 @@ def chunk_gaps(stack: Stack, t: Timing) -> dict[str, Any]:
 
 
 def _open(stack: Stack, name: str, rate: float, c: int, duration: float) -> loadgen.Run:
-    return asyncio.run(loadgen.open_loop(target(stack, name, stream=False), rate=rate, concurrency=c, duration=duration))
+    return asyncio.run(
+        loadgen.open_loop(target(stack, name, stream=False), rate=rate, concurrency=c, duration=duration)
+    )
 
 
 def _passes(run: loadgen.Run, *, base: float, bound: float) -> bool:
@@ -192,9 +202,7 @@ def slow_streams(stack: Stack, t: Timing, name: str) -> dict[str, Any]:
         idle = worker_rss(stack, name)
 
         def sample() -> dict[str, Any]:
-            rows = stack.sql(
-                f"SELECT state, count(*) FROM pg_stat_activity WHERE datname = '{DB_NAME}' GROUP BY state"
-            )
+            rows = stack.sql(f"SELECT state, count(*) FROM pg_stat_activity WHERE datname = '{DB_NAME}' GROUP BY state")
             return {"rss_kb": worker_rss(stack, name), "db_connections": {str(s): n for s, n in rows}}
 
         tgt = target(stack, name, stream=True)
@@ -283,7 +291,9 @@ def round_trips(stack: Stack, log_path: Path, requests: int) -> dict[str, Any]:
     try:
         stack.restart_proxy()
         for stream in (False, True):
-            asyncio.run(loadgen.closed_loop(target(stack, "kimiproxy", stream=stream), concurrency=1, duration=5, limit=3))
+            asyncio.run(
+                loadgen.closed_loop(target(stack, "kimiproxy", stream=stream), concurrency=1, duration=5, limit=3)
+            )
         time.sleep(1.0)
         offset = log_path.stat().st_size
         asyncio.run(loadgen.closed_loop(target(stack, "kimiproxy", stream=True), concurrency=1, duration=5, limit=1))
@@ -294,7 +304,9 @@ def round_trips(stack: Stack, log_path: Path, requests: int) -> dict[str, Any]:
         sent = 0
         for stream in (False, True):
             run = asyncio.run(
-                loadgen.closed_loop(target(stack, "kimiproxy", stream=stream), concurrency=1, duration=30, limit=requests)
+                loadgen.closed_loop(
+                    target(stack, "kimiproxy", stream=stream), concurrency=1, duration=30, limit=requests
+                )
             )
             _check(run, "round trips")
             sent += len(run.results)

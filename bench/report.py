@@ -35,51 +35,139 @@ def rows(data: dict[str, Any], why: dict[str, str]) -> list[tuple[str, str, str,
     add99 = _med(lat, "kimiproxy", "p99") - _med(lat, "direct", "p99")
     pt50 = _med(lat, "passthrough", "p50") - _med(lat, "direct", "p50")
     ms = lambda s: f"{s * 1000:.2f} ms"  # noqa: E731
-    out.append(("Non-stream added latency p50 (c=1)", "≤ 3 ms", ms(add50), _verdict(add50 <= 0.003, ms(add50 - 0.003), why.get("p50", ""))))
-    out.append(("Non-stream added latency p99 (c=1)", "≤ 10 ms", ms(add99), _verdict(add99 <= 0.010, ms(add99 - 0.010), why.get("p99", ""))))
+    out.append(
+        (
+            "Non-stream added latency p50 (c=1)",
+            "≤ 3 ms",
+            ms(add50),
+            _verdict(add50 <= 0.003, ms(add50 - 0.003), why.get("p50", "")),
+        )
+    )
+    out.append(
+        (
+            "Non-stream added latency p99 (c=1)",
+            "≤ 10 ms",
+            ms(add99),
+            _verdict(add99 <= 0.010, ms(add99 - 0.010), why.get("p99", "")),
+        )
+    )
     ratio = add50 / pt50 if pt50 > 0 else math.inf
-    out.append(("… vs pass-through's added p50", "≤ 2×", f"{ratio:.1f}× ({ms(pt50)} for pass-through)", _verdict(ratio <= 2, f"{ratio - 2:.1f}×", why.get("ratio", ""))))
+    out.append(
+        (
+            "… vs pass-through's added p50",
+            "≤ 2×",
+            f"{ratio:.1f}× ({ms(pt50)} for pass-through)",
+            _verdict(ratio <= 2, f"{ratio - 2:.1f}×", why.get("ratio", "")),
+        )
+    )
     ttfc = _med(lat, "kimiproxy", "ttfc_p50") - _med(lat, "direct", "ttfc_p50")
-    out.append(("Stream added time to first chunk p50", "≤ 3 ms", ms(ttfc), _verdict(ttfc <= 0.003, ms(ttfc - 0.003), why.get("ttfc", ""))))
+    out.append(
+        (
+            "Stream added time to first chunk p50",
+            "≤ 3 ms",
+            ms(ttfc),
+            _verdict(ttfc <= 0.003, ms(ttfc - 0.003), why.get("ttfc", "")),
+        )
+    )
     gap = _med(gaps, "kimiproxy", "p99") - _med(gaps, "direct", "p99")
     batched = _med(gaps, "kimiproxy", "batched")
-    out.append(("Stream added gap between chunks p99 (20 ms pacing)", "≤ 1 ms, no batching", f"{ms(gap)}, {batched:.1%} batched", _verdict(gap <= 0.001 and batched < 0.01, ms(gap - 0.001), why.get("gap", ""))))
+    out.append(
+        (
+            "Stream added gap between chunks p99 (20 ms pacing)",
+            "≤ 1 ms, no batching",
+            f"{ms(gap)}, {batched:.1%} batched",
+            _verdict(gap <= 0.001 and batched < 0.01, ms(gap - 0.001), why.get("gap", "")),
+        )
+    )
     kp, kp_c = best_rate(rates["kimiproxy"])
     pt, pt_c = best_rate(rates["passthrough"])
     dr, dr_c = best_rate(rates["direct"])
-    out.append(("Requests/s with p99 added latency < 50 ms", "≥ 400/s", f"{kp:.0f}/s (c={kp_c}); direct {dr:.0f}/s (c={dr_c})", _verdict(kp >= 400, f"{400 - kp:.0f}/s", why.get("rate", ""))))
+    out.append(
+        (
+            "Requests/s with p99 added latency < 50 ms",
+            "≥ 400/s",
+            f"{kp:.0f}/s (c={kp_c}); direct {dr:.0f}/s (c={dr_c})",
+            _verdict(kp >= 400, f"{400 - kp:.0f}/s", why.get("rate", "")),
+        )
+    )
     share = kp / pt if pt else 0.0
-    out.append(("… vs pass-through's rate", "≥ 50%", f"{share:.0%} (pass-through {pt:.0f}/s, c={pt_c})", _verdict(share >= 0.5, f"{0.5 - share:.0%}", why.get("share", ""))))
+    out.append(
+        (
+            "… vs pass-through's rate",
+            "≥ 50%",
+            f"{share:.0%} (pass-through {pt:.0f}/s, c={pt_c})",
+            _verdict(share >= 0.5, f"{0.5 - share:.0%}", why.get("share", "")),
+        )
+    )
     slow = data["slow_streams"]["kimiproxy"]
     kb = slow["per_stream_kb"]
     errs = slow["errors"] + slow["incomplete"]
-    out.append((f"{slow['streams']} open slow streams: RSS per stream", "≤ 100 KB, no errors", f"{kb:.0f} KB, {errs} errors", _verdict(kb <= 100 and errs == 0, f"{kb - 100:.0f} KB" if kb > 100 else f"{errs} errors", why.get("rss", ""))))
+    out.append(
+        (
+            f"{slow['streams']} open slow streams: RSS per stream",
+            "≤ 100 KB, no errors",
+            f"{kb:.0f} KB, {errs} errors",
+            _verdict(
+                kb <= 100 and errs == 0, f"{kb - 100:.0f} KB" if kb > 100 else f"{errs} errors", why.get("rss", "")
+            ),
+        )
+    )
     peak = data.get("peak_rss_kb", {}).get("kimiproxy", 0) / 1024
     out.append(("Peak RSS of all workers", "(reported)", f"{peak:.0f} MB", "—"))
     rt = data.get("round_trips")
     if rt:
         per = rt["per_request"]
         steps = per["transactions"] + per["autocommit"]
-        out.append(("Database steps per request (transactions + lone statements)", "≤ 4 (2 before upstream, 1 at chat id, 1 at end)", f"{steps:.1f} ({per['transactions']:.1f} tx + {per['autocommit']:.1f} lone); {per['round_trips']:.1f} round trips", _verdict(steps <= 4, f"{steps - 4:.1f} steps", why.get("db", ""))))
+        out.append(
+            (
+                "Database steps per request (transactions + lone statements)",
+                "≤ 4 (2 before upstream, 1 at chat id, 1 at end)",
+                f"{steps:.1f} ({per['transactions']:.1f} tx + {per['autocommit']:.1f} lone); "
+                f"{per['round_trips']:.1f} round trips",
+                _verdict(steps <= 4, f"{steps - 4:.1f} steps", why.get("db", "")),
+            )
+        )
         calls = rt["upstream_calls_per_request"]
         text = ", ".join(f"{k} {v:.2f}" for k, v in sorted(calls.items()))
         extra = {k: v for k, v in calls.items() if k not in ("chat", "delete", "refresh")}
         exact = abs(calls.get("chat", 0) - 1) < 0.01 and abs(calls.get("delete", 0) - 1) < 0.01 and not extra
-        out.append(("Upstream calls per request (Connect)", "chat 1 + delete 1 (+ refresh when due)", text, _verdict(exact, "extra calls", why.get("calls", ""))))
+        out.append(
+            (
+                "Upstream calls per request (Connect)",
+                "chat 1 + delete 1 (+ refresh when due)",
+                text,
+                _verdict(exact, "extra calls", why.get("calls", "")),
+            )
+        )
     return out
 
 
 def markdown(data: dict[str, Any], why: dict[str, str] | None = None) -> str:
     lines = ["| Target | Goal | Measured (median of repeats) | Verdict |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(data, why or {})]
-    lines += ["", "| c=1, fake without delay | non-stream p50 | non-stream p99 | stream first chunk p50 | gap p99 (20 ms pacing) |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| c=1, fake without delay | non-stream p50 | non-stream p99 | stream first chunk p50 "
+        "| gap p99 (20 ms pacing) |",
+        "|---|---|---|---|---|",
+    ]
     for name in ("direct", "passthrough", "kimiproxy"):
         lat, gap = data["latency"][name], data["gaps"][name]
-        lines.append(f"| {name} | {fmt_spread(lat['p50'])} | {fmt_spread(lat['p99'])} | {fmt_spread(lat['ttfc_p50'])} | {fmt_spread(gap['p99'])} |")
+        cells = [fmt_spread(lat["p50"]), fmt_spread(lat["p99"]), fmt_spread(lat["ttfc_p50"]), fmt_spread(gap["p99"])]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     levels = list(data["rates"]["kimiproxy"])
-    lines += ["", "| Requests/s within 50 ms p99 (open loop) | " + " | ".join(f"c={c}" for c in levels) + " |", "|---" * (len(levels) + 1) + "|"]
+    lines += [
+        "",
+        "| Requests/s within 50 ms p99 (open loop) | " + " | ".join(f"c={c}" for c in levels) + " |",
+        "|---" * (len(levels) + 1) + "|",
+    ]
     for name in ("direct", "passthrough", "kimiproxy"):
         cells = [fmt_spread(data["rates"][name][c]["rate"], scale=1, unit="/s", digits=0) for c in levels]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", f"Median (min–max) of {data['meta']['repeats']} repeats; {data['meta']['machine']}; load generator busy at most {data['meta']['loadgen_busy_max']:.0%} of one core."]
+    meta = data["meta"]
+    lines += [
+        "",
+        f"Median (min–max) of {meta['repeats']} repeats; {meta['machine']}; "
+        f"load generator busy at most {meta['loadgen_busy_max']:.0%} of one core.",
+    ]
     return "\n".join(lines) + "\n"

@@ -139,7 +139,9 @@ class Stack:
 
     def start_passthrough(self) -> None:
         self.passthrough_port = free_port()
-        self._gunicorn("passthrough", "bench.passthrough_app:app", self.passthrough_port, {"BENCH_UPSTREAM": self.fake_url})
+        self._gunicorn(
+            "passthrough", "bench.passthrough_app:app", self.passthrough_port, {"BENCH_UPSTREAM": self.fake_url}
+        )
 
     def workers(self, name: str) -> list[int]:
         proc = self.children.procs.get(name)

@@ -6,7 +6,7 @@ API keys live in ``gateway/admin_keys.py``. Every action calls a service (STYLE.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -21,6 +21,12 @@ from gateway import admin_keys  # noqa: F401  (registers ApiKey)
 from gateway.choices import ConversationState
 from gateway.models import Conversation, RequestLog
 
+if TYPE_CHECKING:
+    # django-stubs makes ModelAdmin generic, but at runtime it is not subscriptable (no django_stubs_ext).
+    _ReadOnlyAdminBase = admin.ModelAdmin[Any]
+else:
+    _ReadOnlyAdminBase = admin.ModelAdmin
+
 admin.site.site_header = "kimiproxy"
 admin.site.site_title = "kimiproxy admin"
 admin.site.index_title = "Administration"
@@ -30,7 +36,7 @@ def state_badge(value: str, label: str) -> SafeString:
     return SafeString(render_to_string("dashboard/_state_badge.html", {"state": value, "label": label}).strip())
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(_ReadOnlyAdminBase):
     """Records written by the gateway itself: viewable, never edited or deleted by hand."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -7,7 +7,7 @@ The full key exists only in the response to the add form (a one-time page render
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -18,10 +18,21 @@ from django.template.response import TemplateResponse
 from gateway.keys import api_key_create, api_key_revoke
 from gateway.models import ApiKey
 
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldGroups
+
+    # django-stubs makes ModelForm/ModelAdmin generic, but at runtime they are not subscriptable
+    # (no django_stubs_ext).
+    _ApiKeyFormBase = forms.ModelForm[ApiKey]
+    _ApiKeyAdminBase = admin.ModelAdmin[ApiKey]
+else:
+    _ApiKeyFormBase = forms.ModelForm
+    _ApiKeyAdminBase = admin.ModelAdmin
+
 NEW_KEY_ATTR = "_kimiproxy_new_api_key"  # carries the raw key from save_model to response_add only
 
 
-class ApiKeyForm(forms.ModelForm):
+class ApiKeyForm(_ApiKeyFormBase):
     allowed_models = forms.CharField(required=False, help_text="Comma-separated model names; empty allows every model.")
 
     class Meta:
@@ -39,7 +50,7 @@ class ApiKeyForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(_ApiKeyAdminBase):
     form = ApiKeyForm
     list_display = [
         "name",
@@ -71,8 +82,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
         return self.readonly_fields if obj else []
 
-    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
-        base = ["name", "rpm_limit", "max_concurrent", "allowed_models", "reasoning_format"]
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> _FieldGroups:
+        base: _FieldGroups = ["name", "rpm_limit", "max_concurrent", "allowed_models", "reasoning_format"]
         return [*base, *self.readonly_fields] if obj else base
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: ApiKeyForm, change: bool) -> None:

@@ -8,6 +8,7 @@ from http import HTTPStatus
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from gateway.errorpages import error_body
@@ -35,6 +36,21 @@ def as_json_error(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     return converted
 
 
+def database_unavailable(request: HttpRequest, exception: Exception) -> HttpResponse | None:
+    """The database is unreachable (down, restarting, pool exhausted): a 503 the client may retry,
+    not a 500 — nothing is wrong with the request or the gateway's code."""
+    if not isinstance(exception, OperationalError | InterfaceError) or not request.path.startswith(API_PREFIXES):
+        return None
+    body = error_body(
+        "The gateway's database is unavailable right now; retry shortly.",
+        type_="server_error",
+        code="database_unavailable",
+    )
+    response = JsonResponse(body, status=503)
+    response["Retry-After"] = "5"
+    return response
+
+
 class ApiJsonErrorsMiddleware:
     sync_capable = True
     async_capable = True
@@ -53,3 +69,6 @@ class ApiJsonErrorsMiddleware:
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         return as_json_error(request, await self.get_response(request))
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        return database_unavailable(request, exception)

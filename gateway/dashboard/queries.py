@@ -43,7 +43,7 @@ class Source:
     def raw_logs(self) -> QuerySet[Any]:
         return finished_logs(since=self.raw_since, until=self.window.until).order_by()
 
-    def rollup(self, model: type[Any]) -> QuerySet[Any]:
+    def rollup(self, model: type[RequestRollup | LatencyRollup]) -> QuerySet[Any]:
         return model.objects.filter(hour__gte=self.window.since, hour__lt=self.rolled_until).order_by()
 
 

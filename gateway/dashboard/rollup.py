@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Count, F, Max, Min, QuerySet, Value
+from django.db.models.expressions import Combinable
 from django.db.models.fields import CharField
 from django.db.models.functions import Cast, Coalesce
 
@@ -26,7 +27,8 @@ MAX_AGE = timedelta(days=31)  # the longest dashboard range, plus a day
 
 Dim = RequestRollup.Dimension
 # dimension -> expression for its value on a RequestLog row
-_DIMENSIONS = {
+# Keyed by plain strings: a TextChoices member hashes and compares like its value, so callers may pass either.
+_DIMENSIONS: dict[str, Combinable] = {
     Dim.OUTCOME: F("outcome"),
     Dim.ERROR: F("error_code"),
     Dim.MODEL: F("model"),

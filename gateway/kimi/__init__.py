@@ -26,7 +26,9 @@ def session_for(account: KimiAccount, *, http: httpx.AsyncClient | None = None) 
     module = legacy if account.protocol == "legacy" else connect
 
     async def refresher(refresh_token: str) -> TokenPair:
-        return await module.refresh_tokens(http or upstream_client(), refresh_token)
+        # Chosen by name rather than as `module.refresh_tokens`: a module object's attributes are Any to mypy.
+        refresh = legacy.refresh_tokens if module is legacy else connect.refresh_tokens
+        return await refresh(http or upstream_client(), refresh_token)
 
     tokens = DbTokenSource(account_id=account.pk, refresher=refresher, preloaded=account)
     if module is legacy:

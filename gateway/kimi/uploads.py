@@ -15,6 +15,7 @@ import hashlib
 import mimetypes
 import posixpath
 import urllib.parse
+from typing import Literal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -119,7 +120,7 @@ def _cached(account_id: int, digest: str) -> FileRef | None:
     row = UploadedFile.objects.filter(account_id=account_id, sha256=digest).first()
     if row is None:
         return None
-    kind = "image" if row.kind == "image" else "file"
+    kind: Literal["file", "image"] = "image" if row.kind == "image" else "file"
     extra = tuple(sorted((str(k), str(v)) for k, v in (row.extra or {}).items()))
     return FileRef(file_id=row.file_id, name=row.name, kind=kind, size=row.size, extra=extra)
 

@@ -27,7 +27,8 @@ FUZZ = settings(
 )
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
 json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=20,
 )
 odd = st.one_of(scalars, json_values)
@@ -88,7 +89,9 @@ def check(response: httpx.Response) -> None:
 
 
 def send(client: httpx.Client, content: bytes) -> None:
-    with client.stream("POST", "/v1/chat/completions", content=content, headers={"content-type": "application/json"}) as r:
+    with client.stream(
+        "POST", "/v1/chat/completions", content=content, headers={"content-type": "application/json"}
+    ) as r:
         r.read()
         check(r)
 
@@ -110,6 +113,8 @@ def test_it_answers_chat_shaped_bodies_without_a_server_error(gateway, body):
 
 
 @FUZZ
-@given(garbage=st.binary(max_size=300) | st.text(max_size=100).map(lambda t: ("{" + t).encode("utf-8", "surrogatepass")))
+@given(
+    garbage=st.binary(max_size=300) | st.text(max_size=100).map(lambda t: ("{" + t).encode("utf-8", "surrogatepass"))
+)
 def test_it_answers_byte_garbage_without_a_server_error(gateway, garbage):
     send(gateway, garbage)

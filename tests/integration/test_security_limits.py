@@ -31,7 +31,10 @@ LIMITS = {
     "KIMIPROXY_MAX_PARTS": "4",
     "KIMIPROXY_MAX_FILES": "2",
 }
-PIXEL = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+PIXEL = (
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 
 
 @pytest.fixture(scope="module")
@@ -127,16 +130,17 @@ def test_it_applies_the_concurrent_stream_limit_across_replicas(api):
     api.fake.reply(text="slow " * 12, chunk_size=5, delay=0.1)
     headers = {"Authorization": f"Bearer {key}"}
     body = chat(stream=True)
-    with httpx.Client(timeout=20, headers=headers) as first, httpx.Client(timeout=20, headers=headers) as second:
-        with (
-            first.stream("POST", f"{api.urls[0]}/v1/chat/completions", json=body) as one,
-            second.stream("POST", f"{api.urls[1]}/v1/chat/completions", json=body) as two,
-        ):
-            assert (one.status_code, two.status_code) == (200, 200)
-            refused = api.post(key, chat(), replica=0)
-            error = assert_error(refused, 429)
-            assert int(refused.headers["Retry-After"]) >= 1 and "concurrent" in error["message"].lower()
-            assert "[DONE]" in one.read().decode() and "[DONE]" in two.read().decode()
+    with (
+        httpx.Client(timeout=20, headers=headers) as first,
+        httpx.Client(timeout=20, headers=headers) as second,
+        first.stream("POST", f"{api.urls[0]}/v1/chat/completions", json=body) as one,
+        second.stream("POST", f"{api.urls[1]}/v1/chat/completions", json=body) as two,
+    ):
+        assert (one.status_code, two.status_code) == (200, 200)
+        refused = api.post(key, chat(), replica=0)
+        error = assert_error(refused, 429)
+        assert int(refused.headers["Retry-After"]) >= 1 and "concurrent" in error["message"].lower()
+        assert "[DONE]" in one.read().decode() and "[DONE]" in two.read().decode()
 
     wait_until(lambda: not RequestLog.objects.filter(outcome="pending").exists(), timeout=10, what="final log rows")
     assert api.post(key, chat(), replica=1).status_code == 200  # the slots are free again

@@ -107,10 +107,18 @@ def admin_pages() -> str:
     client = Client()
     client.force_login(user)
     urls = [reverse(f"admin:{name}_changelist") for name in ADMIN_MODELS]
-    urls += [reverse("admin:accounts_kimiaccount_change", args=[pk]) for pk in KimiAccount.objects.values_list("pk", flat=True)]
+    urls += [
+        reverse("admin:accounts_kimiaccount_change", args=[pk])
+        for pk in KimiAccount.objects.values_list("pk", flat=True)
+    ]
     urls += [reverse("admin:gateway_apikey_change", args=[pk]) for pk in ApiKey.objects.values_list("pk", flat=True)]
-    urls += [reverse("admin:gateway_requestlog_change", args=[pk]) for pk in RequestLog.objects.values_list("pk", flat=True)]
-    urls += [reverse("admin:gateway_conversation_change", args=[pk]) for pk in Conversation.objects.values_list("pk", flat=True)]
+    urls += [
+        reverse("admin:gateway_requestlog_change", args=[pk]) for pk in RequestLog.objects.values_list("pk", flat=True)
+    ]
+    urls += [
+        reverse("admin:gateway_conversation_change", args=[pk])
+        for pk in Conversation.objects.values_list("pk", flat=True)
+    ]
     pages = []
     for url in urls:
         response = client.get(url)

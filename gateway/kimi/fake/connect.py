@@ -217,7 +217,12 @@ def _cancel(fake: FakeKimi, account: AccountState, body: Any) -> Answer:
 
 
 def _subscription(fake: FakeKimi, account: AccountState, body: Any) -> Answer:
-    balance: dict[str, Any] = {"id": account.user_id, "feature": "FEATURE_OMNI", "type": "SUBSCRIPTION", "unit": "UNIT_CREDIT"}
+    balance: dict[str, Any] = {
+        "id": account.user_id,
+        "feature": "FEATURE_OMNI",
+        "type": "SUBSCRIPTION",
+        "unit": "UNIT_CREDIT",
+    }
     balance["amountUsedRatio"] = fake.state.options.amount_used_ratio
     balance["expireTime"] = rfc3339(time.time() + 30 * 86400)
     balance["domain"] = "DOMAIN_NEXUS"

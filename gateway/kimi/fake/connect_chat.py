@@ -157,7 +157,12 @@ def _prepare(state: State, account: AccountState, body: dict[str, Any], faults: 
     state.active_chats.add(chat.id)
     blocks = [{"id": "text_0_0", "text": {"content": text}}]
     blocks += [{"id": f"file_0_{i + 1}", "file": {"id": f["id"]}} for i, f in enumerate(files)]
-    user_frame: dict[str, Any] = {"id": user.id, "parentId": parent_id, "role": "user", "status": "MESSAGE_STATUS_COMPLETED"}
+    user_frame: dict[str, Any] = {
+        "id": user.id,
+        "parentId": parent_id,
+        "role": "user",
+        "status": "MESSAGE_STATUS_COMPLETED",
+    }
     user_frame.update({"blocks": blocks, "scenario": scenario})
     plan = TurnPlan(
         chat_frame, first_turn, chat.name, files, user_frame, assistant.id, scenario, deltas, think, hits, reply, faults

@@ -258,7 +258,13 @@ def parse_events(state: State, account: AccountState, ids: list[Any]) -> list[by
         for r in records:
             assert r is not None
             status = stage if stage == "parsing" else ("failed" if r.failed else "parsed")
-            info: dict[str, Any] = {"id": r.id, "name": r.name, "type": r.kind, "content_type": r.content_type, "status": status}
+            info: dict[str, Any] = {
+                "id": r.id,
+                "name": r.name,
+                "type": r.kind,
+                "content_type": r.content_type,
+                "status": status,
+            }
             info.update(
                 {
                     "size": len(r.data),

@@ -98,7 +98,7 @@ class Command(BaseCommand):
         for _, share, _, _ in OUTCOMES[:-1]:
             total += share
             cuts.append(total)
-        params = {
+        params: dict[str, Any] = {
             "prefix": prefix, "rows": rows, "days": days, "cuts": cuts,
             "keys": key_ids, "nkeys": len(key_ids), "accounts": account_ids, "naccounts": len(account_ids),
             "models": MODELS, "nmodels": len(MODELS),
