@@ -124,7 +124,8 @@ async def refresh_tokens(http: httpx.AsyncClient, refresh_token: str) -> TokenPa
     if response.status_code != 200:
         raise error_from_response(response)
     body = _json_object(response)
-    data = body.get("data") if isinstance(body.get("data"), dict) else body  # tolerate a wrapper (doc 2.5.1)
+    wrapped = body.get("data")
+    data: dict[str, Any] = wrapped if isinstance(wrapped, dict) else body  # tolerate a wrapper (doc 2.5.1)
     access = data.get("accessToken") or data.get("access_token")
     if not isinstance(access, str) or not access:
         raise ProtocolError("refresh answer has no access token")
