@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -28,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import KimiAccount
-from accounts.pool import WAIT_POLL_SECONDS, Lease, NoAccountAvailable, account_reserve, lease_release
+from accounts.pool import Lease, NoAccountAvailable, account_reserve, lease_release
 from gateway import lifecycle
 from gateway.callers import Caller
 from gateway.choices import Outcome
@@ -62,8 +61,11 @@ from gateway.openai.errors import (
     RateLimitExceeded,
     gateway_error_from_kimi,
 )
+from gateway.waiting import slot_waiters
 
 log = logging.getLogger(__name__)
+# How often a waiting request re-checks the pool for slots freed by other processes.
+CROSS_PROCESS_POLL_SECONDS = 0.25
 
 
 @dataclasses.dataclass
@@ -218,6 +220,7 @@ async def attempt_abandon(attempt: Attempt, exc: KimiError) -> None:
         conversation_id=attempt.conversation_id,
         keep=attempt.plan.continued is not None,
     )
+    slot_waiters().wake_one()
     if attempt.conversation_id is not None and attempt.plan.continued is None:
         lifecycle.spawn(conversation_delete_upstream(conversation_id=attempt.conversation_id), name="delete-chat")
 
@@ -251,19 +254,19 @@ def _reserve(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccount]:
 async def reserve_waiting(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccount]:
     """Reserve an account, waiting (up to ``KIMIPROXY_QUEUE_TIMEOUT``) while accounts are only busy.
 
-    The wait is an asyncio sleep between attempts, never a blocked worker thread: the releases that
-    free a slot need those threads too.
+    Waiting requests queue in this process and are woken one at a time as leases are released here
+    (gateway/waiting.py); a short poll interval catches releases in other processes. The wait is never
+    a blocked worker thread: the releases that free a slot need those threads too.
     """
     deadline = time.monotonic() + settings.KIMIPROXY_QUEUE_TIMEOUT
-    for poll in itertools.chain(WAIT_POLL_SECONDS, itertools.repeat(WAIT_POLL_SECONDS[-1])):
+    while True:
         try:
             return await db_call(_reserve, plan, exclude)
         except NoAccountAvailable as exc:
             left = deadline - time.monotonic()
             if exc.reason != "busy" or left <= 0:
                 raise
-            await asyncio.sleep(min(poll, left))
-    raise AssertionError("unreachable")
+            await slot_waiters().wait(min(CROSS_PROCESS_POLL_SECONDS, left))
 
 
 def _no_account_error(exc: NoAccountAvailable, *, continued: bool) -> GatewayError:
@@ -420,6 +423,8 @@ class Finisher:
             # No account could serve the kept conversation: it stays kept for a later try.
             conversation = ConversationSettlement(conversation_id=self.plan.continued.conversation_id, keep=True)
         await db_call(request_finish, log_id=self.plan.log_id, finish=finish, lease=lease, conversation=conversation)
+        if lease is not None:
+            slot_waiters().wake_one()
         if conversation is not None and not conversation.keep:
             await conversation_delete_upstream(conversation_id=conversation.conversation_id)
 

@@ -8,13 +8,20 @@ open — 500 open streams must not need 500 database connections.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connection
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# The process's database threads. asyncio's default executor has min(32, cores + 4) threads - 6 here -
+# which many concurrent requests exhaust; these only wait on the database, so more of them is cheap.
+# Threads start on first use, so a forking server (gunicorn) creates them in each worker.
+_executor = ThreadPoolExecutor(max_workers=settings.KIMIPROXY_DB_THREADS, thread_name_prefix="db")
 
 
 def _run_and_release(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -27,4 +34,4 @@ def _run_and_release(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T
 
 async def db_call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run ``fn`` in a worker thread with its own short-lived connection and return its result."""
-    return await sync_to_async(_run_and_release, thread_sensitive=False)(fn, *args, **kwargs)
+    return await sync_to_async(_run_and_release, thread_sensitive=False, executor=_executor)(fn, *args, **kwargs)

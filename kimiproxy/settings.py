@@ -104,6 +104,9 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
         }
     _db.setdefault("CONN_MAX_AGE", 0)
 _db.setdefault("TEST", {})
+# Threads per process that run database work for async requests (gateway/dbcall.py); keep it at or
+# below the Postgres pool size.
+KIMIPROXY_DB_THREADS = env.int("KIMIPROXY_DB_THREADS", default=16)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
