@@ -59,7 +59,6 @@ def main() -> None:
         KIMI_BASE_URL=fake_url,
         KIMI_AUTH_URL=fake_url,
         KIMI_LEGACY_BASE_URL=fake_url,
-        KIMIPROXY_DEMO="true",
     )
     (ROOT / "data").mkdir(exist_ok=True)
     # A fresh database each run: the fake forgets its accounts when it stops.
