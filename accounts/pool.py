@@ -45,7 +45,6 @@ COOLING_OUTCOMES = frozenset(
 NEUTRAL_OUTCOMES = frozenset({"client_closed", "bad_request", "content_filtered"})
 OUTCOMES = OK_OUTCOMES | AUTH_OUTCOMES | RATE_LIMITED_OUTCOMES | COOLING_OUTCOMES | NEUTRAL_OUTCOMES
 # Columns the pick needs (the encrypted tokens stay in the table).
-_PICK_FIELDS = ("name", "protocol", "turn_limit", "window_seconds", "max_concurrent", "last_used_at")
 WAIT_POLL_SECONDS = (0.05, 0.1, 0.2, 0.25)  # then 0.25 s: short, since a freed slot should be taken fast
 
 
@@ -57,6 +56,9 @@ class Lease:
     account_id: int
     protocol: str
     account_name: str
+    # The account row as reserved (all fields), so the caller can build its upstream session without
+    # reading it again. Not part of the lease's identity.
+    account: KimiAccount | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 class NoAccountAvailable(Exception):
@@ -112,7 +114,8 @@ def _try_reserve(
     *, candidates: QuerySet[KimiAccount], now: datetime, request_id: str, skip_locked: bool
 ) -> Lease | None:
     with transaction.atomic():
-        locked = list(candidates.select_for_update(skip_locked=skip_locked).only(*_PICK_FIELDS).order_by("pk"))
+        # Whole rows: the chosen one goes back in the lease (tokens included, still encrypted).
+        locked = list(candidates.select_for_update(skip_locked=skip_locked).order_by("pk"))
         account = _pick(locked, now) if locked else None
         if account is None:
             return None
@@ -129,7 +132,14 @@ def _try_reserve(
             state=AccountState.ACTIVE,
             updated_at=now,
         )
-        return Lease(turn_id=turn.pk, account_id=account.pk, protocol=account.protocol, account_name=account.name)
+        account.last_used_at, account.total_turns, account.state = now, account.total_turns + 1, AccountState.ACTIVE
+        return Lease(
+            turn_id=turn.pk,
+            account_id=account.pk,
+            protocol=account.protocol,
+            account_name=account.name,
+            account=account,
+        )
 
 
 def account_reserve(
@@ -242,11 +252,18 @@ def lease_release(
         raise ValueError(f"unknown lease outcome {outcome!r}")
     now = now or timezone.now()
     status = TurnStatus.REFUNDED if refund else TurnStatus.DONE
-    with transaction.atomic():
+    # No savepoint: inside a caller's transaction (the request's final write) a failure here aborts it all.
+    with transaction.atomic(savepoint=False):
         released = Turn.objects.filter(pk=lease.turn_id, status=TurnStatus.IN_FLIGHT).update(
             status=status, released_at=now, outcome=outcome
         )
         if released != 1 or outcome in NEUTRAL_OUTCOMES:
+            return
+        if outcome in OK_OUTCOMES:
+            # The common case, in one statement that writes nothing when the account is already healthy.
+            KimiAccount.objects.filter(pk=lease.account_id).exclude(state__in=UNUSABLE_STATES).exclude(
+                state=AccountState.ACTIVE, cooldown_until__isnull=True, backoff_level=0
+            ).update(state=AccountState.ACTIVE, cooldown_until=None, backoff_level=0, updated_at=now)
             return
         account = KimiAccount.objects.select_for_update().get(pk=lease.account_id)
         _apply_outcome(account=account, outcome=outcome, retry_after=retry_after, message=message, now=now)

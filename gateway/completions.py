@@ -222,7 +222,10 @@ async def attempt_abandon(attempt: Attempt, exc: KimiError) -> None:
     )
     slot_waiters().wake_one()
     if attempt.conversation_id is not None and attempt.plan.continued is None:
-        lifecycle.spawn(conversation_delete_upstream(conversation_id=attempt.conversation_id), name="delete-chat")
+        delete = conversation_delete_upstream(
+            conversation_id=attempt.conversation_id, known=(attempt.account, attempt.chat_id)
+        )
+        lifecycle.spawn(delete, name="delete-chat")
 
 
 def _release_failed_attempt(
@@ -248,7 +251,7 @@ def _reserve(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccount]:
     elif plan.caller.passthrough_account_ids:
         account_ids = plan.caller.passthrough_account_ids
     lease = account_reserve(account_ids=account_ids, exclude=exclude, request_id=plan.request_id)
-    return lease, KimiAccount.objects.get(pk=lease.account_id)
+    return lease, lease.account or KimiAccount.objects.get(pk=lease.account_id)
 
 
 async def reserve_waiting(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccount]:
@@ -426,7 +429,10 @@ class Finisher:
         if lease is not None:
             slot_waiters().wake_one()
         if conversation is not None and not conversation.keep:
-            await conversation_delete_upstream(conversation_id=conversation.conversation_id)
+            assert attempt is not None
+            await conversation_delete_upstream(
+                conversation_id=conversation.conversation_id, known=(attempt.account, attempt.chat_id)
+            )
 
 
 def ending_for_error(error: GatewayError, *, cause: KimiError | None = None) -> Ending:

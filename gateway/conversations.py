@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -102,17 +103,23 @@ def conversation_release_unused(*, conversation_id: int) -> None:
     Conversation.objects.filter(pk=conversation_id, state=ConversationState.ACTIVE).update(state=ConversationState.KEPT)
 
 
-async def conversation_delete_upstream(*, conversation_id: int) -> bool:
-    """Delete one recorded chat upstream and drop its row; on failure keep it as ``delete_failed``."""
-    row = await db_call(_load_for_delete, conversation_id)
-    if row is None:
-        return True
-    conversation, account = row
+async def conversation_delete_upstream(*, conversation_id: int, known: tuple[KimiAccount, str] | None = None) -> bool:
+    """Delete one recorded chat upstream and drop its row; on failure keep it as ``delete_failed``.
+
+    ``known`` is the (account, chat id) when the caller already has them (right after the answer),
+    which saves reading them back from the database.
+    """
+    if known is None:
+        row = await db_call(_load_for_delete, conversation_id)
+        if row is None:
+            return True
+        known = row[1], row[0].chat_id
+    account, chat_id = known
     try:
-        if conversation.chat_id:
-            await session_for(account).delete_chat(conversation.chat_id)
+        if chat_id:
+            await session_for(account).delete_chat(chat_id)
     except KimiError as exc:
-        log.warning("delete of chat %s on account %s failed: %s", conversation.chat_id, account.name, exc.code)
+        log.warning("delete of chat %s on account %s failed: %s", chat_id, account.name, exc.code)
         await db_call(_mark_delete_failed, conversation_id, f"{exc.code}: {exc.message}"[:300])
         return False
     await db_call(_drop, conversation_id)
@@ -136,7 +143,9 @@ def _mark_delete_failed(conversation_id: int, error: str) -> None:
 
 
 def _drop(conversation_id: int) -> None:
-    Conversation.objects.filter(pk=conversation_id).delete()
+    # One statement: QuerySet.delete() would wrap this lone DELETE in a transaction of its own.
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {Conversation._meta.db_table} WHERE id = %s", [conversation_id])  # noqa: S608
 
 
 def conversations_delete_now(*, conversation_ids: list[int]) -> tuple[int, int]:
