@@ -32,7 +32,8 @@ def gateway_server() -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(application, lifespan="off", log_level="warning", access_log=False)
+    # The stdlib loop: uvloop (production) warns about open transports when a test server thread ends.
+    config = uvicorn.Config(application, lifespan="off", log_level="warning", access_log=False, loop="asyncio")
     server = ThreadedServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

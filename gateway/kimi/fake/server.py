@@ -36,6 +36,7 @@ class FakeKimiServer(uvicorn.Server):
             date_header=False,
             timeout_graceful_shutdown=1,
             http="h11",
+            loop="asyncio",  # run in a thread by tests: the stdlib loop closes cleanly there
         )
         super().__init__(config)
         self.fake = fake
