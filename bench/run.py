@@ -28,17 +28,17 @@ from bench.stack import Stack  # noqa: E402
 
 DEFAULT_PG_LOG = "/var/log/postgresql/postgresql-15-main.log"
 # Why a target is missed, from the profiles in bench/README.md ("Profile"); shown only for missed rows.
-_CPU = "~30 ms of Python CPU per request in the worker (profile in bench/README.md)"
+_CPU = "~25 ms per request in the worker, mostly Django ORM work in the 4 database steps (bench/README.md)"
 WHY = {
     "p50": _CPU,
     "p99": _CPU + " plus the previous request's finish and chat delete on the same loop",
     "ratio": _CPU,
-    "ttfc": "accept, reserve and token steps (DB, thread hops) run before the upstream call",
+    "ttfc": "accept (key lookup + log row) and reserve (locks, turn counts, lease) run before the upstream call",
     "gap": "event-loop contention with other requests' work; per-chunk path is short",
-    "rate": "CPU-bound: 2 workers x ~30 ms per request",
-    "share": "CPU-bound: 2 workers x ~30 ms per request",
+    "rate": "CPU-bound: 2 workers x ~25 ms per request",
+    "share": "CPU-bound: 2 workers x ~25 ms per request",
     "rss": "",
-    "db": "API-key SELECT, account re-read after the lease, conversation row, post-answer delete",
+    "db": "the API-key SELECT is its own statement; the deleted chat's row is dropped after the answer",
     "calls": "",
 }
 

@@ -65,7 +65,7 @@ def _parse(body: Any) -> ChatRequest:
 
 
 def _authenticate_and_accept(
-    authorization: str, start: LogStart, chat_holder: dict[str, Any]
+    authorization: str, start: LogStart, chat: ChatRequest | None, parse_error: GatewayError | None
 ) -> tuple[Caller, ApiKey | None, int, ContinuedConversation | None]:
     """Sync part of accept (one worker-thread hop): auth, allow-list, continue-claim, log row."""
     try:
@@ -76,9 +76,8 @@ def _authenticate_and_accept(
         )
         raise
     try:
-        chat: ChatRequest | None = chat_holder.get("chat")
-        if "error" in chat_holder:
-            raise chat_holder["error"]
+        if parse_error is not None:
+            raise parse_error  # refused, but only now that we know who is calling, for the log row
         assert chat is not None
         if key is not None and not api_key_model_allowed(key=key, model=chat.model.requested):
             raise PermissionDenied(
@@ -107,12 +106,12 @@ def _authenticate_and_accept(
 
 async def request_accept(request: HttpRequest, *, request_id: str) -> Accepted:
     started = time.monotonic()
-    holder: dict[str, Any] = {}
+    chat: ChatRequest | None = None
+    parse_error: GatewayError | None = None
     try:
-        holder["chat"] = _parse(_read_body(request))
+        chat = _parse(_read_body(request))
     except GatewayError as error:
-        holder["error"] = error  # logged after we know who is calling
-    chat = holder.get("chat")
+        parse_error = error
     prompt = flatten_history(chat.messages) if chat else ""
     start = LogStart(
         request_id=request_id,
@@ -126,7 +125,7 @@ async def request_accept(request: HttpRequest, *, request_id: str) -> Accepted:
         prompt_preview=prompt,
     )
     authorization = request.headers.get("Authorization", "")
-    caller, key, log_id, continued = await db_call(_authenticate_and_accept, authorization, start, holder)
+    caller, key, log_id, continued = await db_call(_authenticate_and_accept, authorization, start, chat, parse_error)
     assert chat is not None
     text = last_user_text(chat.messages) if continued else prompt
     plan = Plan(

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -49,9 +50,15 @@ async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttp
         cause = error.__cause__ if isinstance(error.__cause__, KimiError) else None
         finisher.finish(ending_for_error(error, cause=cause))
         return error_response(error, request_id=request_id)
-    except BaseException:
-        finisher.finish(ending_client_closed())  # cancelled: the client went away
+    except asyncio.CancelledError:
+        finisher.finish(ending_client_closed())  # the client went away
         raise
+    except Exception:
+        # A bug of ours: the request still gets its final log row, and the client a JSON error.
+        log.exception("request %s failed", request_id)
+        internal = GatewayError("Internal error in the gateway.")
+        finisher.finish(ending_for_error(internal))
+        return error_response(internal, request_id=request_id)
     finisher.finish(finisher.success_ending())
     response = JsonResponse(completion, json_dumps_params={"ensure_ascii": False})
     response["x-request-id"] = request_id

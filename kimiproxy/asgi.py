@@ -66,4 +66,5 @@ async def application(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         await lifespan(receive, send)
         return
-    await django_application(scope, receive, send)
+    # django-stubs types the handler with dict scopes and Mapping messages; servers pass the ASGI shapes.
+    await django_application(scope, receive, send)  # type: ignore[arg-type]

@@ -34,12 +34,11 @@ log = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 Item_contra = TypeVar("Item_contra", contravariant=True)
-Item_co = TypeVar("Item_co", covariant=True)
 
 
-class Decoder(Protocol[Item_co]):
-    def decode(self, chunk: bytes) -> list[Item_co]: ...
-    def flush(self) -> list[Item_co]: ...
+class Decoder(Protocol[Item]):
+    def decode(self, chunk: bytes) -> list[Item]: ...
+    def flush(self) -> list[Item]: ...
 
 
 class Translator(Protocol[Item_contra]):

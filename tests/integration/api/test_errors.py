@@ -7,6 +7,7 @@ import pytest
 
 from gateway.models import RequestLog
 from tests.factories import make_api_key
+from tests.fixtures_gateway import wait_for_final_log
 from tests.integration.api.helpers import pool_account
 
 OK_MESSAGES = [{"role": "user", "content": "hi"}]
@@ -157,3 +158,24 @@ def test_it_refuses_a_malformed_pass_through_token_with_401(e2e):
         timeout=20,
     )
     assert_openai_error(response, 401, code="invalid_api_key")
+
+
+def test_a_bug_in_the_gateway_still_answers_json_and_finishes_the_log(e2e, monkeypatch):
+    from gateway import replies
+
+    pool_account(e2e.fake, "only")
+    _, raw = make_api_key()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(replies, "assembler_for", broken)
+    response = httpx.post(
+        f"{e2e.url}/v1/chat/completions",
+        json={"model": "kimi", "messages": OK_MESSAGES},
+        headers={"Authorization": f"Bearer {raw}"},
+        timeout=20,
+    )
+    assert_openai_error(response, 500, code="internal_error")
+    log = wait_for_final_log(response.headers["x-request-id"])
+    assert (log.status_code, log.outcome) == (500, "upstream_error")
