@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from gateway.kimi.fake import connect, connect_chat, files, legacy
-from gateway.kimi.fake.common import BAD_GATEWAY_HTML, auth_refused, connect_unary_error, legacy_error, new_call
+from gateway.kimi.fake.common import auth_refused, connect_unary_error, legacy_error, new_call, respond_http_fault
 from gateway.kimi.fake.control import FakeKimi
 from gateway.kimi.fake.control_http import handle_control
 from gateway.kimi.fake.http import Receive, Request, Scope, Send, read_body
@@ -137,16 +137,10 @@ async def _generic_fault(fake: FakeKimi, req: Request, call: Call) -> bool:
         fault = take_generic(fake.state.script, call.kind, account.name if account else None)
     if fault is None:
         return False
-    retry = [("retry-after", str(int(fault.retry_after)))] if fault.retry_after is not None else []
     if fault.kind == "access_expired":
         await auth_refused(req, call, protocol=call.protocol, why="token is expired")
-    elif fault.kind == "http_429":
-        call.status = 429
-        await req.respond(429, b"", None, retry)
     else:
-        call.status = fault.status or 502
-        body, ctype = (b"", None) if fault.variant == "empty" else (BAD_GATEWAY_HTML, "text/html")
-        await req.respond(call.status, body, ctype, retry)
+        await respond_http_fault(req, call, fault)
     return True
 
 

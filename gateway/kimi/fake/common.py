@@ -8,6 +8,7 @@ from gateway.kimi.fake.control import FakeKimi
 from gateway.kimi.fake.errors import connect_error
 from gateway.kimi.fake.http import Request
 from gateway.kimi.fake.records import AccountState, Call
+from gateway.kimi.fake.script import Fault
 
 HEADER_KEYS = (
     "content-type",
@@ -124,3 +125,22 @@ async def auth_refused(req: Request, call: Call, *, protocol: str, why: str) -> 
         )
     else:  # doc 1.4.2 / 1.5
         await legacy_error(req, call, 401, "auth.token.invalid", "您的授权已过期，请重新登录", why)
+
+
+def retry_headers(fault: Fault) -> list[tuple[str, str]]:
+    return [("retry-after", str(int(fault.retry_after)))] if fault.retry_after is not None else []
+
+
+async def respond_http_fault(req: Request, call: Call, fault: Fault) -> bool:
+    """``http_5xx`` / ``http_429``: the same plain HTTP answer on every call kind and protocol; True
+    when ``fault`` was one of them and has been answered."""
+    if fault.kind == "http_5xx":
+        call.status = fault.status or 502
+        body, ctype = (b"", None) if fault.variant == "empty" else (BAD_GATEWAY_HTML, "text/html")
+        await req.respond(call.status, body, ctype, retry_headers(fault))
+    elif fault.kind == "http_429":
+        call.status = 429
+        await req.respond(429, b"", None, retry_headers(fault))
+    else:
+        return False
+    return True

@@ -7,7 +7,7 @@ import struct
 import time
 from typing import Any
 
-from gateway.kimi.fake.common import BAD_GATEWAY_HTML, authenticate, field, scrub
+from gateway.kimi.fake.common import authenticate, field, respond_http_fault, retry_headers, scrub
 from gateway.kimi.fake.connect_turn import TurnPlan, build_turn, citation_suffix, end_frame
 from gateway.kimi.fake.control import FakeKimi
 from gateway.kimi.fake.errors import connect_error
@@ -79,20 +79,14 @@ async def _pre_stream_fault(req: Request, call: Call, fault: Fault | None) -> bo
     """Faults answered before any frame; True when one was."""
     if fault is None:
         return False
-    retry = [("retry-after", str(int(fault.retry_after)))] if fault.retry_after is not None else []
-    if fault.kind == "http_5xx":
-        call.status = fault.status or 502
-        body, ctype = (b"", None) if fault.variant == "empty" else (BAD_GATEWAY_HTML, "text/html")
-        await req.respond(call.status, body, ctype, retry)
-    elif fault.kind == "http_429":
-        call.status = 429
-        await req.respond(429, b"", None, retry)
-    elif fault.kind == "access_expired":
+    if await respond_http_fault(req, call, fault):
+        return True
+    if fault.kind == "access_expired":
         call.status = 401
         error = connect_error("unauthenticated", "invalid user token: token is expired", "REASON_INVALID_AUTH_TOKEN")
         await req.respond_json(401, error)
     elif fault.kind in ("auth_in_stream", "rate_limited", "stream_busy"):
-        await req.stream([end_frame(_stream_error(fault))], CONNECT_JSON, retry)
+        await req.stream([end_frame(_stream_error(fault))], CONNECT_JSON, retry_headers(fault))
     else:
         return False
     return True

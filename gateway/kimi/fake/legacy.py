@@ -6,7 +6,7 @@ import re
 import time
 from typing import Any
 
-from gateway.kimi.fake.common import BAD_GATEWAY_HTML, authenticate, legacy_error
+from gateway.kimi.fake.common import authenticate, legacy_error, respond_http_fault, retry_headers
 from gateway.kimi.fake.connect import rfc3339
 from gateway.kimi.fake.connect_chat import DEFAULT_THINKING
 from gateway.kimi.fake.connect_turn import citation_suffix
@@ -115,24 +115,17 @@ async def _pre_fault(req: Request, call: Call, fault: Fault | None) -> bool:
     """Faults answered with a plain HTTP error before any event; True when one was."""
     if fault is None:
         return False
-    retry = [("retry-after", str(int(fault.retry_after)))] if fault.retry_after is not None else []
-    if fault.kind == "http_5xx":
-        call.status = fault.status or 502
-        body, ctype = (b"", None) if fault.variant == "empty" else (BAD_GATEWAY_HTML, "text/html")
-        await req.respond(call.status, body, ctype, retry)
-    elif fault.kind == "http_429":
-        call.status = 429
-        await req.respond(429, b"", None, retry)
-    elif fault.kind in ("access_expired", "auth_in_stream"):
+    if await respond_http_fault(req, call, fault):
+        return True
+    if fault.kind in ("access_expired", "auth_in_stream"):
         await legacy_error(req, call, 401, "auth.token.invalid", "您的授权已过期，请重新登录")
     elif fault.kind == "stream_busy":
         await legacy_error(req, call, 400, "chat.user_stream_pushing", "当前会话正在输出中，请稍后再试")
     elif fault.kind == "rate_limited" and fault.variant == "http":
         detail = {"retry_after": fault.retry_after} if fault.retry_after is not None else None
         call.status = 429
-        await req.respond_json(
-            429, {"error_type": "chat.quota_exceeded", "message": "您的使用次数已达上限", "detail": detail}, retry
-        )
+        body = {"error_type": "chat.quota_exceeded", "message": "您的使用次数已达上限", "detail": detail}
+        await req.respond_json(429, body, retry_headers(fault))
     else:
         return False
     return True
