@@ -13,8 +13,8 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
+from gateway.attempts import Plan
 from gateway.callers import Caller, caller_authenticate
-from gateway.completions import Plan
 from gateway.conversations import ContinuedConversation, conversation_for_continue, conversation_release_unused
 from gateway.dbcall import db_call
 from gateway.keys import api_key_model_allowed

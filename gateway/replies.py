@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 
 from gateway.accept import Accepted
-from gateway.completions import Failover, Finisher, reply_open, upstream_events
+from gateway.completions import Failover, reply_open, upstream_events
+from gateway.finishing import Finisher
 from gateway.kimi.base import Done, KimiError
 from gateway.openai.chunks import ReplyAssembler
 from gateway.streaming import SseBody

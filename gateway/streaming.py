@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
-from gateway.completions import Finisher, ending_client_closed, ending_for_error
+from gateway.finishing import Finisher, ending_client_closed, ending_for_error
 from gateway.kimi.base import Done, Heartbeat, KimiError, KimiEvent
 from gateway.openai.chunks import ReplyAssembler, error_chunk
 from gateway.openai.errors import GatewayError, gateway_error_from_kimi

@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from gateway.accept import files_fetch, new_request_id, request_accept
-from gateway.completions import Finisher, ending_client_closed, ending_for_error
+from gateway.finishing import Finisher, ending_client_closed, ending_for_error
 from gateway.kimi.base import KimiError
 from gateway.openai.errors import GatewayError, InvalidRequest
 from gateway.replies import reply_collect, stream_open
