@@ -7,8 +7,10 @@ own log rows, so they hold across processes and replicas sharing the database.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -85,24 +87,26 @@ def request_log_accept(*, caller: Caller, start: LogStart, now: datetime | None 
     limit; the rejected request still gets its (final) log row.
     """
     now = now or timezone.now()
-    with transaction.atomic():
-        refusal = _limit_refusal(caller=caller, now=now)
-        row = RequestLog.objects.create(
-            request_id=start.request_id,
-            created_at=now,
-            api_key_id=caller.api_key_id,
-            passthrough_hash="" if caller.api_key_id else caller.owner_hash,
-            path=start.path,
-            model=start.model,
-            flags=list(start.flags),
-            stream=start.stream,
-            client_ip=start.client_ip,
-            user=start.user[:200],
-            prompt_chars=start.prompt_chars,
-            prompt_preview=_preview(start.prompt_preview),
-        )
-        if refusal is not None:
-            RequestLog.objects.filter(pk=row.pk).update(
+    limited = caller.rpm_limit is not None or caller.max_concurrent is not None
+    # A transaction (and the key's row lock inside it) only when there is a limit to check.
+    with transaction.atomic() if limited else contextlib.nullcontext():
+        refusal = _limit_refusal(caller=caller, now=now) if limited else None
+        fields: dict[str, Any] = {
+            "request_id": start.request_id,
+            "created_at": now,
+            "api_key_id": caller.api_key_id,
+            "passthrough_hash": "" if caller.api_key_id else caller.owner_hash,
+            "path": start.path,
+            "model": start.model,
+            "flags": list(start.flags),
+            "stream": start.stream,
+            "client_ip": start.client_ip,
+            "user": start.user[:200],
+            "prompt_chars": start.prompt_chars,
+            "prompt_preview": _preview(start.prompt_preview),
+        }
+        if refusal is not None:  # the refused request's row is final at once
+            fields.update(
                 finished_at=now,
                 status_code=refusal.status,
                 outcome=Outcome.RATE_LIMITED,
@@ -110,14 +114,13 @@ def request_log_accept(*, caller: Caller, start: LogStart, now: datetime | None 
                 error_message=refusal.message[:500],
                 latency_ms=0,
             )
+        row = RequestLog.objects.create(**fields)
     if refusal is not None:
         raise refusal
     return row.pk
 
 
 def _limit_refusal(*, caller: Caller, now: datetime) -> RateLimitExceeded | None:
-    if caller.rpm_limit is None and caller.max_concurrent is None:
-        return None
     logs = RequestLog.objects.all()
     if caller.api_key_id is not None:
         # The row lock serialises this key's accepts across processes, so the count below is exact.
