@@ -9,10 +9,12 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
+from django.db import connection
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from accounts import limits
 from accounts.choices import TurnStatus
@@ -31,30 +33,54 @@ def _live_q(*, now: datetime, prefix: str = "") -> Q:
     return Q(**{f"{prefix}status": TurnStatus.IN_FLIGHT, f"{prefix}lease_expires_at__gt": now})
 
 
+_TURN_COUNTS_SQL = (
+    "SELECT account_id, SUM(CASE WHEN {counted} THEN 1 ELSE 0 END), SUM(CASE WHEN {live} THEN 1 ELSE 0 END),"
+    " MIN(CASE WHEN {counted} THEN started_at END) FROM {table}"
+    " WHERE account_id IN ({ids}) AND ({counted} OR {live}) GROUP BY account_id"
+)
+
+
 def turn_counts(*, accounts: Iterable[KimiAccount], now: datetime) -> dict[int, TurnCounts]:
-    """Counted turns in each account's window, live in-flight turns, and the oldest counted start."""
+    """Counted turns in each account's window, live in-flight turns, and the oldest counted start.
+
+    Hand-written SQL: this runs inside every reservation, and building the equivalent ORM aggregate
+    cost more than the database took to answer it (bench/README.md). Portable to SQLite and Postgres.
+    """
     by_window: dict[int, list[int]] = defaultdict(list)
     for account in accounts:
         by_window[account.window_seconds].append(account.pk)
     if not by_window:
         return {}
-    in_window = Q()
+    adapt = connection.ops.adapt_datetimefield_value
+    windows, window_params = [], []
     for seconds, ids in by_window.items():
-        in_window |= Q(account_id__in=ids, started_at__gt=limits.window_start(now=now, window_seconds=seconds))
-    counted = in_window & ~Q(status=TurnStatus.REFUNDED)
+        windows.append(f"(account_id IN ({', '.join(['%s'] * len(ids))}) AND started_at > %s)")
+        window_params += [*ids, adapt(limits.window_start(now=now, window_seconds=seconds))]
+    counted = f"(({' OR '.join(windows)}) AND status <> %s)"
+    counted_params = [*window_params, TurnStatus.REFUNDED.value]
+    live, live_params = "(status = %s AND lease_expires_at > %s)", [TurnStatus.IN_FLIGHT.value, adapt(now)]
     all_ids = [pk for ids in by_window.values() for pk in ids]
-    live = _live_q(now=now) & Q(account_id__in=all_ids)
-    rows = (
-        Turn.objects.filter(counted | live)
-        .order_by()
-        .values("account_id")
-        .annotate(
-            used=Count("id", filter=counted),
-            in_flight=Count("id", filter=live),
-            oldest=Min("started_at", filter=counted),
-        )
-    )
-    return {row["account_id"]: TurnCounts(row["used"], row["in_flight"], row["oldest"]) for row in rows}
+    id_placeholders = ", ".join(["%s"] * len(all_ids))
+    # Only placeholders and our own table name are interpolated; every value is a parameter.
+    sql = _TURN_COUNTS_SQL.format(counted=counted, live=live, table=Turn._meta.db_table, ids=id_placeholders)  # noqa: S608
+    params = [*counted_params, *live_params, *counted_params, *all_ids, *counted_params, *live_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return {
+        pk: TurnCounts(int(used or 0), int(in_flight or 0), _as_datetime(oldest))
+        for pk, used, in_flight, oldest in rows
+    }
+
+
+def _as_datetime(value: datetime | str | None) -> datetime | None:
+    """A MIN() over a datetime column: a datetime on Postgres, an ISO string (UTC) on SQLite."""
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise ValueError(f"not a datetime from the database: {value!r}")
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
 
 
 def usage_of(*, account: KimiAccount, counts: TurnCounts, now: datetime) -> limits.Usage:
