@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.models import RequestLog
+from accounts.models import Turn
+from gateway.models import Conversation, RequestLog
 from tests.factories import make_api_key
 from tests.integration.api.helpers import pool_account
 from tests.integration.gateway_processes import (
@@ -51,7 +52,7 @@ def replicas(django_db_setup: None, fake_kimi_server: Any) -> Iterator[list[Serv
 
 
 @pytest.fixture
-def api(replicas, fake_kimi, transactional_db):  # type: ignore[no-untyped-def]
+def api(replicas, fake_kimi, transactional_db) -> Iterator[Any]:  # type: ignore[no-untyped-def]
     pool_account(fake_kimi, "only", max_concurrent=10)
 
     class Api:
@@ -68,7 +69,15 @@ def api(replicas, fake_kimi, transactional_db):  # type: ignore[no-untyped-def]
                 **kwargs,
             )
 
-    return Api()
+    yield Api()
+    # The replicas finish each request in the background (final write, then the chat delete): let that
+    # land before the test database is flushed, or the flush and their last writes can deadlock.
+    wait_until(_replicas_settled, timeout=15, what="the replicas' background work")
+
+
+def _replicas_settled() -> bool:
+    pending = RequestLog.objects.filter(outcome="pending").exists()
+    return not pending and not Conversation.objects.exists() and not Turn.objects.filter(status="in_flight").exists()
 
 
 def chat(*messages: Any, **extra: Any) -> dict[str, Any]:
