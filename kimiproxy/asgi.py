@@ -25,8 +25,10 @@ from django.conf import settings  # noqa: E402
 
 from gateway import lifecycle  # noqa: E402
 from gateway.kimi.http import upstream_client_close  # noqa: E402
+from kimiproxy.handlers import ApiASGIHandler, is_api_path  # noqa: E402
 
 log = logging.getLogger("kimiproxy.asgi")
+api_application = ApiASGIHandler()
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -66,5 +68,6 @@ async def application(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         await lifespan(receive, send)
         return
+    handler = api_application if scope["type"] == "http" and is_api_path(scope["path"]) else django_application
     # django-stubs types the handler with dict scopes and Mapping messages; servers pass the ASGI shapes.
-    await django_application(scope, receive, send)  # type: ignore[arg-type]
+    await handler(scope, receive, send)  # type: ignore[arg-type]

@@ -56,6 +56,13 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# The API paths (/v1/, /token/, health) are served by a lean handler with only these (kimiproxy/handlers.py):
+# no sessions, auth, messages or CSRF, each of which costs an async request a thread hop.
+KIMIPROXY_API_MIDDLEWARE = [
+    "gateway.middleware.ApiJsonErrorsMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+]
+
 ROOT_URLCONF = "kimiproxy.urls"
 ASGI_APPLICATION = "kimiproxy.asgi.application"
 WSGI_APPLICATION = "kimiproxy.wsgi.application"
