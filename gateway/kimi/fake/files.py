@@ -164,7 +164,7 @@ async def legacy_presign(fake: FakeKimi, req: Request, call: Call) -> None:
     account = await authenticate(fake, req, call, protocol="legacy")
     if account is None:
         return
-    body = req.json() if isinstance(req.json(), dict) else {}
+    body = req.json_object()
     call.body = body
     name = str(body.get("name") or "file")
     folder = xid()
@@ -194,7 +194,7 @@ async def legacy_file(fake: FakeKimi, req: Request, call: Call) -> None:
     account = await authenticate(fake, req, call, protocol="legacy")
     if account is None:
         return
-    body = req.json() if isinstance(req.json(), dict) else {}
+    body = req.json_object()
     call.body = body
     with fake.lock:
         record = _legacy_register(fake.state, account, body)

@@ -40,6 +40,11 @@ class Request:
                 self._json = _NOT_JSON
         return None if self._json is _NOT_JSON else self._json
 
+    def json_object(self) -> dict[str, Any]:
+        """The JSON body when it is an object, else an empty one (the legacy endpoints are lenient)."""
+        body = self.json()
+        return body if isinstance(body, dict) else {}
+
     def bearer(self) -> str | None:
         value = self.headers.get("authorization", "")
         if value[:7].lower() != "bearer ":

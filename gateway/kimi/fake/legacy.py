@@ -42,7 +42,7 @@ async def create_chat(fake: FakeKimi, req: Request, call: Call) -> None:
     account = await authenticate(fake, req, call, protocol="legacy")
     if account is None:
         return
-    body = req.json() if isinstance(req.json(), dict) else {}
+    body = req.json_object()
     call.body = body
     with fake.lock:
         fault = main_fault(fake.state.script.take_faults("create_chat", account.name))
@@ -93,7 +93,7 @@ async def parse_process(fake: FakeKimi, req: Request, call: Call) -> None:
     account = await authenticate(fake, req, call, protocol="legacy")
     if account is None:
         return
-    body = req.json() if isinstance(req.json(), dict) else {}
+    body = req.json_object()
     call.body = body
     raw_ids = body.get("ids")
     ids: list[Any] = raw_ids if isinstance(raw_ids, list) else []
@@ -136,7 +136,7 @@ async def stream(fake: FakeKimi, req: Request, call: Call) -> None:
     account = await authenticate(fake, req, call, protocol="legacy")
     if account is None:
         return
-    body = req.json() if isinstance(req.json(), dict) else {}
+    body = req.json_object()
     call.body = body
     chat_id = req.path.split("/")[3]
     with fake.lock:
