@@ -28,7 +28,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from accounts import limits, selectors
+from accounts import limits, pool_sql, selectors
 from accounts.choices import AccountSource, AccountState, TurnStatus
 from accounts.models import KimiAccount, Turn
 from accounts.selectors import account_usage  # noqa: F401  (part of the pool's public surface)
@@ -157,6 +157,15 @@ def account_reserve(
     """
     now = now or timezone.now()
     matching = _matching(protocol=protocol, account_ids=account_ids, exclude=exclude)
+    if connection.vendor == "postgresql":
+        # The same rules as hand-written SQL (accounts/pool_sql.py): the request path's hottest step.
+        account = pool_sql.reserve(
+            now=now, request_id=request_id, protocol=protocol, account_ids=account_ids, exclude=exclude
+        )
+        if account is not None:
+            turn_id: int = account.turn_id  # type: ignore[attr-defined]
+            return Lease(turn_id, account.pk, account.protocol, account.name, account=account)
+        raise _unavailable(matching=matching, now=now)
     candidates = _usable(matching, now)
     for skip_locked in (True, False):
         lease = _try_reserve(candidates=candidates, now=now, request_id=request_id, skip_locked=skip_locked)
