@@ -12,17 +12,25 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils import timezone
 
+from gateway.accept_sql import FastAccept, api_key_accept, fast_accept_supported
 from gateway.attempts import Plan
-from gateway.callers import Caller, caller_authenticate
+from gateway.callers import Caller, bearer_token, caller_authenticate, caller_for_key
 from gateway.conversations import ContinuedConversation, conversation_for_continue, conversation_release_unused
 from gateway.dbcall import db_call
-from gateway.keys import api_key_model_allowed
+from gateway.keys import api_key_hash_of, api_key_model_allowed
 from gateway.kimi.base import FileBlob, FileRejected
 from gateway.kimi.uploads import blob_from_url
 from gateway.logs import LogStart, request_log_accept, request_log_reject
 from gateway.models import ApiKey
-from gateway.openai.errors import GatewayError, InvalidRequest, PayloadTooLarge, PermissionDenied
+from gateway.openai.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    InvalidRequest,
+    PayloadTooLarge,
+    PermissionDenied,
+)
 from gateway.openai.flatten import flatten_history, last_user_text
 from gateway.openai.request import ChatRequest, parse_chat_request, parse_json_body
 
@@ -64,12 +72,34 @@ def _parse(body: Any) -> ChatRequest:
     )
 
 
+def _accept_fast(
+    authorization: str, start: LogStart, chat: ChatRequest | None, parse_error: GatewayError | None
+) -> FastAccept | None:
+    """Authenticate and log in one statement (gateway/accept_sql.py) when that can apply: PostgreSQL,
+    a well-formed gateway key, a valid request that continues no conversation. None: the ORM path."""
+    if parse_error is not None or chat is None or chat.continue_conversation or not fast_accept_supported():
+        return None
+    try:
+        key_hash = api_key_hash_of(raw=bearer_token(authorization))
+    except AuthenticationFailed:
+        return None  # the ORM path refuses it, with its log row
+    if key_hash is None:
+        return None
+    return api_key_accept(key_hash=key_hash, start=start, model=chat.model.requested, now=timezone.now())
+
+
 def _authenticate_and_accept(
     authorization: str, start: LogStart, chat: ChatRequest | None, parse_error: GatewayError | None
 ) -> tuple[Caller, ApiKey | None, int, ContinuedConversation | None]:
     """Sync part of accept (one worker-thread hop): auth, allow-list, continue-claim, log row."""
+    fast = _accept_fast(authorization, start, chat, parse_error)
+    if fast is not None and fast.log_id is not None:
+        fast_caller, fast_key = caller_for_key(fast.key)
+        return fast_caller, fast_key, fast.log_id, None
     try:
-        caller, key = caller_authenticate(authorization=authorization)
+        # When the one statement ran but wrote no row, its key is authenticated already (and its
+        # last_used_at written): the ORM path goes on from there.
+        caller, key = caller_for_key(fast.key) if fast is not None else caller_authenticate(authorization=authorization)
     except GatewayError as error:
         request_log_reject(
             start=start, api_key_id=None, status_code=error.status, error_code=error.code or "", message=error.message

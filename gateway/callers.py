@@ -47,21 +47,25 @@ def bearer_token(authorization: str) -> str:
     return value.strip()
 
 
+def caller_for_key(key: ApiKey | None) -> tuple[Caller, ApiKey]:
+    """The caller of an authenticated gateway key; None (unknown, malformed, revoked) is refused."""
+    if key is None:
+        raise AuthenticationFailed("Invalid API key.")
+    caller = Caller(
+        api_key_id=key.pk,
+        owner_hash=f"key:{key.pk}",
+        rpm_limit=key.rpm_limit,
+        max_concurrent=key.max_concurrent,
+        owners=(f"key:{key.pk}",),
+    )
+    return caller, key
+
+
 def caller_authenticate(*, authorization: str) -> tuple[Caller, ApiKey | None]:
     """Resolve the Authorization header to a caller (sync; runs in a worker thread)."""
     raw = bearer_token(authorization)
     if raw.startswith("sk-"):
-        key = api_key_authenticate(raw=raw)
-        if key is None:
-            raise AuthenticationFailed("Invalid API key.")
-        caller = Caller(
-            api_key_id=key.pk,
-            owner_hash=f"key:{key.pk}",
-            rpm_limit=key.rpm_limit,
-            max_concurrent=key.max_concurrent,
-            owners=(f"key:{key.pk}",),
-        )
-        return caller, key
+        return caller_for_key(api_key_authenticate(raw=raw))
     if not settings.KIMIPROXY_PASSTHROUGH:
         raise AuthenticationFailed("Invalid API key (pass-through tokens are disabled on this gateway).")
     tokens = [t.strip() for t in raw.split(",") if t.strip()][:MAX_PASSTHROUGH_TOKENS]

@@ -1,8 +1,8 @@
 """Upstream conversations the gateway created: record, settle, delete, continue, sweep.
 
 Life of a row: recorded (``active``) the moment the upstream chat id is known, before any answer text
-reaches the client; settled with the request as ``kept`` (continuation) or ``pending_delete``; deleted
-upstream right after the answer by a tracked background task, which removes the row. A failed delete
+reaches the client. Right after the answer a tracked background task deletes the chat upstream, then
+the request's final write removes the row, or keeps it as ``kept`` (continuation). A failed delete
 leaves ``delete_failed``; ``cleanup_conversations`` (and the admin action) finish those, expired kept
 chats, and ``active`` rows left behind by a process that died.
 """
@@ -43,16 +43,28 @@ def conversation_record(
 ) -> int:
     """Record a new upstream chat before it is used; returns the row id."""
     now = now or timezone.now()
-    row = Conversation.objects.create(
-        account_id=account_id,
-        chat_id=chat_id,
-        api_key_id=api_key_id,
-        owner_hash=owner_hash,
-        request_id=request_id,
-        created_at=now,
-        last_used_at=now,
-    )
-    return row.pk
+    # One hand-written INSERT (SQLite 3.35+ and Postgres both return the id): it runs on every request.
+    moment = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Conversation._meta.db_table} (account_id, chat_id, state, kept, api_key_id, owner_hash,"  # noqa: S608
+            " parent_message_id, request_id, created_at, last_used_at, delete_attempts, last_error)"
+            " VALUES (%s, %s, %s, %s, %s, %s, '', %s, %s, %s, 0, '') RETURNING id",
+            [
+                account_id,
+                chat_id[:64],
+                ConversationState.ACTIVE.value,
+                False,
+                api_key_id,
+                owner_hash[:64],
+                request_id[:64],
+                moment,
+                moment,
+            ],
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,17 +97,36 @@ def conversation_for_continue(*, chat_id: str, owners: tuple[str, ...]) -> Conti
 
 
 def conversation_settle(
-    *, conversation_id: int, keep: bool, parent_message_id: str = "", now: datetime | None = None
+    *,
+    conversation_id: int,
+    keep: bool,
+    parent_message_id: str = "",
+    deleted: bool = False,
+    delete_error: str = "",
+    now: datetime | None = None,
 ) -> None:
-    """After the answer: keep the chat for continuation, or queue it for deletion."""
-    fields: dict[str, object] = {
-        "state": ConversationState.KEPT if keep else ConversationState.PENDING_DELETE,
-        "kept": keep,
-        "last_used_at": now or timezone.now(),
-    }
+    """After the answer: keep the chat for continuation, or record what became of its deletion.
+
+    ``deleted``: the chat is gone upstream, so the row goes too. ``delete_error``: the delete failed
+    and the row waits for ``cleanup_conversations``. Neither: the chat is queued for deletion.
+    """
+    now = now or timezone.now()
+    rows = Conversation.objects.filter(pk=conversation_id)
+    if deleted and not keep:
+        rows.delete()
+        return
+    fields: dict[str, object] = {"state": ConversationState.KEPT if keep else ConversationState.PENDING_DELETE}
+    fields.update(kept=keep, last_used_at=now)
     if parent_message_id:
         fields["parent_message_id"] = parent_message_id
-    Conversation.objects.filter(pk=conversation_id).update(**fields)
+    if delete_error and not keep:
+        fields.update(
+            state=ConversationState.DELETE_FAILED,
+            last_error=delete_error[:300],
+            claimed_until=None,
+            delete_attempts=F("delete_attempts") + 1,
+        )
+    rows.update(**fields)
 
 
 def conversation_release_unused(*, conversation_id: int) -> None:
@@ -114,16 +145,23 @@ async def conversation_delete_upstream(*, conversation_id: int, known: tuple[Kim
         if row is None:
             return True
         known = row[1], row[0].chat_id
-    account, chat_id = known
+    error = await chat_delete(*known)
+    if error:
+        await db_call(_mark_delete_failed, conversation_id, error)
+        return False
+    await db_call(_drop, conversation_id)
+    return True
+
+
+async def chat_delete(account: KimiAccount, chat_id: str) -> str:
+    """Delete one chat upstream (no database work); return "" when it is gone, else why it is not."""
     try:
         if chat_id:
             await session_for(account).delete_chat(chat_id)
     except KimiError as exc:
         log.warning("delete of chat %s on account %s failed: %s", chat_id, account.name, exc.code)
-        await db_call(_mark_delete_failed, conversation_id, f"{exc.code}: {exc.message}"[:300])
-        return False
-    await db_call(_drop, conversation_id)
-    return True
+        return f"{exc.code}: {exc.message}"[:300]
+    return ""
 
 
 def _load_for_delete(conversation_id: int) -> tuple[Conversation, KimiAccount] | None:

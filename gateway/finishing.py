@@ -1,6 +1,6 @@
-"""The end of an accepted request, written exactly once: final log row, lease release and conversation
-settled in one transaction, then the upstream chat deleted, from a tracked task the client going away
-cannot cancel.
+"""The end of an accepted request, written exactly once: the upstream chat deleted (unless kept), then
+the final log row, lease release and conversation settled in one transaction, from a tracked task the
+client going away cannot cancel.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import lifecycle
 from gateway.attempts import Attempt, Plan, lease_outcome
 from gateway.choices import Outcome
-from gateway.conversations import conversation_delete_upstream
+from gateway.conversations import chat_delete
 from gateway.dbcall import db_call
 from gateway.kimi.base import KimiError
 from gateway.logs import ConversationSettlement, LeaseSettlement, LogFinish, request_finish
@@ -50,8 +50,8 @@ class Ending:
 class Finisher:
     """Writes the final state of an accepted request exactly once, even when the request is cancelled.
 
-    ``finish`` never awaits: it spawns one tracked task that closes the upstream stream, writes the log,
-    releases the lease and settles the conversation in one transaction, then deletes the chat upstream.
+    ``finish`` never awaits: it spawns one tracked task that closes the upstream stream, deletes the chat
+    upstream, then writes the log, releases the lease and settles the conversation in one transaction.
     """
 
     def __init__(self, plan: Plan) -> None:
@@ -120,14 +120,16 @@ class Finisher:
         if attempt is None and self.plan.continued is not None:
             # No account could serve the kept conversation: it stays kept for a later try.
             conversation = ConversationSettlement(conversation_id=self.plan.continued.conversation_id, keep=True)
+        if conversation is not None and not conversation.keep:
+            # Delete the chat upstream first, so the final write records the result too (one database
+            # step instead of two). Should the process die in between, the log row, lease and chat are
+            # each recovered by cleanup_conversations / the lease timeout.
+            assert attempt is not None
+            error = await chat_delete(attempt.account, attempt.chat_id)
+            conversation = dataclasses.replace(conversation, deleted=not error, delete_error=error)
         await db_call(request_finish, log_id=self.plan.log_id, finish=finish, lease=lease, conversation=conversation)
         if lease is not None:
             slot_waiters().wake_one()
-        if conversation is not None and not conversation.keep:
-            assert attempt is not None
-            await conversation_delete_upstream(
-                conversation_id=conversation.conversation_id, known=(attempt.account, attempt.chat_id)
-            )
 
 
 def ending_for_error(error: GatewayError, *, cause: KimiError | None = None) -> Ending:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -71,16 +71,32 @@ def api_key_create(
     return key, raw
 
 
-def api_key_authenticate(*, raw: str) -> ApiKey | None:
-    """The active key matching ``raw``, or None (unknown, malformed or revoked)."""
+def api_key_hash_of(*, raw: str) -> str | None:
+    """The stored hash to look ``raw`` up by, or None when it is not shaped like a key (no lookup)."""
     raw = (raw or "").strip()
     if not raw.startswith(KEY_PREFIX) or len(raw) != KEY_LENGTH:
         return None
-    key = ApiKey.objects.filter(key_hash=_hash(raw), revoked_at__isnull=True).first()
+    return _hash(raw)
+
+
+def api_key_last_used_stale(*, last_used_at: datetime | None, now: datetime) -> bool:
+    """Whether ``last_used_at`` is due for a write (at most one a minute)."""
+    return last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION
+
+
+def api_key_authenticate(*, raw: str) -> ApiKey | None:
+    """The active key matching ``raw``, or None (unknown, malformed or revoked).
+
+    On PostgreSQL, API requests do the same in SQL together with their log row (gateway/accept_sql.py).
+    """
+    key_hash = api_key_hash_of(raw=raw)
+    if key_hash is None:
+        return None
+    key = ApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True).first()
     if key is None:
         return None
     now = timezone.now()
-    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+    if api_key_last_used_stale(last_used_at=key.last_used_at, now=now):
         # Conditional update: concurrent requests in the same minute write once between them.
         stale = Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)
         ApiKey.objects.filter(stale, pk=key.pk).update(last_used_at=now)

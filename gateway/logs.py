@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,8 +19,9 @@ from django.utils import timezone
 
 from accounts.models import KimiAccount
 from accounts.pool import Lease, lease_release
+from gateway import finish_sql
 from gateway.callers import Caller
-from gateway.choices import Outcome
+from gateway.choices import ConversationState, Outcome
 from gateway.conversations import conversation_settle
 from gateway.models import ApiKey, RequestLog
 from gateway.openai.errors import RateLimitExceeded
@@ -71,9 +73,14 @@ class LeaseSettlement:
 
 @dataclasses.dataclass(frozen=True)
 class ConversationSettlement:
+    """What becomes of the request's upstream chat: kept, or already deleted upstream (``deleted``),
+    or its delete failed (``delete_error``), or neither yet (queued for deletion)."""
+
     conversation_id: int
     keep: bool
     parent_message_id: str = ""
+    deleted: bool = False
+    delete_error: str = ""
 
 
 def _preview(text: str) -> str:
@@ -91,20 +98,12 @@ def request_log_accept(*, caller: Caller, start: LogStart, now: datetime | None 
     # A transaction (and the key's row lock inside it) only when there is a limit to check.
     with transaction.atomic() if limited else contextlib.nullcontext():
         refusal = _limit_refusal(caller=caller, now=now) if limited else None
-        fields: dict[str, Any] = {
-            "request_id": start.request_id,
-            "created_at": now,
-            "api_key_id": caller.api_key_id,
-            "passthrough_hash": "" if caller.api_key_id else caller.owner_hash,
-            "path": start.path,
-            "model": start.model,
-            "flags": list(start.flags),
-            "stream": start.stream,
-            "client_ip": start.client_ip,
-            "user": start.user[:200],
-            "prompt_chars": start.prompt_chars,
-            "prompt_preview": _preview(start.prompt_preview),
-        }
+        fields = request_log_accept_fields(
+            start=start,
+            now=now,
+            api_key_id=caller.api_key_id,
+            passthrough_hash="" if caller.api_key_id else caller.owner_hash,
+        )
         if refusal is not None:  # the refused request's row is final at once
             fields.update(
                 finished_at=now,
@@ -118,6 +117,27 @@ def request_log_accept(*, caller: Caller, start: LogStart, now: datetime | None 
     if refusal is not None:
         raise refusal
     return row.pk
+
+
+def request_log_accept_fields(
+    *, start: LogStart, now: datetime, api_key_id: int | None, passthrough_hash: str
+) -> dict[str, Any]:
+    """The fields an accepted request's (pending) log row is created with, by field name; the other
+    fields keep their defaults. gateway/accept_sql.py writes the same row in SQL."""
+    return {
+        "request_id": start.request_id,
+        "created_at": now,
+        "api_key_id": api_key_id,
+        "passthrough_hash": passthrough_hash,
+        "path": start.path,
+        "model": start.model,
+        "flags": list(start.flags),
+        "stream": start.stream,
+        "client_ip": start.client_ip,
+        "user": start.user[:200],
+        "prompt_chars": start.prompt_chars,
+        "prompt_preview": _preview(start.prompt_preview),
+    }
 
 
 def _limit_refusal(*, caller: Caller, now: datetime) -> RateLimitExceeded | None:
@@ -192,25 +212,36 @@ def request_finish(
     """Finalise the log row, release the lease and settle the conversation, in one transaction.
 
     Returns False when the row was already final (a second finisher lost the race): nothing changes.
+    On PostgreSQL the common outcomes are one statement (gateway/finish_sql.py).
     """
     now = now or timezone.now()
+    fields = {
+        "status_code": finish.status_code,
+        "outcome": finish.outcome,
+        "error_code": finish.error_code[:64],
+        "error_message": finish.error_message[:500],
+        "latency_ms": finish.latency_ms,
+        "ttft_ms": finish.ttft_ms,
+        "attempts": finish.attempts,
+        "account_id": finish.account_id,
+        "completion_chars": finish.completion_chars,
+        "prompt_tokens": finish.prompt_tokens,
+        "completion_tokens": finish.completion_tokens,
+        "upstream_chat_id": finish.upstream_chat_id[:64],
+        "answer_preview": _preview(finish.answer_preview),
+    }
+    if finish_sql.fast_path_applies(lease):
+        flags = json.dumps(finish.flags) if finish.flags is not None else None
+        return finish_sql.request_finish_statement(
+            log_fields={**fields, "log_id": log_id, "flags": flags},
+            lease=lease,
+            conversation=conversation,
+            conversation_state=_conversation_state(conversation),
+            now=now,
+        )
     with transaction.atomic():
         updated = RequestLog.objects.filter(pk=log_id, outcome=Outcome.PENDING).update(
-            finished_at=now,
-            status_code=finish.status_code,
-            outcome=finish.outcome,
-            error_code=finish.error_code[:64],
-            error_message=finish.error_message[:500],
-            latency_ms=finish.latency_ms,
-            ttft_ms=finish.ttft_ms,
-            attempts=finish.attempts,
-            account_id=finish.account_id,
-            completion_chars=finish.completion_chars,
-            prompt_tokens=finish.prompt_tokens,
-            completion_tokens=finish.completion_tokens,
-            upstream_chat_id=finish.upstream_chat_id[:64],
-            answer_preview=_preview(finish.answer_preview),
-            **({"flags": finish.flags} if finish.flags is not None else {}),
+            finished_at=now, **fields, **({"flags": finish.flags} if finish.flags is not None else {})
         )
         if updated != 1:
             return False
@@ -228,9 +259,17 @@ def request_finish(
                 conversation_id=conversation.conversation_id,
                 keep=conversation.keep,
                 parent_message_id=conversation.parent_message_id,
+                deleted=conversation.deleted,
+                delete_error=conversation.delete_error,
                 now=now,
             )
     return True
+
+
+def _conversation_state(conversation: ConversationSettlement | None) -> str:
+    if conversation is None or conversation.keep:
+        return ConversationState.KEPT
+    return ConversationState.DELETE_FAILED if conversation.delete_error else ConversationState.PENDING_DELETE
 
 
 def request_logs_prune(*, older_than: timedelta, now: datetime | None = None) -> int:
