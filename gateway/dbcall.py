@@ -7,11 +7,13 @@ open — 500 open streams must not need 500 database connections.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 
@@ -33,5 +35,11 @@ def _run_and_release(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T
 
 
 async def db_call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run ``fn`` in a worker thread with its own short-lived connection and return its result."""
-    return await sync_to_async(_run_and_release, thread_sensitive=False, executor=_executor)(fn, *args, **kwargs)
+    """Run ``fn`` in a worker thread with its own short-lived connection and return its result.
+
+    A plain ``run_in_executor`` with the caller's context variables: asgiref's ``sync_to_async`` does
+    the same plus bookkeeping this path never needs, at a measurable cost on every request.
+    """
+    context = contextvars.copy_context()
+    work: Callable[[], T] = functools.partial(_run_and_release, fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_executor, context.run, work)
