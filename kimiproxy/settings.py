@@ -182,6 +182,10 @@ KIMIPROXY_FIRST_BYTE_TIMEOUT = env.float("KIMIPROXY_FIRST_BYTE_TIMEOUT", default
 KIMIPROXY_IDLE_TIMEOUT = env.float("KIMIPROXY_IDLE_TIMEOUT", default=90.0)
 KIMIPROXY_NO_PROGRESS_TIMEOUT = env.float("KIMIPROXY_NO_PROGRESS_TIMEOUT", default=300.0)
 KIMIPROXY_UPSTREAM_MAX_CONNECTIONS = env.int("KIMIPROXY_UPSTREAM_MAX_CONNECTIONS", default=1000)
+# aiohttp (default: several times less CPU per streamed chunk, gateway/kimi/http_aio.py) or httpx.
+KIMIPROXY_UPSTREAM_CLIENT = env.str("KIMIPROXY_UPSTREAM_CLIENT", default="aiohttp")
+if KIMIPROXY_UPSTREAM_CLIENT not in ("aiohttp", "httpx"):
+    raise ImproperlyConfigured("KIMIPROXY_UPSTREAM_CLIENT must be 'aiohttp' or 'httpx'.")
 KIMIPROXY_FILE_MAX_BYTES = env.int("KIMIPROXY_FILE_MAX_BYTES", default=100 * 1024 * 1024)
 KIMIPROXY_FETCH_TIMEOUT = env.float("KIMIPROXY_FETCH_TIMEOUT", default=30.0)
 KIMIPROXY_FETCH_MAX_REDIRECTS = env.int("KIMIPROXY_FETCH_MAX_REDIRECTS", default=5)

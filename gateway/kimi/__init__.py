@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import httpx
-
     from accounts.models import KimiAccount
     from gateway.kimi.base import KimiSession
+    from gateway.kimi.http import UpstreamHTTP
 
 __all__ = ["session_for"]
 
 
-def session_for(account: KimiAccount, *, http: httpx.AsyncClient | None = None) -> KimiSession:
+def session_for(account: KimiAccount, *, http: UpstreamHTTP | None = None) -> KimiSession:
     """A session for ``account`` over its protocol (``connect`` or ``legacy``). ``http`` defaults to the
     process's shared upstream client (``gateway.kimi.http.upstream_client``)."""
     # Imported here so that ``gateway.kimi.base`` stays importable without Django set up.

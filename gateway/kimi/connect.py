@@ -32,7 +32,7 @@ from gateway.kimi.base import (
 )
 from gateway.kimi.events_connect import ConnectTranslator, connect_error
 from gateway.kimi.framing import ConnectDecoder, encode_envelope
-from gateway.kimi.http import identity_headers, request_timeout, upstream_client
+from gateway.kimi.http import UpstreamHTTP, UpstreamResponse, identity_headers, request_timeout, upstream_client
 from gateway.kimi.stream import EventStream, send
 from gateway.kimi.tokens import TokenPair
 
@@ -81,7 +81,7 @@ def chat_body(request: TurnRequest) -> dict[str, Any]:
     return body
 
 
-def error_from_response(response: httpx.Response, *, continuing: bool = False) -> KimiError:
+def error_from_response(response: UpstreamResponse, *, continuing: bool = False) -> KimiError:
     """A non-200 answer (doc 2.13.1): Connect JSON error bodies by code, bare statuses by status."""
     status = response.status_code
     try:
@@ -102,14 +102,14 @@ def error_from_response(response: httpx.Response, *, continuing: bool = False) -
     return Unavailable(f"upstream answered HTTP {status}", status=status)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: UpstreamResponse) -> float | None:
     try:
         return float(response.headers.get("retry-after", ""))
     except ValueError:
         return None
 
 
-async def refresh_tokens(http: httpx.AsyncClient, refresh_token: str) -> TokenPair:
+async def refresh_tokens(http: UpstreamHTTP, refresh_token: str) -> TokenPair:
     """``AuthService/RefreshToken`` (doc 2.5.1): rotates both tokens. AuthError when refused."""
     request = http.build_request(
         "POST",
@@ -133,7 +133,7 @@ async def refresh_tokens(http: httpx.AsyncClient, refresh_token: str) -> TokenPa
     return TokenPair(access_token=access, refresh_token=str(rotated))
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any]:
+def _json_object(response: UpstreamResponse) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
@@ -148,12 +148,12 @@ class ConnectSession:
 
     protocol: ClassVar[str] = "connect"
 
-    def __init__(self, *, tokens: TokenSource, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, *, tokens: TokenSource, http: UpstreamHTTP | None = None) -> None:
         self.tokens = tokens
         self._http = http
 
     @property
-    def http(self) -> httpx.AsyncClient:
+    def http(self) -> UpstreamHTTP:
         return self._http or upstream_client()
 
     def turn(self, request: TurnRequest) -> AbstractAsyncContextManager[AsyncIterator[KimiEvent]]:
@@ -208,7 +208,7 @@ class ConnectSession:
             raise error_from_response(response, continuing=continuing)
         return _json_object(response)
 
-    async def _post_json(self, url: str, body: dict[str, Any], token: str) -> httpx.Response:
+    async def _post_json(self, url: str, body: dict[str, Any], token: str) -> UpstreamResponse:
         headers = identity_headers(token) | {"connect-protocol-version": "1"}
         request = self.http.build_request("POST", url, json=body, headers=headers, timeout=request_timeout())
         return await send(self.http, request, stream=False)

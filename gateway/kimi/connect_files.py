@@ -8,12 +8,10 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from gateway.kimi.base import BadRequest, FileBlob, FileRef, FileRejected, ProtocolError
-from gateway.kimi.http import identity_headers, request_timeout
+from gateway.kimi.http import UpstreamResponse, identity_headers, request_timeout
 from gateway.kimi.stream import send
 
 if TYPE_CHECKING:
-    import httpx
-
     from gateway.kimi.connect import ConnectSession
 
 UPLOAD_PATH = "/apiv2-files/file/upload"
@@ -55,7 +53,7 @@ async def _post_file(session: ConnectSession, blob: FileBlob) -> str:
     return file_id
 
 
-async def _send_upload(session: ConnectSession, blob: FileBlob, token: str) -> httpx.Response:
+async def _send_upload(session: ConnectSession, blob: FileBlob, token: str) -> UpstreamResponse:
     headers = identity_headers(token) | {"accept": "application/json, text/plain, */*"}
     request = session.http.build_request(
         "POST",

@@ -1,4 +1,4 @@
-"""The upstream HTTP client: one shared ``httpx.AsyncClient`` per worker process and event loop.
+"""The upstream HTTP client: one shared client per worker process and event loop (aiohttp, or httpx).
 
 HTTP/1.1 only (every upstream host speaks it, and one stream per connection keeps flow control
 simple), pooled up to ``KIMIPROXY_UPSTREAM_MAX_CONNECTIONS``. Timeouts are passed per request, read
@@ -10,31 +10,40 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from typing import TypeAlias
 
 import httpx
 from django.conf import settings
 
 from accounts.jwt_claims import jwt_claims
+from gateway.kimi.http_aio import AioResponse, AioUpstream
+
+# The upstream client: aiohttp by default (gateway/kimi/http_aio.py says why), httpx on request.
+UpstreamHTTP: TypeAlias = "httpx.AsyncClient | AioUpstream"
+UpstreamResponse: TypeAlias = "httpx.Response | AioResponse"
 
 # The one piece of module state this task calls for: a client per running event loop (a worker
 # process runs one loop; tests run many). Weak keys let a finished loop's entry disappear.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UpstreamHTTP] = weakref.WeakKeyDictionary()
 
 
-def upstream_client() -> httpx.AsyncClient:
+def upstream_client() -> UpstreamHTTP:
     """The shared client of the running event loop (created on first use)."""
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None or client.is_closed:
         size = settings.KIMIPROXY_UPSTREAM_MAX_CONNECTIONS
-        client = httpx.AsyncClient(
-            http1=True,
-            http2=False,
-            limits=httpx.Limits(max_connections=size, max_keepalive_connections=min(size, 100)),
-            timeout=request_timeout(),
-            trust_env=False,
-            follow_redirects=False,
-        )
+        if settings.KIMIPROXY_UPSTREAM_CLIENT == "httpx":
+            client = httpx.AsyncClient(
+                http1=True,
+                http2=False,
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=min(size, 100)),
+                timeout=request_timeout(),
+                trust_env=False,
+                follow_redirects=False,
+            )
+        else:
+            client = AioUpstream(max_connections=size)
         _clients[loop] = client
     return client
 

@@ -32,7 +32,7 @@ from gateway.kimi.base import (
 )
 from gateway.kimi.events_legacy import LegacyTranslator, legacy_error
 from gateway.kimi.framing import SSEDecoder
-from gateway.kimi.http import identity_headers, request_timeout, upstream_client
+from gateway.kimi.http import UpstreamHTTP, UpstreamResponse, identity_headers, request_timeout, upstream_client
 from gateway.kimi.stream import EventStream, send
 from gateway.kimi.tokens import TokenPair
 
@@ -84,7 +84,7 @@ def _ref_file(ref: FileRef) -> dict[str, Any]:
     }
 
 
-def error_from_response(response: httpx.Response, *, continuing: bool = False) -> KimiError:
+def error_from_response(response: UpstreamResponse, *, continuing: bool = False) -> KimiError:
     """A non-200 answer: ``error_type`` bodies by type (doc 1.5), bare statuses by status."""
     status = response.status_code
     try:
@@ -105,14 +105,14 @@ def error_from_response(response: httpx.Response, *, continuing: bool = False) -
     return Unavailable(f"upstream answered HTTP {status}", status=status)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: UpstreamResponse) -> float | None:
     try:
         return float(response.headers.get("retry-after", ""))
     except ValueError:
         return None
 
 
-def json_object(response: httpx.Response) -> dict[str, Any]:
+def json_object(response: UpstreamResponse) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
@@ -122,7 +122,7 @@ def json_object(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-async def refresh_tokens(http: httpx.AsyncClient, refresh_token: str) -> TokenPair:
+async def refresh_tokens(http: UpstreamHTTP, refresh_token: str) -> TokenPair:
     """``GET /api/auth/token/refresh`` with the refresh token as Bearer (doc 1.4.2); both rotate."""
     request = http.build_request(
         "GET",
@@ -147,12 +147,12 @@ class LegacySession:
 
     protocol: ClassVar[str] = "legacy"
 
-    def __init__(self, *, tokens: TokenSource, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, *, tokens: TokenSource, http: UpstreamHTTP | None = None) -> None:
         self.tokens = tokens
         self._http = http
 
     @property
-    def http(self) -> httpx.AsyncClient:
+    def http(self) -> UpstreamHTTP:
         return self._http or upstream_client()
 
     def turn(self, request: TurnRequest) -> AbstractAsyncContextManager[AsyncIterator[KimiEvent]]:
@@ -192,7 +192,7 @@ class LegacySession:
         json: Any = None,
         stream: bool,
         timeout: httpx.Timeout | None = None,
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         request = self.http.build_request(
             method,
             settings.KIMI_LEGACY_BASE_URL + path,

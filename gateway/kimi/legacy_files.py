@@ -6,13 +6,12 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from django.conf import settings
 
 from gateway.kimi.base import BadRequest, FileBlob, FileRef, FileRejected, KimiError, ProtocolError
 from gateway.kimi.connect_files import UPLOAD_SECONDS
 from gateway.kimi.framing import SSEDecoder
-from gateway.kimi.http import request_timeout
+from gateway.kimi.http import UpstreamHTTP, UpstreamResponse, request_timeout
 from gateway.kimi.stream import send
 
 if TYPE_CHECKING:
@@ -41,7 +40,7 @@ async def legacy_upload(session: LegacySession, blob: FileBlob) -> FileRef:
     )
 
 
-async def _put(http: httpx.AsyncClient, presigned: dict[str, Any], blob: FileBlob) -> None:
+async def _put(http: UpstreamHTTP, presigned: dict[str, Any], blob: FileBlob) -> None:
     url = presigned.get("url")
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
         raise ProtocolError("pre-sign answer has no upload URL")
@@ -93,7 +92,7 @@ async def _wait_parsed(session: LegacySession, *, file_id: str, name: str) -> No
         raise FileRejected(f"upstream could not parse {name!r}")
 
 
-async def _final_status(response: httpx.Response, file_id: str) -> str:
+async def _final_status(response: UpstreamResponse, file_id: str) -> str:
     decoder = SSEDecoder()
     status = ""
     async for chunk in response.aiter_bytes():

@@ -14,7 +14,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import AsyncIterator
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 from django.conf import settings
@@ -29,6 +29,7 @@ from gateway.kimi.base import (
     ProtocolError,
     Unavailable,
 )
+from gateway.kimi.http import UpstreamHTTP, UpstreamResponse
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,7 @@ class Translator(Protocol[Item_contra]):
     def finish(self) -> list[KimiEvent]: ...
 
 
-async def send(
-    http: httpx.AsyncClient, request: httpx.Request, *, stream: bool, budget: float | None = None
-) -> httpx.Response:
+async def send(http: UpstreamHTTP, request: Any, *, stream: bool, budget: float | None = None) -> UpstreamResponse:
     """Send ``request``; the response (headers, or the whole body when not streaming) must arrive
     within ``budget`` seconds, by default the first-byte timeout."""
     try:
@@ -73,7 +72,7 @@ class EventStream(Generic[Item]):
 
     def __init__(
         self,
-        response: httpx.Response,
+        response: UpstreamResponse,
         decoder: Decoder[Item],
         translator: Translator[Item],
         *,

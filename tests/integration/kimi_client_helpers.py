@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
@@ -13,6 +14,7 @@ from accounts.crypto import token_encrypt
 from accounts.models import KimiAccount
 from gateway.kimi.base import KimiError, KimiEvent, TextDelta, ThinkingDelta, TurnRequest
 from gateway.kimi.fake import FakeAccount
+from gateway.kimi.http_aio import AioUpstream
 
 
 def account_for(fake_account: FakeAccount, **fields: Any) -> KimiAccount:
@@ -23,6 +25,16 @@ def account_for(fake_account: FakeAccount, **fields: Any) -> KimiAccount:
 
 
 aaccount_for = sync_to_async(account_for)
+
+
+@pytest.fixture(params=["aiohttp", "httpx"])
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """The upstream transport the clients run on: the default (aiohttp) and KIMIPROXY_UPSTREAM_CLIENT=httpx."""
+    client: Any = AioUpstream(max_connections=100) if request.param == "aiohttp" else httpx.AsyncClient()
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 async def run_turn(session: Any, request: TurnRequest) -> tuple[list[KimiEvent], KimiError | None]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -27,18 +26,19 @@ from gateway.kimi.base import (
     Unavailable,
 )
 from gateway.kimi.fake import FakeKimi
-from tests.integration.kimi_client_helpers import aaccount_for, close_worker_connections, run_turn, text_of, thinking_of
+from tests.integration.kimi_client_helpers import (
+    aaccount_for,
+    close_worker_connections,
+    http,
+    run_turn,
+    text_of,
+    thinking_of,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
-__all__ = ["close_worker_connections"]  # the autouse fixture, imported for pytest
+__all__ = ["close_worker_connections", "http"]  # fixtures, imported for pytest
 
 ANSWER = "Bonjour ! Ça va très bien, merci 🙂"
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 @pytest.fixture

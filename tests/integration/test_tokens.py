@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -23,16 +22,10 @@ from gateway.kimi.base import AuthError, Done, TurnRequest
 from gateway.kimi.fake import FakeKimi
 from gateway.kimi.http import upstream_client_close
 from gateway.kimi.tokens import account_check
-from tests.integration.kimi_client_helpers import aaccount_for, close_worker_connections, run_turn
+from tests.integration.kimi_client_helpers import aaccount_for, close_worker_connections, http, run_turn
 
 pytestmark = pytest.mark.django_db(transaction=True)
-__all__ = ["close_worker_connections"]  # the autouse fixture, imported for pytest
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
+__all__ = ["close_worker_connections", "http"]  # fixtures, imported for pytest
 
 
 async def reload(account: KimiAccount) -> KimiAccount:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.server
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -16,10 +16,10 @@ from gateway.kimi import session_for
 from gateway.kimi.base import FileBlob, FileRejected, TurnRequest
 from gateway.kimi.fake import FakeKimi
 from gateway.kimi.uploads import blob_from_url, sniff_type, upload_cached
-from tests.integration.kimi_client_helpers import aaccount_for, close_worker_connections, run_turn, text_of
+from tests.integration.kimi_client_helpers import aaccount_for, close_worker_connections, http, run_turn, text_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
-__all__ = ["close_worker_connections"]  # the autouse fixture, imported for pytest
+__all__ = ["close_worker_connections", "http"]  # fixtures, imported for pytest
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 PDF = b"%PDF-1.7\n" + b"report body " * 50
@@ -30,7 +30,7 @@ FILES: dict[str, tuple[bytes, dict[str, str]]] = {
 }
 
 
-class _FileHandler(http.server.BaseHTTPRequestHandler):
+class _FileHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         data, headers = FILES.get(self.path, (b"", {}))
         self.send_response(200 if data else 404)
@@ -46,18 +46,12 @@ class _FileHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def file_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FileHandler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FileHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-async def http_client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 async def test_it_refuses_loopback_urls_unless_allowed(file_server: str, settings: Any) -> None:
@@ -126,10 +120,10 @@ def test_it_sniffs_common_types(data: bytes, mime: str) -> None:
     "blob", [FileBlob("report.pdf", "application/pdf", PDF), FileBlob("photo.png", "image/png", PNG)]
 )
 async def test_it_uploads_once_per_account_and_references_the_file(
-    fake_kimi: FakeKimi, http_client: httpx.AsyncClient, protocol: str, blob: FileBlob
+    fake_kimi: FakeKimi, http: httpx.AsyncClient, protocol: str, blob: FileBlob
 ) -> None:
     account = await aaccount_for(fake_kimi.mint_account("alice", protocol=protocol))
-    session = session_for(account, http=http_client)
+    session = session_for(account, http=http)
     ref = await upload_cached(session=session, account_id=account.pk, blob=blob)
     assert (ref.name, ref.kind) == (blob.name, blob.kind)
     stored = fake_kimi.files[ref.file_id]
@@ -145,51 +139,49 @@ async def test_it_uploads_once_per_account_and_references_the_file(
     assert chat.messages[0].files == [ref.file_id]
 
 
-async def test_it_uploads_again_for_another_account(fake_kimi: FakeKimi, http_client: httpx.AsyncClient) -> None:
+async def test_it_uploads_again_for_another_account(fake_kimi: FakeKimi, http: httpx.AsyncClient) -> None:
     blob = FileBlob("report.pdf", "application/pdf", PDF)
     for name in ("alice", "bob"):
         account = await aaccount_for(fake_kimi.mint_account(name))
-        await upload_cached(session=session_for(account, http=http_client), account_id=account.pk, blob=blob)
+        await upload_cached(session=session_for(account, http=http), account_id=account.pk, blob=blob)
     assert fake_kimi.count("upload") == 2
 
 
 @pytest.mark.parametrize("protocol", ["connect", "legacy"])
 async def test_it_rejects_a_file_the_upstream_cannot_parse(
-    fake_kimi: FakeKimi, http_client: httpx.AsyncClient, protocol: str
+    fake_kimi: FakeKimi, http: httpx.AsyncClient, protocol: str
 ) -> None:
     account = await aaccount_for(fake_kimi.mint_account("alice", protocol=protocol))
-    session = session_for(account, http=http_client)
+    session = session_for(account, http=http)
     with pytest.raises(FileRejected, match="could not parse"):
         await session.upload(FileBlob("fail-scan.pdf", "application/pdf", PDF))
 
 
 @pytest.mark.parametrize("protocol", ["connect", "legacy"])
 async def test_it_gives_up_when_parsing_takes_too_long(
-    fake_kimi: FakeKimi, http_client: httpx.AsyncClient, protocol: str, settings: Any
+    fake_kimi: FakeKimi, http: httpx.AsyncClient, protocol: str, settings: Any
 ) -> None:
     fake_kimi.configure(parse_delay=5.0)
     settings.KIMIPROXY_PARSE_TIMEOUT = 0.4
     account = await aaccount_for(fake_kimi.mint_account("alice", protocol=protocol))
     with pytest.raises(FileRejected, match="did not finish parsing 'report.pdf' within 0.4 s"):
-        await session_for(account, http=http_client).upload(FileBlob("report.pdf", "application/pdf", PDF))
+        await session_for(account, http=http).upload(FileBlob("report.pdf", "application/pdf", PDF))
 
 
-async def test_it_rejects_a_file_over_the_upstream_size_cap(
-    fake_kimi: FakeKimi, http_client: httpx.AsyncClient
-) -> None:
+async def test_it_rejects_a_file_over_the_upstream_size_cap(fake_kimi: FakeKimi, http: httpx.AsyncClient) -> None:
     fake_kimi.configure(max_file_bytes=100)
     for protocol in ("connect", "legacy"):
         account = await aaccount_for(fake_kimi.mint_account(f"user-{protocol}", protocol=protocol))
         with pytest.raises(FileRejected):
-            await session_for(account, http=http_client).upload(FileBlob("report.pdf", "application/pdf", PDF))
+            await session_for(account, http=http).upload(FileBlob("report.pdf", "application/pdf", PDF))
 
 
 async def test_it_attaches_a_file_fetched_by_url(
-    fake_kimi: FakeKimi, http_client: httpx.AsyncClient, file_server: str, settings: Any
+    fake_kimi: FakeKimi, http: httpx.AsyncClient, file_server: str, settings: Any
 ) -> None:
     settings.KIMIPROXY_FETCH_ALLOW = ["127.0.0.1"]
     account = await aaccount_for(fake_kimi.mint_account("alice"))
-    session = session_for(account, http=http_client)
+    session = session_for(account, http=http)
     blob = await blob_from_url(file_server + "/docs/report.pdf")
     ref = await upload_cached(session=session, account_id=account.pk, blob=blob)
     events, error = await run_turn(session, TurnRequest(text="Summarise the attached report", files=(ref,)))

@@ -7,7 +7,7 @@ from typing import Any
 
 from gateway.kimi.fake.errors import connect_error
 from gateway.kimi.fake.script import Fault, Reply, SearchHit, has_fault, main_fault
-from gateway.kimi.fake.writes import CUT, FLAG_END, Pause, Step, envelope, pace, shape_writes
+from gateway.kimi.fake.writes import CUT, CUT_AFTER_SECONDS, FLAG_END, Pause, Step, envelope, pace, shape_writes
 
 CITE_OPEN, CITE_SEP, CITE_CLOSE = "\ue200", "\ue202", "\ue201"  # private-use delimiters (doc 2.7.2)
 OVERLOAD_MESSAGE = "Too many people are chatting with Kimi right now. Subscribe to enter a priority queue!"
@@ -213,7 +213,7 @@ def _shape(steps: list[Step], faults: list[Fault], delay: float) -> list[Step]:
         # never past the final 0x02 frame: a cut stream must lack it
         position = min(_after_data_frames(steps, fault.after_events), len(steps) - 1)
         if fault.kind == "cut":
-            steps = steps[:position] + [CUT]
+            steps = steps[:position] + [Pause(CUT_AFTER_SECONDS), CUT]
         else:
             steps = steps[:position] + [Pause(fault.duration)] + steps[position:]
     steps = pace(steps, delay)

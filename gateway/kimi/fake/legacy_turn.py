@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from gateway.kimi.fake.script import Fault, Reply, SearchHit, has_fault, main_fault
-from gateway.kimi.fake.writes import CUT, Pause, Step, pace, shape_writes, sse
+from gateway.kimi.fake.writes import CUT, CUT_AFTER_SECONDS, Pause, Step, pace, shape_writes, sse
 
 QUOTA_ERROR = {"error_type": "chat.quota_exceeded", "message": "您的使用次数已达上限，请稍后再试", "detail": None}
 OVERLOAD_ERROR = {
@@ -101,7 +101,7 @@ def _shape(steps: list[Step], plan: LegacyPlan) -> list[Step]:
         position = events[fault.after_events] if fault.after_events < len(events) else len(steps)
         if fault.kind == "cut":
             # never past the last event: a cut stream must lack all_done
-            steps = steps[: min(position, events[-1])] + [CUT]
+            steps = steps[: min(position, events[-1])] + [Pause(CUT_AFTER_SECONDS), CUT]
         else:
             steps = steps[:position] + [Pause(fault.duration)] + steps[position:]
     steps = pace(steps, plan.reply.delay)
