@@ -92,6 +92,7 @@ class Attempt:
         self.events: AsyncIterator[KimiEvent] | None = None
         self.chat_id = plan.continued.chat_id if plan.continued else ""
         self.conversation_id: int | None = plan.continued.conversation_id if plan.continued else None
+        self.recording: asyncio.Task[int] | None = None  # the conversation row being written
         self.generated = False  # the upstream produced answer content (the turn is not refundable)
         self.ignored_flags: list[str] = []  # request flags this account's protocol does not have
         self.pending: asyncio.Future[KimiEvent] | None = None  # a read begun before the response started
@@ -146,9 +147,13 @@ class Attempt:
     async def observe(self, event: KimiEvent) -> None:
         """Bookkeeping every event passes through: record the chat, note that generation began."""
         if isinstance(event, ChatCreated):
-            if self.conversation_id is None or event.chat_id != self.chat_id:
+            known = self.conversation_id is not None or self.recording is not None
+            if not known or event.chat_id != self.chat_id:
+                await self.recorded_conversation()  # a previous record (if any) finishes first
                 self.chat_id = event.chat_id
-                self.conversation_id = await db_call(
+                # Written while the answer goes on (a tracked task: it completes even if the request is
+                # cancelled); every settlement awaits it through recorded_conversation().
+                record = db_call(
                     conversation_record,
                     account_id=self.account.pk,
                     chat_id=event.chat_id,
@@ -156,8 +161,19 @@ class Attempt:
                     owner_hash=self.plan.caller.owner_for(account_token_hash=self.account.token_hash),
                     request_id=self.plan.request_id,
                 )
+                self.recording = lifecycle.spawn(record, name=f"record-{self.plan.request_id}")
         elif not isinstance(event, Heartbeat | Done):
             self.generated = True
+
+    async def recorded_conversation(self) -> int | None:
+        """The id of this attempt's conversation row, once written (None: no chat, or the write failed)."""
+        if self.recording is not None:
+            recording, self.recording = self.recording, None
+            try:
+                self.conversation_id = await recording
+            except Exception:
+                log.exception("%s: recording upstream chat %s failed", self.plan.request_id, self.chat_id)
+        return self.conversation_id
 
     async def close(self) -> None:
         """Close the upstream stream (idempotent). Never raises: the answer is already decided."""
@@ -176,6 +192,7 @@ class Attempt:
 async def attempt_abandon(attempt: Attempt, exc: KimiError) -> None:
     """Settle a failed attempt during failover: close, release the lease, clean up its chat."""
     await attempt.close()
+    conversation_id = await attempt.recorded_conversation()
     refund = exc.refundable and not attempt.generated
     await db_call(
         _release_failed_attempt,
@@ -184,14 +201,12 @@ async def attempt_abandon(attempt: Attempt, exc: KimiError) -> None:
         refund=refund,
         retry_after=getattr(exc, "retry_after", None),
         message=exc.message,
-        conversation_id=attempt.conversation_id,
+        conversation_id=conversation_id,
         keep=attempt.plan.continued is not None,
     )
     slot_waiters().wake_one()
-    if attempt.conversation_id is not None and attempt.plan.continued is None:
-        delete = conversation_delete_upstream(
-            conversation_id=attempt.conversation_id, known=(attempt.account, attempt.chat_id)
-        )
+    if conversation_id is not None and attempt.plan.continued is None:
+        delete = conversation_delete_upstream(conversation_id=conversation_id, known=(attempt.account, attempt.chat_id))
         lifecycle.spawn(delete, name="delete-chat")
 
 

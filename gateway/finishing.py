@@ -84,8 +84,10 @@ class Finisher:
 
     async def _write(self, ending: Ending, latency_ms: int) -> None:
         attempt = self.attempt
+        conversation_id = None
         if attempt is not None:
             await attempt.close()
+            conversation_id = await attempt.recorded_conversation()
         ttft = int((self.first_token_at - self.plan.started) * 1000) if self.first_token_at else None
         finish = LogFinish(
             status_code=ending.status,
@@ -111,11 +113,11 @@ class Finisher:
                 retry_after=ending.retry_after,
                 message=ending.error_message,
             )
-            if attempt.conversation_id is not None:
+            if conversation_id is not None:
                 keep = self.plan.keep and ending.outcome in (Outcome.OK,)
                 keep = keep or self.plan.continued is not None
                 conversation = ConversationSettlement(
-                    conversation_id=attempt.conversation_id, keep=keep, parent_message_id=self.parent_message_id
+                    conversation_id=conversation_id, keep=keep, parent_message_id=self.parent_message_id
                 )
         if attempt is None and self.plan.continued is not None:
             # No account could serve the kept conversation: it stays kept for a later try.
@@ -127,6 +129,8 @@ class Finisher:
             assert attempt is not None
             error = await chat_delete(attempt.account, attempt.chat_id)
             conversation = dataclasses.replace(conversation, deleted=not error, delete_error=error)
+        elif attempt is not None and attempt.chat_id and conversation_id is None and not self.plan.continued:
+            await chat_delete(attempt.account, attempt.chat_id)  # its record failed: at least delete it
         await db_call(request_finish, log_id=self.plan.log_id, finish=finish, lease=lease, conversation=conversation)
         if lease is not None:
             slot_waiters().wake_one()
