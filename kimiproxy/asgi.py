@@ -9,6 +9,7 @@ and drain the tracked background tasks (final log writes, upstream chat deletes)
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -48,10 +49,15 @@ async def lifespan_shutdown() -> None:
 
 
 async def lifespan(receive: Receive, send: Send) -> None:
-    """The ASGI lifespan protocol: nothing to do at start-up; drain on shutdown."""
+    """The ASGI lifespan protocol: freeze the start-up heap for the collector; drain on shutdown."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            # Everything loaded so far (Django, the apps, their modules) lives as long as the process:
+            # out of the collector's sight, a full collection no longer scans it (a ~40 ms pause per
+            # few hundred requests before, which set the p99 latency).
+            gc.collect()
+            gc.freeze()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:
