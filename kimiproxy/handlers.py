@@ -9,6 +9,8 @@ the dashboard keep the full stack. Both share the URLconf, so routing and error 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 
@@ -16,6 +18,14 @@ API_PATH_PREFIXES = ("/v1/", "/token/", "/ping", "/healthz", "/readyz")
 
 
 class ApiASGIHandler(ASGIHandler):
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        # No per-request ThreadSensitiveContext (Django's ASGIHandler opens one): it starts a new thread
+        # for every request only to run the request_started/finished receivers. The API paths' sync work
+        # (those receivers, the DRF views) shares asgiref's one sync thread instead.
+        await self.handle(scope, receive, send)
+
     def load_middleware(self, is_async: bool = False) -> None:
         # load_middleware reads settings.MIDDLEWARE; swap in the API list for this one call, at start-up
         # (single-threaded), the way django.test.override_settings does.
