@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -198,9 +197,10 @@ def account_check_now(*, account: KimiAccount) -> bool:
     """Refresh the access token now; True when the account is live. The upstream lives in
     ``gateway.kimi`` (one seam: ``tokens.account_check``), imported late so ``accounts`` never
     imports the gateway at load time."""
+    from gateway.kimi.http import run_upstream
     from gateway.kimi.tokens import account_check
 
-    return bool(async_to_sync(account_check)(account_id=account.pk))
+    return bool(run_upstream(account_check, account_id=account.pk))
 
 
 def account_for_passthrough_token(*, token: str, now: datetime | None = None) -> KimiAccount:

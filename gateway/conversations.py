@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import connection
 from django.db.models import F, Q
@@ -25,6 +24,7 @@ from gateway.choices import ConversationState
 from gateway.dbcall import db_call
 from gateway.kimi import session_for
 from gateway.kimi.base import KimiError
+from gateway.kimi.http import run_upstream
 from gateway.models import Conversation
 from gateway.openai.errors import ConversationUnavailable, NotFound
 
@@ -198,7 +198,7 @@ def conversations_delete_now(*, conversation_ids: list[int]) -> tuple[int, int]:
                 failed += 1
         return deleted, failed
 
-    return async_to_sync(run)()
+    return run_upstream(run)
 
 
 def conversations_due_for_cleanup(*, older_than: timedelta, now: datetime | None = None) -> Q:

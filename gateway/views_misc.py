@@ -6,7 +6,6 @@ import json
 import time
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -20,6 +19,7 @@ from rest_framework.views import APIView
 from accounts.services import account_for_passthrough_token
 from gateway.authentication import ApiKeyAuthentication
 from gateway.callers import caller_authenticate
+from gateway.kimi.http import run_upstream
 from gateway.kimi.tokens import account_check
 from gateway.openai.errors import GatewayError, InvalidRequest, NotFound
 from gateway.openai.model_names import advertised_models
@@ -98,5 +98,5 @@ def token_check(request: HttpRequest) -> JsonResponse:
         return JsonResponse(error.body(), status=error.status)
     account = account_for_passthrough_token(token=token.strip())
     started = time.monotonic()
-    live = async_to_sync(account_check)(account_id=account.pk)
+    live = run_upstream(account_check, account_id=account.pk)
     return JsonResponse({"live": live, "checked_in_ms": int((time.monotonic() - started) * 1000)})

@@ -25,7 +25,7 @@ django_application = get_asgi_application()
 from django.conf import settings  # noqa: E402
 
 from gateway import lifecycle  # noqa: E402
-from gateway.kimi.http import upstream_client_close  # noqa: E402
+from gateway.kimi.http import mark_serving_loop, upstream_client_close  # noqa: E402
 from kimiproxy.handlers import ApiASGIHandler, is_api_path  # noqa: E402
 
 log = logging.getLogger("kimiproxy.asgi")
@@ -58,6 +58,7 @@ async def lifespan(receive: Receive, send: Send) -> None:
             # few hundred requests before, which set the p99 latency).
             gc.collect()
             gc.freeze()
+            mark_serving_loop()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:

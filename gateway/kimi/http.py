@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import TypeAlias
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeAlias, TypeVar
 
 import httpx
+from asgiref.sync import async_to_sync
 from django.conf import settings
 
 from accounts.jwt_claims import jwt_claims
 from gateway.kimi.http_aio import AioResponse, AioUpstream
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # The upstream client: aiohttp by default (gateway/kimi/http_aio.py says why), httpx on request.
 UpstreamHTTP: TypeAlias = "httpx.AsyncClient | AioUpstream"
@@ -25,6 +30,7 @@ UpstreamResponse: TypeAlias = "httpx.Response | AioResponse"
 # The one piece of module state this task calls for: a client per running event loop (a worker
 # process runs one loop; tests run many). Weak keys let a finished loop's entry disappear.
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UpstreamHTTP] = weakref.WeakKeyDictionary()
+_serving_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
 def upstream_client() -> UpstreamHTTP:
@@ -46,6 +52,31 @@ def upstream_client() -> UpstreamHTTP:
             client = AioUpstream(max_connections=size)
         _clients[loop] = client
     return client
+
+
+def mark_serving_loop() -> None:
+    """Called at ASGI start-up: this loop's client lives as long as the server does."""
+    _serving_loops.add(asyncio.get_running_loop())
+
+
+async def upstream_scoped(coro: Awaitable[T]) -> T:
+    """Await ``coro``; then, unless this is the server's own loop, close the client the loop got.
+
+    For upstream work run from sync code (commands, admin actions): ``asyncio.run`` and
+    ``async_to_sync`` give it a loop of its own, whose client would otherwise stay open (sockets)
+    after the loop is gone. Under the ASGI server ``async_to_sync`` runs on the server's loop,
+    whose shared client must stay open.
+    """
+    try:
+        return await coro
+    finally:
+        if asyncio.get_running_loop() not in _serving_loops:
+            await upstream_client_close()
+
+
+def run_upstream(fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run the async upstream call ``fn(*args, **kwargs)`` from sync code (see ``upstream_scoped``)."""
+    return async_to_sync(upstream_scoped)(fn(*args, **kwargs))
 
 
 async def upstream_client_close() -> None:

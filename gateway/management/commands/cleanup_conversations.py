@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.pool import lease_reclaim_stale
 from gateway.conversations import conversations_sweep
+from gateway.kimi.http import upstream_scoped
 from gateway.logs import request_logs_close_abandoned
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -71,7 +72,8 @@ class Command(BaseCommand):
         abandoned = request_logs_close_abandoned()
         if abandoned:
             self.stdout.write(f"closed {abandoned} abandoned request log(s)")
-        items = asyncio.run(conversations_sweep(older_than=older_than, limit=limit, should_stop=lambda: self.stopping))
+        sweep = conversations_sweep(older_than=older_than, limit=limit, should_stop=lambda: self.stopping)
+        items = asyncio.run(upstream_scoped(sweep))
         for item in items:
             verb = "deleted" if item.deleted else "delete failed"
             self.stdout.write(f"{verb} chat {item.chat_id or '(no id)'} on {item.account_name} ({item.reason})")
