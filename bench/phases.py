@@ -190,6 +190,40 @@ def max_rate(stack: Stack, t: Timing, *, base: dict[str, float], bound: float = 
     return out
 
 
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL server process on this machine (the bench's backends among them)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().split(" ", 2)[1] in ("(postgres)", "(postmaster)"):
+                pids.append(int(stat.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+def cpu_per_request(stack: Stack, requests: int) -> dict[str, float]:
+    """CPU seconds per request of each party, from /proc, over ``requests`` sequential non-stream
+    requests through kimiproxy (and as many straight to the fake, for the fake's own share)."""
+
+    def cpu() -> dict[str, float]:
+        fake = stack.children.procs["fake"].pid
+        return {
+            "kimiproxy_workers": worker_cpu(stack, "kimiproxy"),
+            "postgres": sum(cpu_seconds(p) for p in postgres_pids()),
+            "fake": cpu_seconds(fake),
+        }
+
+    before = cpu()
+    run = asyncio.run(
+        loadgen.closed_loop(target(stack, "kimiproxy", stream=False), concurrency=1, duration=60, limit=requests)
+    )
+    _check(run, "cpu per request")
+    time.sleep(1.0)  # the last finish task
+    after = cpu()
+    return {k: (after[k] - before[k]) / len(run.results) for k in before} | {"requests": len(run.results)}
+
+
 def worker_rss(stack: Stack, name: str, field: str = "VmRSS") -> int:
     return sum(rss_kb(pid, field) for pid in stack.workers(name))
 
@@ -258,17 +292,24 @@ def statement_kind(sql: str) -> str:
 _STMT_PID = re.compile(r"\[(\d+)\] \S+@" + DB_NAME + r" LOG:  (?:statement|execute [^:]*): (.*)$")
 
 
+# What Django and the pool run once on each new connection (time zone); counted apart.
+CONNECTION_SETUP = ("SELECT set_config('TimeZone'", "SET TIME ZONE")
+
+
 def db_steps(log_lines: list[str]) -> dict[str, int]:
     """Round trips and database steps in server-log lines: a step is one transaction (BEGIN..COMMIT) or
     one statement outside a transaction. Lines are grouped by backend pid, so overlapping requests on
     different connections do not mix."""
     in_tx: dict[str, bool] = {}
-    counts = {"round_trips": 0, "transactions": 0, "autocommit": 0}
+    counts = {"round_trips": 0, "transactions": 0, "autocommit": 0, "connection_setup": 0}
     for line in log_lines:
         match = _STMT_PID.search(line)
         if not match:
             continue
         pid, sql = match.groups()
+        if sql.startswith(CONNECTION_SETUP):
+            counts["connection_setup"] += 1  # once per new pooled connection, not per request
+            continue
         counts["round_trips"] += 1
         verb = sql.split()[0].upper() if sql.split() else ""
         if verb == "BEGIN":

@@ -112,6 +112,10 @@ def rows(data: dict[str, Any], why: dict[str, str]) -> list[tuple[str, str, str,
             ),
         )
     )
+    cpu = data.get("cpu_per_request")
+    if cpu:
+        parts = ", ".join(f"{k.replace('_', ' ')} {v * 1000:.1f} ms" for k, v in cpu.items() if k != "requests")
+        out.append(("CPU per kimiproxy request (sequential, non-stream)", "(reported)", parts, "—"))
     peak = data.get("peak_rss_kb", {}).get("kimiproxy", 0) / 1024
     out.append(("Peak RSS of all workers", "(reported)", f"{peak:.0f} MB", "—"))
     rt = data.get("round_trips")
@@ -123,7 +127,8 @@ def rows(data: dict[str, Any], why: dict[str, str]) -> list[tuple[str, str, str,
                 "Database steps per request (transactions + lone statements)",
                 "≤ 4 (2 before upstream, 1 at chat id, 1 at end)",
                 f"{steps:.1f} ({per['transactions']:.1f} tx + {per['autocommit']:.1f} lone); "
-                f"{per['round_trips']:.1f} round trips",
+                f"{per['round_trips']:.1f} round trips"
+                + (f" (+{per['connection_setup']:.2f} new-connection set-up)" if per.get("connection_setup") else ""),
                 _verdict(steps <= 4, f"{steps - 4:.1f} steps", why.get("db", "")),
             )
         )

@@ -65,8 +65,9 @@ def test_it_counts_transactions_and_lone_statements_per_backend() -> None:
         _log(1, "COMMIT"),
         "2026-01-01 00:00:00.000 UTC [3] postgres@test LOG:  statement: SELECT 3",  # another database
         "2026-01-01 00:00:00.000 UTC [1] postgres@kimiproxy_perf DETAIL:  parameters: $1 = 'x'",
+        _log(4, "SELECT set_config('TimeZone', 'UTC', false)"),  # a new pooled connection's set-up
     ]
-    assert db_steps(lines) == {"round_trips": 5, "transactions": 1, "autocommit": 2}
+    assert db_steps(lines) == {"round_trips": 5, "transactions": 1, "autocommit": 2, "connection_setup": 1}
 
 
 def test_it_names_statements_without_their_values() -> None:
