@@ -37,31 +37,40 @@ TURN = Turn._meta.db_table
 _FIELDS = [field.attname for field in KimiAccount._meta.concrete_fields]
 _COLUMNS = ", ".join(f"a.{field.column}" for field in KimiAccount._meta.concrete_fields)
 
-# Counted turns in the account's window, and live (in flight, lease not expired) turns. Each is one
-# index range: (account, started_at) and (status, lease_expires_at).
+# How many of an account's counted turns the choice looks at, at most: enough to compare real accounts
+# (Kimi allows 30 per window) while the work stays bounded however busy the window is. An account
+# with a higher limit that has used more than this ranks as if it had used this many, and passes the
+# filter; the exact count under the lock (_TAKE) still decides whether it can take the turn.
+RANK_CAP = 100
+
+# Counted turns in the account's window (capped, see RANK_CAP) and live (in flight, lease not expired)
+# turns; each is one index range: (account, started_at) and (status, lease_expires_at).
 _USED = (
-    f"(SELECT count(*) FROM {TURN} t WHERE t.account_id = a.id AND t.status <> 'refunded'"
-    " AND t.started_at > %(now)s - a.window_seconds * interval '1 second')"
+    f"(SELECT count(*) FROM (SELECT 1 FROM {TURN} t WHERE t.account_id = a.id AND t.status <> 'refunded'"
+    " AND t.started_at > %(now)s - a.window_seconds * interval '1 second'"
+    f" LIMIT LEAST(a.turn_limit, {RANK_CAP})) counted)"
 )
 _LIVE = (
     f"(SELECT count(*) FROM {TURN} t WHERE t.account_id = a.id AND t.status = 'in_flight'"
     " AND t.lease_expires_at > %(now)s)"
 )
 
+# The counts are computed once per candidate: OFFSET 0 keeps the planner from copying the LATERAL
+# subqueries into both the filter and the sort key.
 _CHOOSE = (
-    f"SELECT {_COLUMNS} FROM {ACCOUNT} a"
+    f"SELECT {_COLUMNS} FROM {ACCOUNT} a CROSS JOIN LATERAL (SELECT {_USED} AS used, {_LIVE} AS live OFFSET 0) c"
     " WHERE {filters} AND a.state NOT IN ('invalid', 'disabled')"
     " AND (a.cooldown_until IS NULL OR a.cooldown_until <= %(now)s)"
-    f" AND {_USED} < a.turn_limit AND {_LIVE} < a.max_concurrent"
-    f" ORDER BY a.turn_limit - {_USED} DESC, a.last_used_at ASC NULLS FIRST, a.id"
+    " AND c.used < a.turn_limit AND c.live < a.max_concurrent"
+    " ORDER BY a.turn_limit - c.used DESC, a.last_used_at ASC NULLS FIRST, a.id"
     " LIMIT 1 FOR UPDATE OF a {skip}"
 )
 
 _TAKE = (
     f"WITH ins AS (INSERT INTO {TURN} (account_id, started_at, status, lease_expires_at, outcome, request_id)"
     " SELECT %(id)s, %(now)s, 'in_flight', %(lease_expires_at)s, '', %(request_id)s"
-    f" WHERE (SELECT count(*) FROM {TURN} WHERE account_id = %(id)s AND status <> 'refunded'"
-    "   AND started_at > %(window_start)s) < %(turn_limit)s"
+    f" WHERE (SELECT count(*) FROM (SELECT 1 FROM {TURN} WHERE account_id = %(id)s AND status <> 'refunded'"
+    "   AND started_at > %(window_start)s LIMIT %(turn_limit)s) counted) < %(turn_limit)s"
     f" AND (SELECT count(*) FROM {TURN} WHERE account_id = %(id)s AND status = 'in_flight'"
     "   AND lease_expires_at > %(now)s) < %(max_concurrent)s"
     " RETURNING id),"

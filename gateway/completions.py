@@ -2,10 +2,14 @@
 
 Database work per request (no connection is held while the upstream answers)::
 
-    accept      log row + per-key limits            one transaction   (before the upstream call)
-    reserve     lease on an account                 one transaction   (before the upstream call)
-    chat id     conversation row                    one short write   (when the upstream chat id arrives)
-    finish      final log + lease release + settle  one transaction   (after the answer, in a tracked task)
+    accept      key + log row (+ per-key limits)    one statement / transaction   (before the upstream call)
+    reserve     lease on an account                 one transaction               (before the upstream call)
+    chat id     conversation row                    one short write, concurrent   (when the chat id arrives)
+    finish      final log + lease release + settle  one statement / transaction   (after the answer and the
+                                                                                   chat delete, in a task)
+
+On PostgreSQL the common cases are hand-written SQL (gateway/accept_sql.py, accounts/pool_sql.py,
+gateway/finish_sql.py); the ORM services are the reference and serve SQLite and the rare paths.
 
 Failover: a retryable upstream failure before the first byte reached the client releases that lease
 (refunded when the upstream did no work), marks the account as the pool rules say, and tries another

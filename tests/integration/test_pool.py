@@ -61,6 +61,26 @@ def test_it_picks_the_account_with_the_most_remaining_turns() -> None:
     assert pool.account_reserve(now=at(1)).account_id == fresh.pk
 
 
+def _used_turns(account: KimiAccount, count: int, *, now: datetime) -> None:
+    Turn.objects.bulk_create(
+        Turn(account=account, started_at=now, status=TurnStatus.DONE, lease_expires_at=now) for _ in range(count)
+    )
+
+
+def test_it_counts_exactly_past_the_ranking_cap() -> None:
+    # Postgres ranks by at most pool_sql.RANK_CAP (100) counted turns; the limit check stays exact.
+    full = make_account(limit=150, window_hours=1)
+    roomy = make_account(limit=200, window_hours=1)
+    _used_turns(full, 150, now=at(0))
+    _used_turns(roomy, 150, now=at(0))
+
+    assert pool.account_reserve(now=at(1)).account_id == roomy.pk  # 150 of 200 used: it still serves
+    _used_turns(roomy, 49, now=at(1))
+    with pytest.raises(pool.NoAccountAvailable) as exc:
+        pool.account_reserve(now=at(2))  # both at their limits, well past the cap
+    assert exc.value.reason == "exhausted"
+
+
 def test_it_breaks_ties_by_least_recently_used() -> None:
     recent = make_account(last_used_at=at(-1))
     older = make_account(last_used_at=at(-30))
