@@ -29,12 +29,12 @@ from bench.stack import Stack  # noqa: E402
 DEFAULT_PG_LOG = "/var/log/postgresql/postgresql-15-main.log"
 # Why a target is missed, from the profiles in bench/README.md ("Profile"); shown only for missed rows.
 _CPU = (
-    "~6 ms of worker CPU per request on this machine: Django's request handling, 4 database steps in"
-    " worker threads, the upstream calls and decoding 50 frames (profile: bench/README.md)"
+    "the worker's CPU per request (CPU row) is on the critical path: Django's request handling, 4 database"
+    " steps in worker threads, the upstream calls, decoding 50 frames (bench/profiles/kimiproxy-worker.md)"
 )
 _MACHINE = (
-    "CPU-bound: ~11 ms of CPU per request on the 2 shared cores (worker ~6, Postgres ~2, the fake ~2),"
-    " and p99 at the edge of saturation breaks the 50 ms bound"
+    "CPU-bound: worker + Postgres + the fake (CPU row) share the 2 cores; near saturation short queueing"
+    " bursts break the 50 ms p99 bound"
 )
 WHY = {
     "p50": _CPU,
@@ -78,12 +78,7 @@ def main() -> int:
     data: dict[str, object] = {}
     try:
         print("setting up: database, fake, kimiproxy, pass-through", flush=True)
-        stack.create_database()
-        stack.migrate()
-        stack.start_fake()
-        stack.fake_reply(delay=0.0)
-        stack.seed()
-        stack.start_proxy()
+        stack.start_with_proxy()
         stack.start_passthrough()
         phases.warm_up(stack, 1.0 if args.quick else 2.0)
         print("latency at concurrency 1", flush=True)

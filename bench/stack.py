@@ -118,20 +118,29 @@ class Stack:
                 self.access_token = minted["access_token"]
         _, self.api_key = api_key_create(name="bench")
 
+    def start_with_proxy(self, workers: int = 2) -> None:
+        """A fresh bench database, the fake (no delay), seeded accounts and key, and kimiproxy."""
+        self.create_database()
+        self.migrate()
+        self.start_fake()
+        self.fake_reply(delay=0.0)
+        self.seed()
+        self.start_proxy(workers=workers)
+
     # -- servers -------------------------------------------------------------------------------------
 
-    def _gunicorn(self, name: str, app: str, port: int, extra_env: dict[str, str]) -> None:
-        env = self.base_env() | extra_env | {"GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "2"}
+    def _gunicorn(self, name: str, app: str, port: int, extra_env: dict[str, str], workers: int = 2) -> None:
+        env = self.base_env() | extra_env | {"GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers)}
         argv = [str(VENV_BIN / "gunicorn"), "-c", "docker/gunicorn.conf.py", app]
         proc = self.children.start(name, argv, env=env, cwd=ROOT)
         wait_for_port(port, proc=proc)
         deadline = time.monotonic() + 20
-        while len(children_of(proc.pid)) < 2 and time.monotonic() < deadline:
+        while len(children_of(proc.pid)) < workers and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def start_proxy(self) -> None:
+    def start_proxy(self, workers: int = 2) -> None:
         self.proxy_port = self.proxy_port or free_port()
-        self._gunicorn("kimiproxy", "kimiproxy.asgi:application", self.proxy_port, {})
+        self._gunicorn("kimiproxy", "kimiproxy.asgi:application", self.proxy_port, {}, workers=workers)
 
     def restart_proxy(self) -> None:
         self.children.stop("kimiproxy")
