@@ -1,7 +1,7 @@
 """Upstream conversations the gateway created: record, settle, delete, continue, sweep.
 
-Life of a row: recorded (``active``) the moment the upstream chat id is known, before any answer text
-reaches the client. Right after the answer a tracked background task deletes the chat upstream, then
+Life of a row: recorded (``active``) as soon as the upstream chat id is known, by a task that runs
+while the answer goes on. Right after the answer a tracked background task deletes the chat upstream, then
 the request's final write removes the row, or keeps it as ``kept`` (continuation). A failed delete
 leaves ``delete_failed``; ``cleanup_conversations`` (and the admin action) finish those, expired kept
 chats, and ``active`` rows left behind by a process that died.
@@ -41,7 +41,7 @@ def conversation_record(
     request_id: str,
     now: datetime | None = None,
 ) -> int:
-    """Record a new upstream chat before it is used; returns the row id."""
+    """Record a new upstream chat (as soon as its id is known); returns the row id."""
     now = now or timezone.now()
     # One hand-written INSERT (SQLite 3.35+ and Postgres both return the id): it runs on every request.
     moment = connection.ops.adapt_datetimefield_value(now)
