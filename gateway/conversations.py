@@ -96,6 +96,13 @@ def conversation_for_continue(*, chat_id: str, owners: tuple[str, ...]) -> Conti
     return ContinuedConversation(row.pk, row.account_id, row.chat_id, row.parent_message_id)
 
 
+def conversation_settled_state(*, keep: bool, delete_error: str = "") -> str:
+    """The state a settled row takes when it stays (a chat deleted upstream loses its row instead)."""
+    if keep:
+        return ConversationState.KEPT
+    return ConversationState.DELETE_FAILED if delete_error else ConversationState.PENDING_DELETE
+
+
 def conversation_settle(
     *,
     conversation_id: int,
@@ -115,13 +122,12 @@ def conversation_settle(
     if deleted and not keep:
         rows.delete()
         return
-    fields: dict[str, object] = {"state": ConversationState.KEPT if keep else ConversationState.PENDING_DELETE}
-    fields.update(kept=keep, last_used_at=now)
+    state = conversation_settled_state(keep=keep, delete_error=delete_error)
+    fields: dict[str, object] = {"state": state, "kept": keep, "last_used_at": now}
     if parent_message_id:
         fields["parent_message_id"] = parent_message_id
-    if delete_error and not keep:
+    if state == ConversationState.DELETE_FAILED:
         fields.update(
-            state=ConversationState.DELETE_FAILED,
             last_error=delete_error[:300],
             claimed_until=None,
             delete_attempts=F("delete_attempts") + 1,

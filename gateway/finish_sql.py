@@ -19,6 +19,7 @@ from django.db import connection
 from accounts.choices import TurnStatus
 from accounts.models import KimiAccount, Turn
 from accounts.pool import NEUTRAL_OUTCOMES, OK_OUTCOMES
+from gateway.conversations import conversation_settled_state
 from gateway.models import Conversation, RequestLog
 
 if TYPE_CHECKING:
@@ -68,7 +69,6 @@ def request_finish_statement(
     log_fields: dict[str, object],
     lease: LeaseSettlement | None,
     conversation: ConversationSettlement | None,
-    conversation_state: str,
     now: datetime,
 ) -> bool:
     """Run the final write; True when the log row was still pending (and so everything was written)."""
@@ -89,11 +89,12 @@ def request_finish_statement(
             parts.append(_CONVERSATION_DELETED)
         else:
             parts.append(_CONVERSATION_SETTLED)
+            delete_error = "" if conversation.keep else conversation.delete_error[:300]
             params.update(
-                conversation_state=conversation_state,
+                conversation_state=conversation_settled_state(keep=conversation.keep, delete_error=delete_error),
                 keep=conversation.keep,
                 parent_message_id=conversation.parent_message_id,
-                delete_error="" if conversation.keep else conversation.delete_error[:300],
+                delete_error=delete_error,
             )
     with connection.cursor() as cursor:
         cursor.execute("WITH " + ", ".join(parts) + " SELECT count(*) FROM log", params)

@@ -21,7 +21,7 @@ from accounts.models import KimiAccount
 from accounts.pool import Lease, lease_release
 from gateway import finish_sql
 from gateway.callers import Caller
-from gateway.choices import ConversationState, Outcome
+from gateway.choices import Outcome
 from gateway.conversations import conversation_settle
 from gateway.models import ApiKey, RequestLog
 from gateway.openai.errors import RateLimitExceeded
@@ -236,7 +236,6 @@ def request_finish(
             log_fields={**fields, "log_id": log_id, "flags": flags},
             lease=lease,
             conversation=conversation,
-            conversation_state=_conversation_state(conversation),
             now=now,
         )
     with transaction.atomic():
@@ -264,12 +263,6 @@ def request_finish(
                 now=now,
             )
     return True
-
-
-def _conversation_state(conversation: ConversationSettlement | None) -> str:
-    if conversation is None or conversation.keep:
-        return ConversationState.KEPT
-    return ConversationState.DELETE_FAILED if conversation.delete_error else ConversationState.PENDING_DELETE
 
 
 def request_logs_prune(*, older_than: timedelta, now: datetime | None = None) -> int:

@@ -35,7 +35,8 @@ class AioRequest:
 
 
 class AioResponse:
-    """A response with httpx's attribute names. Not streamed: the body is already read."""
+    """A response with httpx's attribute names. ``content`` is the body once read: at once for a
+    non-streamed send, by ``aread()`` for a streamed one (``aiter_bytes()`` reads it as it arrives)."""
 
     def __init__(self, response: aiohttp.ClientResponse, *, url: str) -> None:
         self._response = response
