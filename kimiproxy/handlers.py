@@ -18,6 +18,7 @@ thread can see and close it: there the handler hops exactly as Django does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
@@ -77,7 +78,7 @@ class ApiASGIHandler(ASGIHandler):
         await self.handle(scope, receive, send)
 
     async def handle(self, scope: Any, receive: Any, send: Any) -> None:
-        """Django 5.2's ``ASGIHandler.handle``, line for line, except that the signals and
+        """Django 5.2's ``ASGIHandler.handle``, step for step, except that the signals and
         ``response.close()`` go through the functions above (tests/integration/test_asgi_handlers.py
         fails when Django's version of this method changes, so the copy is reviewed on upgrades)."""
         try:
@@ -88,6 +89,7 @@ class ApiASGIHandler(ASGIHandler):
         await send_request_started(self.__class__, scope)
         request, error_response = self.create_request(scope, body_file)
         if request is None:
+            assert error_response is not None
             body_file.close()
             await self.send_response(error_response, send)
             await response_close(error_response, None)
@@ -95,18 +97,15 @@ class ApiASGIHandler(ASGIHandler):
 
         async def process_request(request: Any, send: Any) -> HttpResponseBase:
             response = await self.run_get_response(request)
-            try:
+            with contextlib.suppress(asyncio.CancelledError):  # the client disconnected during send_response
                 await self.send_response(response, send)
-            except asyncio.CancelledError:
-                pass  # the client disconnected during send_response
             return response
 
         # Listen for a disconnect while the response is made (the listener goes first: it must not
         # raise errors that would keep process_request from being cancelled).
-        tasks = [
-            asyncio.create_task(self.listen_for_disconnect(receive)),
-            asyncio.create_task(process_request(request, send)),
-        ]
+        listening = asyncio.create_task(self.listen_for_disconnect(receive))
+        processing = asyncio.create_task(process_request(request, send))
+        tasks: list[asyncio.Task[Any]] = [listening, processing]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in tasks:
             if task.done():
@@ -119,12 +118,10 @@ class ApiASGIHandler(ASGIHandler):
                     raise
             else:
                 task.cancel()  # lets the view handle its cancellation
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     await task
-                except asyncio.CancelledError:
-                    pass
         try:
-            response = tasks[1].result()
+            response = processing.result()
         except asyncio.CancelledError:
             await send_request_finished(self.__class__, request)
         else:
