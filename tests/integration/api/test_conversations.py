@@ -8,7 +8,7 @@ import pytest
 from accounts.models import KimiAccount
 from gateway.models import Conversation
 from tests.factories import make_api_key
-from tests.fixtures_gateway import wait_for_background_tasks
+from tests.fixtures_gateway import wait_for_background_tasks, wait_for_final_log
 from tests.integration.api.helpers import client_for, setup_pool
 
 PROTOCOLS = ["connect", "legacy"]
@@ -52,6 +52,9 @@ def _conversation_id(response, stream: bool) -> str:
     if not stream:
         return response.model_extra["conversation_id"]
     chunks = list(response)
+    # The client has [DONE] now; the server's final write (which marks the chat kept) starts only after
+    # it sent that, so wait for it rather than for whatever background work exists at this instant.
+    wait_for_final_log(response.response.headers["x-request-id"])
     ids = {c.id for c in chunks}
     assert len(ids) == 1
     return ids.pop()
