@@ -80,7 +80,8 @@ class KimiAccount(models.Model):
 class Turn(models.Model):
     """One chat request that reached (or was about to reach) an upstream account: usage and lease."""
 
-    account = models.ForeignKey(KimiAccount, on_delete=models.CASCADE, related_name="turns")
+    # Indexed by (account, started_at) below, which also serves lookups by account alone.
+    account = models.ForeignKey(KimiAccount, on_delete=models.CASCADE, related_name="turns", db_index=False)
     started_at = models.DateTimeField()
     status = models.CharField(max_length=16, choices=TurnStatus.choices, default=TurnStatus.IN_FLIGHT)
     # A lease not released by this time belongs to a dead process and is reclaimed.
