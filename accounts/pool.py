@@ -165,8 +165,7 @@ def account_reserve(
             now=now, request_id=request_id, protocol=protocol, account_ids=account_ids, exclude=exclude
         )
         if account is not None:
-            turn_id: int = account.turn_id  # type: ignore[attr-defined]
-            return Lease(turn_id, account.pk, account.protocol, account.name, account=account)
+            return lease_of_reserved(account)
         raise _unavailable(matching=matching, now=now)
     candidates = _usable(matching, now)
     for skip_locked in (True, False):
@@ -174,6 +173,12 @@ def account_reserve(
         if lease is not None:
             return lease
     raise _unavailable(matching=matching, now=now)
+
+
+def lease_of_reserved(account: KimiAccount) -> Lease:
+    """The lease of an account just reserved by accounts/pool_sql.py (which set its ``turn_id``)."""
+    turn_id: int = account.turn_id  # type: ignore[attr-defined]
+    return Lease(turn_id, account.pk, account.protocol, account.name, account=account)
 
 
 def _unavailable(*, matching: QuerySet[KimiAccount], now: datetime) -> NoAccountAvailable:

@@ -21,9 +21,9 @@ rank order, so skipped rows never look "exhausted").
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Generator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -101,6 +101,52 @@ def _filters(
     return " AND ".join(clauses), params
 
 
+# One statement for a driver to run: SQL and its parameters. The reservation is written once, as a
+# generator that yields statements and receives each one's first row; ``reserve`` runs it through
+# Django's cursor in a worker thread, ``reserve_async`` on the event loop (gateway/dbasync.py).
+Statement = tuple[str, dict[str, Any]]
+Steps = Generator[Statement, "tuple[Any, ...] | None", "KimiAccount | None"]
+
+
+def _reserve_steps(
+    *,
+    now: datetime,
+    request_id: str,
+    protocol: str | None,
+    account_ids: Collection[int] | None,
+    exclude: Collection[int],
+) -> Steps:
+    skipped: list[int] = []
+    for skip in ("SKIP LOCKED", ""):
+        while True:
+            filters, params = _filters(protocol=protocol, account_ids=account_ids, exclude=[*exclude, *skipped])
+            row = yield _CHOOSE.format(filters=filters, skip=skip), {**params, "now": now}
+            if row is None:
+                break
+            account = KimiAccount.from_db(connection.alias, _FIELDS, row)
+            window_start = limits.window_start(now=now, window_seconds=account.window_seconds)
+            taken = yield (
+                _TAKE,
+                {
+                    "id": account.pk,
+                    "now": now,
+                    "lease_expires_at": now + timedelta(seconds=settings.KIMIPROXY_LEASE_TIMEOUT),
+                    "request_id": request_id[:64],
+                    "window_start": window_start,
+                    "turn_limit": account.turn_limit,
+                    "max_concurrent": account.max_concurrent,
+                },
+            )
+            if taken is None:
+                skipped.append(account.pk)  # full after all: the ranking's counts were stale
+                continue
+            account.last_used_at, account.total_turns = now, account.total_turns + 1
+            account.state = AccountState.ACTIVE
+            account.turn_id = taken[0]  # type: ignore[attr-defined]
+            return account
+    return None
+
+
 def reserve(
     *,
     now: datetime,
@@ -111,38 +157,40 @@ def reserve(
 ) -> KimiAccount | None:
     """Reserve a turn; return the account (updated as reserved) with ``turn_id`` set, or None when no
     account can serve (the caller then explains why, with the ORM)."""
-    skipped: list[int] = []
+    steps = _reserve_steps(now=now, request_id=request_id, protocol=protocol, account_ids=account_ids, exclude=exclude)
     with transaction.atomic(), connection.cursor() as cursor:
-        for skip in ("SKIP LOCKED", ""):
+        try:
+            sql, params = next(steps)
             while True:
-                filters, params = _filters(protocol=protocol, account_ids=account_ids, exclude=[*exclude, *skipped])
-                cursor.execute(_CHOOSE.format(filters=filters, skip=skip), {**params, "now": now})
-                row = cursor.fetchone()
-                if row is None:
-                    break
-                account = KimiAccount.from_db(connection.alias, _FIELDS, row)
-                window_start = limits.window_start(now=now, window_seconds=account.window_seconds)
-                cursor.execute(
-                    _TAKE,
-                    {
-                        "id": account.pk,
-                        "now": now,
-                        "lease_expires_at": now + timedelta(seconds=settings.KIMIPROXY_LEASE_TIMEOUT),
-                        "request_id": request_id[:64],
-                        "window_start": window_start,
-                        "turn_limit": account.turn_limit,
-                        "max_concurrent": account.max_concurrent,
-                    },
-                )
-                taken = cursor.fetchone()
-                if taken is None:
-                    skipped.append(account.pk)  # full after all: the ranking's counts were stale
-                    continue
-                account.last_used_at, account.total_turns = now, account.total_turns + 1
-                account.state = AccountState.ACTIVE
-                account.turn_id = taken[0]  # type: ignore[attr-defined]
-                return account
-    return None
+                cursor.execute(sql, params)
+                sql, params = steps.send(cursor.fetchone())
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+class AsyncTransaction(Protocol):
+    """One connection inside BEGIN/COMMIT, on the event loop (gateway.dbasync.Transaction)."""
+
+    async def fetchone(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None: ...
+
+
+async def reserve_async(
+    tx: AsyncTransaction,
+    *,
+    now: datetime,
+    request_id: str,
+    protocol: str | None,
+    account_ids: Collection[int] | None,
+    exclude: Collection[int],
+) -> KimiAccount | None:
+    """``reserve`` inside the caller's transaction ``tx`` on the event loop (gateway/dbasync.py)."""
+    steps = _reserve_steps(now=now, request_id=request_id, protocol=protocol, account_ids=account_ids, exclude=exclude)
+    try:
+        sql, params = next(steps)
+        while True:
+            sql, params = steps.send(await tx.fetchone(sql, params))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 def release_ok(*, turn_id: int, refund: bool, now: datetime) -> int:

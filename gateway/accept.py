@@ -14,10 +14,11 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
 
-from gateway.accept_sql import FastAccept, api_key_accept, fast_accept_supported
+from gateway.accept_sql import FastAccept, api_key_accept, api_key_accept_async, fast_accept_supported
 from gateway.attempts import Plan
 from gateway.callers import Caller, bearer_token, caller_authenticate, caller_for_key
 from gateway.conversations import ContinuedConversation, conversation_for_continue, conversation_release_unused
+from gateway.dbasync import async_db_enabled
 from gateway.dbcall import db_call
 from gateway.keys import api_key_hash_of, api_key_model_allowed
 from gateway.kimi.base import FileBlob, FileRejected
@@ -72,27 +73,32 @@ def _parse(body: Any) -> ChatRequest:
     )
 
 
-def _accept_fast(
-    authorization: str, start: LogStart, chat: ChatRequest | None, parse_error: GatewayError | None
-) -> FastAccept | None:
-    """Authenticate and log in one statement (gateway/accept_sql.py) when that can apply: PostgreSQL,
-    a well-formed gateway key, a valid request that continues no conversation. None: the ORM path."""
+def _fast_accept_key_hash(authorization: str, chat: ChatRequest | None, parse_error: GatewayError | None) -> str | None:
+    """The key's hash when the one-statement accept (gateway/accept_sql.py) can apply: PostgreSQL, a
+    well-formed gateway key, a valid request that continues no conversation. None: the ORM path."""
     if parse_error is not None or chat is None or chat.continue_conversation or not fast_accept_supported():
         return None
     try:
-        key_hash = api_key_hash_of(raw=bearer_token(authorization))
+        return api_key_hash_of(raw=bearer_token(authorization))
     except AuthenticationFailed:
         return None  # the ORM path refuses it, with its log row
-    if key_hash is None:
-        return None
-    return api_key_accept(key_hash=key_hash, start=start, model=chat.model.requested, now=timezone.now())
 
 
 def _authenticate_and_accept(
-    authorization: str, start: LogStart, chat: ChatRequest | None, parse_error: GatewayError | None
+    authorization: str,
+    start: LogStart,
+    chat: ChatRequest | None,
+    parse_error: GatewayError | None,
+    fast: FastAccept | None = None,
+    fast_tried: bool = False,
 ) -> tuple[Caller, ApiKey | None, int, ContinuedConversation | None]:
-    """Sync part of accept (one worker-thread hop): auth, allow-list, continue-claim, log row."""
-    fast = _accept_fast(authorization, start, chat, parse_error)
+    """Sync part of accept (one worker-thread hop): auth, allow-list, continue-claim, log row.
+    ``fast_tried``: the one statement already ran on the event loop and gave ``fast``."""
+    if not fast_tried:
+        key_hash = _fast_accept_key_hash(authorization, chat, parse_error)
+        if key_hash is not None:
+            assert chat is not None
+            fast = api_key_accept(key_hash=key_hash, start=start, model=chat.model.requested, now=timezone.now())
     if fast is not None and fast.log_id is not None:
         fast_caller, fast_key = caller_for_key(fast.key)
         return fast_caller, fast_key, fast.log_id, None
@@ -155,7 +161,24 @@ async def request_accept(request: HttpRequest, *, request_id: str) -> Accepted:
         prompt_preview=prompt,
     )
     authorization = request.headers.get("Authorization", "")
-    caller, key, log_id, continued = await db_call(_authenticate_and_accept, authorization, start, chat, parse_error)
+    key_hash = _fast_accept_key_hash(authorization, chat, parse_error) if async_db_enabled() else None
+    key: ApiKey | None
+    if key_hash is not None:  # the common case, on the event loop: no worker thread unless more is needed
+        assert chat is not None
+        fast = await api_key_accept_async(
+            key_hash=key_hash, start=start, model=chat.model.requested, now=timezone.now()
+        )
+        if fast is not None and fast.log_id is not None:
+            caller, key = caller_for_key(fast.key)
+            log_id, continued = fast.log_id, None
+        else:
+            caller, key, log_id, continued = await db_call(
+                _authenticate_and_accept, authorization, start, chat, parse_error, fast, True
+            )
+    else:
+        caller, key, log_id, continued = await db_call(
+            _authenticate_and_accept, authorization, start, chat, parse_error
+        )
     assert chat is not None
     text = last_user_text(chat.messages) if continued else prompt
     plan = Plan(

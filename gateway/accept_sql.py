@@ -31,6 +31,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Field, Model
 
+from gateway import dbasync
 from gateway.keys import LAST_USED_RESOLUTION, api_key_last_used_stale
 from gateway.logs import LogStart, request_log_accept_fields
 from gateway.models import ApiKey, RequestLog
@@ -112,13 +113,8 @@ def _statement() -> _Statement:
     )
 
 
-def api_key_accept(*, key_hash: str, start: LogStart, model: str, now: datetime) -> FastAccept | None:
-    """Authenticate the key with this hash and, when it needs nothing more for ``model`` (the requested
-    name, checked against the allow-list), write the log row.
-
-    None when the row is not for this statement (a value longer than its column: the ORM path raises
-    the database's error as before), without touching the database.
-    """
+def _accept_statement(*, key_hash: str, start: LogStart, model: str, now: datetime) -> list[Any] | None:
+    """The statement's parameters, or None when a value is longer than its column."""
     statement = _statement()
     fields = request_log_accept_fields(start=start, now=now, api_key_id=None, passthrough_hash="")
     log_params = []
@@ -128,12 +124,13 @@ def api_key_accept(*, key_hash: str, start: LogStart, model: str, now: datetime)
             return None
         log_params.append(field.get_db_prep_save(value, connection))
     adapt = connection.ops.adapt_datetimefield_value
-    params = [key_hash, adapt(now), adapt(now - LAST_USED_RESOLUTION), *log_params, model]
-    with connection.cursor() as cursor:
-        cursor.execute(statement.sql, params)
-        row = cursor.fetchone()
+    return [key_hash, adapt(now), adapt(now - LAST_USED_RESOLUTION), *log_params, model]
+
+
+def _fast_accept_of(row: tuple[Any, ...] | None, *, now: datetime) -> FastAccept:
     if row is None:
         return FastAccept(key=None, log_id=None)
+    statement = _statement()
     *raw_values, log_id = row
     values = []
     for value, converters in zip(raw_values, statement.key_converters, strict=True):
@@ -144,3 +141,27 @@ def api_key_accept(*, key_hash: str, start: LogStart, model: str, now: datetime)
     if api_key_last_used_stale(last_used_at=key.last_used_at, now=now):
         key.last_used_at = now  # as api_key_authenticate: the UPDATE above wrote it (or a racer did)
     return FastAccept(key=key, log_id=log_id)
+
+
+def api_key_accept(*, key_hash: str, start: LogStart, model: str, now: datetime) -> FastAccept | None:
+    """Authenticate the key with this hash and, when it needs nothing more for ``model`` (the requested
+    name, checked against the allow-list), write the log row.
+
+    None when the row is not for this statement (a value longer than its column: the ORM path raises
+    the database's error as before), without touching the database.
+    """
+    params = _accept_statement(key_hash=key_hash, start=start, model=model, now=now)
+    if params is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(_statement().sql, params)
+        row = cursor.fetchone()
+    return _fast_accept_of(row, now=now)
+
+
+async def api_key_accept_async(*, key_hash: str, start: LogStart, model: str, now: datetime) -> FastAccept | None:
+    """``api_key_accept`` on the event loop's own connection pool (gateway/dbasync.py)."""
+    params = _accept_statement(key_hash=key_hash, start=start, model=model, now=now)
+    if params is None:
+        return None
+    return _fast_accept_of(await dbasync.fetchone(_statement().sql, params), now=now)

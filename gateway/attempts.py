@@ -20,7 +20,7 @@ from gateway.callers import Caller
 from gateway.conversations import (
     ContinuedConversation,
     conversation_delete_upstream,
-    conversation_record,
+    conversation_record_async,
     conversation_settle,
 )
 from gateway.dbcall import db_call
@@ -153,8 +153,7 @@ class Attempt:
                 self.chat_id = event.chat_id
                 # Written while the answer goes on (a tracked task: it completes even if the request is
                 # cancelled); every settlement awaits it through recorded_conversation().
-                record = db_call(
-                    conversation_record,
+                record = conversation_record_async(
                     account_id=self.account.pk,
                     chat_id=event.chat_id,
                     api_key_id=self.plan.caller.api_key_id,

@@ -9,7 +9,8 @@ Database work per request (no connection is held while the upstream answers)::
                                                                                    chat delete, in a task)
 
 On PostgreSQL the common cases are hand-written SQL (gateway/accept_sql.py, accounts/pool_sql.py,
-gateway/finish_sql.py); the ORM services are the reference and serve SQLite and the rare paths.
+gateway/finish_sql.py), run on the event loop's own connection pool (gateway/dbasync.py); the ORM
+services are the reference and serve SQLite and the rare paths, in worker threads (gateway/dbcall.py).
 
 Failover: a retryable upstream failure before the first byte reached the client releases that lease
 (refunded when the upstream did no work), marks the account as the pool rules say, and tries another
@@ -25,9 +26,10 @@ from collections.abc import AsyncIterator
 from django.conf import settings
 from django.utils import timezone
 
+from accounts import pool_sql
 from accounts.models import KimiAccount
-from accounts.pool import Lease, NoAccountAvailable, account_reserve
-from gateway import lifecycle
+from accounts.pool import Lease, NoAccountAvailable, account_reserve, lease_of_reserved
+from gateway import dbasync, lifecycle
 from gateway.attempts import Attempt, AttemptCancelled, Plan, attempt_abandon
 from gateway.dbcall import db_call
 from gateway.kimi.base import KimiError, KimiEvent
@@ -44,14 +46,34 @@ log = logging.getLogger(__name__)
 CROSS_PROCESS_POLL_SECONDS = 0.25
 
 
-def _reserve(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccount]:
-    account_ids: tuple[int, ...] | None = None
+def _reservable_ids(plan: Plan) -> tuple[int, ...] | None:
+    """The accounts this request may use: its conversation's, its pass-through tokens', or the pool (None)."""
     if plan.continued is not None:
-        account_ids = (plan.continued.account_id,)
-    elif plan.caller.passthrough_account_ids:
-        account_ids = plan.caller.passthrough_account_ids
-    lease = account_reserve(account_ids=account_ids, exclude=exclude, request_id=plan.request_id)
+        return (plan.continued.account_id,)
+    return plan.caller.passthrough_account_ids or None
+
+
+def _reserve(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccount]:
+    lease = account_reserve(account_ids=_reservable_ids(plan), exclude=exclude, request_id=plan.request_id)
     return lease, lease.account or KimiAccount.objects.get(pk=lease.account_id)
+
+
+async def _reserve_once(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccount]:
+    """One reservation: on the event loop when it can (gateway/dbasync.py), else in a worker thread.
+    When the fast path finds no account, the ORM path runs (it tries once more, then says why)."""
+    if dbasync.async_db_enabled():
+        async with dbasync.transaction() as tx:
+            account = await pool_sql.reserve_async(
+                tx,
+                now=timezone.now(),
+                request_id=plan.request_id,
+                protocol=None,
+                account_ids=_reservable_ids(plan),
+                exclude=exclude,
+            )
+        if account is not None:
+            return lease_of_reserved(account), account
+    return await db_call(_reserve, plan, exclude)
 
 
 async def reserve_waiting(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccount]:
@@ -64,7 +86,7 @@ async def reserve_waiting(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAcc
     deadline = time.monotonic() + settings.KIMIPROXY_QUEUE_TIMEOUT
     while True:
         try:
-            return await db_call(_reserve, plan, exclude)
+            return await _reserve_once(plan, exclude)
         except NoAccountAvailable as exc:
             left = deadline - time.monotonic()
             if exc.reason != "busy" or left <= 0:

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -20,6 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import KimiAccount
+from gateway import dbasync
 from gateway.choices import ConversationState
 from gateway.dbcall import db_call
 from gateway.kimi import session_for
@@ -32,6 +34,22 @@ log = logging.getLogger(__name__)
 CLAIM_SECONDS = 120
 
 
+# One hand-written INSERT (SQLite 3.35+ and Postgres both return the id): it runs on every request.
+_RECORD = (
+    f"INSERT INTO {Conversation._meta.db_table} (account_id, chat_id, state, kept, api_key_id, owner_hash,"  # noqa: S608
+    " parent_message_id, request_id, created_at, last_used_at, delete_attempts, last_error)"
+    " VALUES (%s, %s, %s, %s, %s, %s, '', %s, %s, %s, 0, '') RETURNING id"
+)
+
+
+def _record_params(
+    *, account_id: int, chat_id: str, api_key_id: int | None, owner_hash: str, request_id: str, now: datetime | None
+) -> list[Any]:
+    moment = connection.ops.adapt_datetimefield_value(now or timezone.now())
+    state = ConversationState.ACTIVE.value
+    return [account_id, chat_id[:64], state, False, api_key_id, owner_hash[:64], request_id[:64], moment, moment]
+
+
 def conversation_record(
     *,
     account_id: int,
@@ -42,27 +60,51 @@ def conversation_record(
     now: datetime | None = None,
 ) -> int:
     """Record a new upstream chat (as soon as its id is known); returns the row id."""
-    now = now or timezone.now()
-    # One hand-written INSERT (SQLite 3.35+ and Postgres both return the id): it runs on every request.
-    moment = connection.ops.adapt_datetimefield_value(now)
+    params = _record_params(
+        account_id=account_id,
+        chat_id=chat_id,
+        api_key_id=api_key_id,
+        owner_hash=owner_hash,
+        request_id=request_id,
+        now=now,
+    )
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {Conversation._meta.db_table} (account_id, chat_id, state, kept, api_key_id, owner_hash,"  # noqa: S608
-            " parent_message_id, request_id, created_at, last_used_at, delete_attempts, last_error)"
-            " VALUES (%s, %s, %s, %s, %s, %s, '', %s, %s, %s, 0, '') RETURNING id",
-            [
-                account_id,
-                chat_id[:64],
-                ConversationState.ACTIVE.value,
-                False,
-                api_key_id,
-                owner_hash[:64],
-                request_id[:64],
-                moment,
-                moment,
-            ],
-        )
+        cursor.execute(_RECORD, params)
         row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def conversation_record_async(
+    *,
+    account_id: int,
+    chat_id: str,
+    api_key_id: int | None,
+    owner_hash: str,
+    request_id: str,
+    now: datetime | None = None,
+) -> int:
+    """``conversation_record`` from async code: on the event loop's own connection pool when it can
+    (gateway/dbasync.py), else in a worker thread."""
+    if not dbasync.async_db_enabled():
+        return await db_call(
+            conversation_record,
+            account_id=account_id,
+            chat_id=chat_id,
+            api_key_id=api_key_id,
+            owner_hash=owner_hash,
+            request_id=request_id,
+            now=now,
+        )
+    params = _record_params(
+        account_id=account_id,
+        chat_id=chat_id,
+        api_key_id=api_key_id,
+        owner_hash=owner_hash,
+        request_id=request_id,
+        now=now,
+    )
+    row = await dbasync.fetchone(_RECORD, params)
     assert row is not None
     return int(row[0])
 

@@ -1,8 +1,9 @@
 """The boundary between async request code and the synchronous ORM.
 
-Every database step of a request runs through ``db_call``: a worker thread runs the function, then
-returns its connection (to psycopg's pool on Postgres), so no connection is held while a stream is
-open — 500 open streams must not need 500 database connections.
+Every ORM step of a request runs through ``db_call``: a worker thread runs the function, then returns
+its connection (to psycopg's pool on Postgres), so no connection is held while a stream is open — 500
+open streams must not need 500 database connections. (On PostgreSQL the request path's hand-written
+statements run on the event loop instead, gateway/dbasync.py, with the same rule.)
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from django.db import connection
 from accounts.choices import TurnStatus
 from accounts.models import KimiAccount, Turn
 from accounts.pool import NEUTRAL_OUTCOMES, OK_OUTCOMES
+from gateway import dbasync
 from gateway.conversations import conversation_settled_state
 from gateway.models import Conversation, RequestLog
 
@@ -64,14 +65,13 @@ def fast_path_applies(lease: LeaseSettlement | None) -> bool:
     return connection.vendor == "postgresql" and (lease is None or lease.outcome in FAST_OUTCOMES)
 
 
-def request_finish_statement(
+def _finish_statement(
     *,
     log_fields: dict[str, object],
     lease: LeaseSettlement | None,
     conversation: ConversationSettlement | None,
     now: datetime,
-) -> bool:
-    """Run the final write; True when the log row was still pending (and so everything was written)."""
+) -> tuple[str, dict[str, Any]]:
     parts = [_LOG]
     params: dict[str, Any] = {**log_fields, "now": now}
     if lease is not None:
@@ -96,7 +96,32 @@ def request_finish_statement(
                 parent_message_id=conversation.parent_message_id,
                 delete_error=delete_error,
             )
+    return "WITH " + ", ".join(parts) + " SELECT count(*) FROM log", params
+
+
+def request_finish_statement(
+    *,
+    log_fields: dict[str, object],
+    lease: LeaseSettlement | None,
+    conversation: ConversationSettlement | None,
+    now: datetime,
+) -> bool:
+    """Run the final write; True when the log row was still pending (and so everything was written)."""
+    sql, params = _finish_statement(log_fields=log_fields, lease=lease, conversation=conversation, now=now)
     with connection.cursor() as cursor:
-        cursor.execute("WITH " + ", ".join(parts) + " SELECT count(*) FROM log", params)
+        cursor.execute(sql, params)
         row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+async def request_finish_statement_async(
+    *,
+    log_fields: dict[str, object],
+    lease: LeaseSettlement | None,
+    conversation: ConversationSettlement | None,
+    now: datetime,
+) -> bool:
+    """``request_finish_statement`` on the event loop's own connection pool (gateway/dbasync.py)."""
+    sql, params = _finish_statement(log_fields=log_fields, lease=lease, conversation=conversation, now=now)
+    row = await dbasync.fetchone(sql, params)
     return bool(row and row[0])

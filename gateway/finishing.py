@@ -14,9 +14,8 @@ from gateway import lifecycle
 from gateway.attempts import Attempt, Plan, lease_outcome
 from gateway.choices import Outcome
 from gateway.conversations import chat_delete
-from gateway.dbcall import db_call
 from gateway.kimi.base import KimiError
-from gateway.logs import ConversationSettlement, LeaseSettlement, LogFinish, request_finish
+from gateway.logs import ConversationSettlement, LeaseSettlement, LogFinish, request_finish_async
 from gateway.openai.errors import GatewayError
 from gateway.waiting import slot_waiters
 
@@ -131,7 +130,7 @@ class Finisher:
             conversation = dataclasses.replace(conversation, deleted=not error, delete_error=error)
         elif attempt is not None and attempt.chat_id and conversation_id is None and not self.plan.continued:
             await chat_delete(attempt.account, attempt.chat_id)  # its record failed: at least delete it
-        await db_call(request_finish, log_id=self.plan.log_id, finish=finish, lease=lease, conversation=conversation)
+        await request_finish_async(log_id=self.plan.log_id, finish=finish, lease=lease, conversation=conversation)
         if lease is not None:
             slot_waiters().wake_one()
 

@@ -19,10 +19,11 @@ from django.utils import timezone
 
 from accounts.models import KimiAccount
 from accounts.pool import Lease, lease_release
-from gateway import finish_sql
+from gateway import dbasync, finish_sql
 from gateway.callers import Caller
 from gateway.choices import Outcome
 from gateway.conversations import conversation_settle
+from gateway.dbcall import db_call
 from gateway.models import ApiKey, RequestLog
 from gateway.openai.errors import RateLimitExceeded
 
@@ -215,25 +216,10 @@ def request_finish(
     On PostgreSQL the common outcomes are one statement (gateway/finish_sql.py).
     """
     now = now or timezone.now()
-    fields = {
-        "status_code": finish.status_code,
-        "outcome": finish.outcome,
-        "error_code": finish.error_code[:64],
-        "error_message": finish.error_message[:500],
-        "latency_ms": finish.latency_ms,
-        "ttft_ms": finish.ttft_ms,
-        "attempts": finish.attempts,
-        "account_id": finish.account_id,
-        "completion_chars": finish.completion_chars,
-        "prompt_tokens": finish.prompt_tokens,
-        "completion_tokens": finish.completion_tokens,
-        "upstream_chat_id": finish.upstream_chat_id[:64],
-        "answer_preview": _preview(finish.answer_preview),
-    }
+    fields = _finish_fields(finish)
     if finish_sql.fast_path_applies(lease):
-        flags = json.dumps(finish.flags) if finish.flags is not None else None
         return finish_sql.request_finish_statement(
-            log_fields={**fields, "log_id": log_id, "flags": flags},
+            log_fields=_statement_log_fields(fields, log_id=log_id, flags=finish.flags),
             lease=lease,
             conversation=conversation,
             now=now,
@@ -263,6 +249,48 @@ def request_finish(
                 now=now,
             )
     return True
+
+
+async def request_finish_async(
+    *,
+    log_id: int,
+    finish: LogFinish,
+    lease: LeaseSettlement | None = None,
+    conversation: ConversationSettlement | None = None,
+) -> bool:
+    """``request_finish`` from async code: the one-statement outcomes (gateway/finish_sql.py) on the
+    event loop's own connection pool (gateway/dbasync.py), everything else in a worker thread."""
+    if not (dbasync.async_db_enabled() and finish_sql.fast_path_applies(lease)):
+        return await db_call(request_finish, log_id=log_id, finish=finish, lease=lease, conversation=conversation)
+    return await finish_sql.request_finish_statement_async(
+        log_fields=_statement_log_fields(_finish_fields(finish), log_id=log_id, flags=finish.flags),
+        lease=lease,
+        conversation=conversation,
+        now=timezone.now(),
+    )
+
+
+def _finish_fields(finish: LogFinish) -> dict[str, object]:
+    """The log row's final columns (without finished_at and flags)."""
+    return {
+        "status_code": finish.status_code,
+        "outcome": finish.outcome,
+        "error_code": finish.error_code[:64],
+        "error_message": finish.error_message[:500],
+        "latency_ms": finish.latency_ms,
+        "ttft_ms": finish.ttft_ms,
+        "attempts": finish.attempts,
+        "account_id": finish.account_id,
+        "completion_chars": finish.completion_chars,
+        "prompt_tokens": finish.prompt_tokens,
+        "completion_tokens": finish.completion_tokens,
+        "upstream_chat_id": finish.upstream_chat_id[:64],
+        "answer_preview": _preview(finish.answer_preview),
+    }
+
+
+def _statement_log_fields(fields: dict[str, object], *, log_id: int, flags: list[str] | None) -> dict[str, object]:
+    return {**fields, "log_id": log_id, "flags": json.dumps(flags) if flags is not None else None}
 
 
 def request_logs_prune(*, older_than: timedelta, now: datetime | None = None) -> int:

@@ -25,6 +25,7 @@ django_application = get_asgi_application()
 from django.conf import settings  # noqa: E402
 
 from gateway import lifecycle  # noqa: E402
+from gateway.dbasync import async_db_close  # noqa: E402
 from gateway.kimi.http import mark_serving_loop, upstream_client_close  # noqa: E402
 from kimiproxy.handlers import ApiASGIHandler, is_api_path  # noqa: E402
 
@@ -46,6 +47,7 @@ async def lifespan_shutdown() -> None:
         # Their rows stay recorded (pending_delete / active): cleanup_conversations finishes them.
         log.warning("shutdown: %s background task(s) still running after %.0f s", left, grace)
     await upstream_client_close()
+    await async_db_close()
 
 
 async def lifespan(receive: Receive, send: Send) -> None:

@@ -115,6 +115,12 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     if env.bool("KIMIPROXY_DB_PREPARE", default=True):
         _db["OPTIONS"].update({"server_side_binding": True, "prepare_threshold": 5})
 _db.setdefault("TEST", {})
+# On Postgres the request path's hand-written statements run on the event loop through psycopg's async
+# pool (gateway/dbasync.py), one pool per worker, besides Django's pool above; false sends them
+# through the worker threads like everything else.
+KIMIPROXY_DB_ASYNC = env.bool("KIMIPROXY_DB_ASYNC", default=True)
+KIMIPROXY_DB_ASYNC_POOL_MAX = env.int("KIMIPROXY_DB_ASYNC_POOL_MAX", default=10)
+KIMIPROXY_DB_ASYNC_POOL_TIMEOUT = env.float("KIMIPROXY_DB_POOL_TIMEOUT", default=10.0)
 # Threads per process that run database work for async requests (gateway/dbcall.py); keep it at or
 # below the Postgres pool size.
 KIMIPROXY_DB_THREADS = env.int("KIMIPROXY_DB_THREADS", default=16)

@@ -6,6 +6,7 @@ Tests that use ``gateway_url`` need committed data the server thread can see, so
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -24,8 +25,21 @@ class ThreadedServer(uvicorn.Server):
 
 
 @pytest.fixture(scope="session")
-def gateway_server() -> Iterator[str]:
+def gateway_server(django_db_setup: None) -> Iterator[str]:
+    """The server outlives no database: set up after the test database, torn down before it."""
+    from gateway.dbasync import async_db_close
+    from gateway.kimi.http import mark_serving_loop
     from kimiproxy.asgi import application
+
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def serving(scope: Any, receive: Any, send: Any) -> None:
+        # What the lifespan start-up does in production (without its gc.freeze): this loop is the
+        # server's, so the request path uses its own database pool and shared upstream client here too.
+        if not loops:
+            loops.append(asyncio.get_running_loop())
+            mark_serving_loop()
+        await application(scope, receive, send)
 
     # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY (else small writes wait ~40 ms for delayed ACKs).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -33,7 +47,7 @@ def gateway_server() -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     # The stdlib loop: uvloop (production) warns about open transports when a test server thread ends.
-    config = uvicorn.Config(application, lifespan="off", log_level="warning", access_log=False, loop="asyncio")
+    config = uvicorn.Config(serving, lifespan="off", log_level="warning", access_log=False, loop="asyncio")
     server = ThreadedServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -45,6 +59,8 @@ def gateway_server() -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
+        if loops:  # the pool's connections must be gone before pytest-django drops the test database
+            asyncio.run_coroutine_threadsafe(async_db_close(), loops[0]).result(timeout=10)
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()

@@ -59,6 +59,10 @@ def mark_serving_loop() -> None:
     _serving_loops.add(asyncio.get_running_loop())
 
 
+def is_serving_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    return loop in _serving_loops
+
+
 async def upstream_scoped(coro: Awaitable[T]) -> T:
     """Await ``coro``; then, unless this is the server's own loop, close the client the loop got.
 

@@ -1,0 +1,138 @@
+"""The request path's hand-written statements on PostgreSQL, run on the event loop itself.
+
+Why it exists: a database step through ``gateway.dbcall.db_call`` costs a worker-thread hop, a pool
+checkout through Django's connection layer, the statement, and the return: about 0.55 ms of worker CPU
+on the bench machine, against 0.25 ms for the same statement on psycopg's ``AsyncConnectionPool``
+(bench/README.md). The four steps every chat request makes (accept, reservation, chat record, final
+write) are already hand-written SQL (gateway/accept_sql.py, accounts/pool_sql.py,
+gateway/conversations.py, gateway/finish_sql.py), so on the server's event loop they run here; the ORM
+paths, SQLite and every other event loop keep ``db_call``.
+
+One pool per serving event loop (marked at ASGI start-up, ``gateway.kimi.http.mark_serving_loop``),
+opened on first use with Django's connection parameters (the same database, adapters and prepared-
+statement setting), closed at shutdown. Statements run in autocommit; ``transaction()`` gives one
+connection inside BEGIN/COMMIT. psycopg's errors leave as Django's (``django.db.utils``), so callers
+and the JSON error middleware treat them as before (a database outage is a 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from django.conf import settings
+from django.db import connection
+from django.db import utils as django_errors
+
+from gateway.kimi.http import is_serving_loop
+
+Params = Sequence[Any] | Mapping[str, Any]
+Row = tuple[Any, ...]
+
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, psycopg_pool.AsyncConnectionPool] = (
+    weakref.WeakKeyDictionary()
+)
+
+# psycopg's DB-API exceptions -> Django's, most specific first (as django.db.utils.DatabaseErrorWrapper).
+_ERRORS: list[tuple[type[Exception], type[Exception]]] = [
+    (psycopg.DataError, django_errors.DataError),
+    (psycopg.OperationalError, django_errors.OperationalError),
+    (psycopg.IntegrityError, django_errors.IntegrityError),
+    (psycopg.InternalError, django_errors.InternalError),
+    (psycopg.ProgrammingError, django_errors.ProgrammingError),
+    (psycopg.NotSupportedError, django_errors.NotSupportedError),
+    (psycopg.InterfaceError, django_errors.InterfaceError),
+    (psycopg.DatabaseError, django_errors.DatabaseError),
+    (psycopg_pool.PoolTimeout, django_errors.OperationalError),  # no connection within the pool timeout
+]
+
+
+def async_db_enabled() -> bool:
+    """Whether the request path's statements run here: PostgreSQL, switched on, on a serving loop."""
+    if not settings.KIMIPROXY_DB_ASYNC or connection.vendor != "postgresql":
+        return False
+    try:
+        return is_serving_loop(asyncio.get_running_loop())
+    except RuntimeError:
+        return False
+
+
+def _connection_kwargs() -> dict[str, Any]:
+    """Django's parameters for a new connection, for psycopg's async connection class."""
+    params = connection.get_connection_params()
+    sync_cursor = params.pop("cursor_factory", None)
+    # Django picks a server-side-binding cursor when prepared statements are on (KIMIPROXY_DB_PREPARE);
+    # otherwise client-side binding, which transaction-mode poolers need. The async twins do the same.
+    server_binding = sync_cursor is not None and not issubclass(sync_cursor, psycopg.ClientCursor)
+    params["cursor_factory"] = psycopg.AsyncCursor if server_binding else psycopg.AsyncClientCursor
+    params["autocommit"] = True
+    return params
+
+
+async def _pool() -> psycopg_pool.AsyncConnectionPool:
+    loop = asyncio.get_running_loop()
+    pool = _pools.get(loop)
+    if pool is None:
+        pool = psycopg_pool.AsyncConnectionPool(
+            kwargs=_connection_kwargs(),
+            min_size=1,
+            max_size=settings.KIMIPROXY_DB_ASYNC_POOL_MAX,
+            timeout=settings.KIMIPROXY_DB_ASYNC_POOL_TIMEOUT,
+            open=False,
+            name="kimiproxy-async",
+        )
+        _pools[loop] = pool
+        await pool.open()
+    return pool
+
+
+@contextlib.contextmanager
+def _django_errors() -> Iterator[None]:
+    try:
+        yield
+    except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+        for theirs, ours in _ERRORS:
+            if isinstance(exc, theirs):
+                raise ours(*exc.args) from exc
+        raise
+
+
+async def fetchone(sql: str, params: Params) -> Row | None:
+    """Run one statement in autocommit; its first row (or None)."""
+    with _django_errors():
+        pool = await _pool()
+        async with pool.connection() as conn:
+            cursor = await conn.execute(sql, params)
+            return await cursor.fetchone()
+
+
+class Transaction:
+    """Statements on one connection between BEGIN and COMMIT (ROLLBACK when the block raises)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Row]) -> None:
+        self._conn = conn
+
+    async def fetchone(self, sql: str, params: Params) -> Row | None:
+        with _django_errors():
+            cursor = await self._conn.execute(sql, params)
+            return await cursor.fetchone()
+
+
+@contextlib.asynccontextmanager
+async def transaction() -> AsyncIterator[Transaction]:
+    with _django_errors():
+        pool = await _pool()
+        async with pool.connection() as conn, conn.transaction():
+            yield Transaction(conn)
+
+
+async def async_db_close() -> None:
+    """Close the running loop's pool (ASGI shutdown; the end of a test server)."""
+    pool = _pools.pop(asyncio.get_running_loop(), None)
+    if pool is not None:
+        await pool.close()
