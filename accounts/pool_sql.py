@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
 
 from accounts import limits
 from accounts.choices import AccountSource, AccountState, TurnStatus
@@ -123,7 +123,7 @@ def _reserve_steps(
             row = yield _CHOOSE.format(filters=filters, skip=skip), {**params, "now": now}
             if row is None:
                 break
-            account = KimiAccount.from_db(connection.alias, _FIELDS, row)
+            account = KimiAccount.from_db(DEFAULT_DB_ALIAS, _FIELDS, row)
             window_start = limits.window_start(now=now, window_seconds=account.window_seconds)
             taken = yield (
                 _TAKE,

@@ -52,7 +52,7 @@ class _Statement:
 
 
 def fast_accept_supported() -> bool:
-    return connection.vendor == "postgresql"
+    return dbasync.is_postgresql()
 
 
 # {names} are quoted table/column names from the models' metadata; every value is a %s parameter.
@@ -115,29 +115,29 @@ def _statement() -> _Statement:
 
 def _accept_statement(*, key_hash: str, start: LogStart, model: str, now: datetime) -> list[Any] | None:
     """The statement's parameters, or None when a value is longer than its column."""
-    statement = _statement()
+    statement, conn = _statement(), dbasync.statement_connection()
     fields = request_log_accept_fields(start=start, now=now, api_key_id=None, passthrough_hash="")
     log_params = []
     for field in statement.log_fields:
         value = fields[field.attname] if field.attname in fields else field.get_default()
         if isinstance(value, str) and field.max_length is not None and len(value) > field.max_length:
             return None
-        log_params.append(field.get_db_prep_save(value, connection))
-    adapt = connection.ops.adapt_datetimefield_value
+        log_params.append(field.get_db_prep_save(value, conn))
+    adapt = conn.ops.adapt_datetimefield_value
     return [key_hash, adapt(now), adapt(now - LAST_USED_RESOLUTION), *log_params, model]
 
 
 def _fast_accept_of(row: tuple[Any, ...] | None, *, now: datetime) -> FastAccept:
     if row is None:
         return FastAccept(key=None, log_id=None)
-    statement = _statement()
+    statement, conn = _statement(), dbasync.statement_connection()
     *raw_values, log_id = row
     values = []
     for value, converters in zip(raw_values, statement.key_converters, strict=True):
         for convert in converters:
-            value = convert(value, None, connection)
+            value = convert(value, None, conn)
         values.append(value)
-    key = ApiKey.from_db(connection.alias, statement.key_names, values)
+    key = ApiKey.from_db(conn.alias, statement.key_names, values)
     if api_key_last_used_stale(last_used_at=key.last_used_at, now=now):
         key.last_used_at = now  # as api_key_authenticate: the UPDATE above wrote it (or a racer did)
     return FastAccept(key=key, log_id=log_id)

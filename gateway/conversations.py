@@ -45,7 +45,7 @@ _RECORD = (
 def _record_params(
     *, account_id: int, chat_id: str, api_key_id: int | None, owner_hash: str, request_id: str, now: datetime | None
 ) -> list[Any]:
-    moment = connection.ops.adapt_datetimefield_value(now or timezone.now())
+    moment = dbasync.statement_connection().ops.adapt_datetimefield_value(now or timezone.now())
     state = ConversationState.ACTIVE.value
     return [account_id, chat_id[:64], state, False, api_key_id, owner_hash[:64], request_id[:64], moment, moment]
 

@@ -62,7 +62,7 @@ _CONVERSATION_SETTLED = (
 
 
 def fast_path_applies(lease: LeaseSettlement | None) -> bool:
-    return connection.vendor == "postgresql" and (lease is None or lease.outcome in FAST_OUTCOMES)
+    return dbasync.is_postgresql() and (lease is None or lease.outcome in FAST_OUTCOMES)
 
 
 def _finish_statement(
