@@ -30,7 +30,8 @@ DEFAULT_PG_LOG = "/var/log/postgresql/postgresql-15-main.log"
 # Why a target is missed, from the profiles in bench/README.md ("Profile"); shown only for missed rows.
 _CPU = (
     "the worker's CPU per request (CPU row) is on the critical path: Django's request handling, 4 database"
-    " steps in worker threads, the upstream calls, decoding 50 frames (bench/profiles/kimiproxy-worker.md)"
+    " statements (on the event loop) and their Postgres time, the upstream calls, decoding 50 frames"
+    " (bench/profiles/kimiproxy-worker.md)"
 )
 _MACHINE = (
     "CPU-bound: worker + Postgres + the fake (CPU row) share the 2 cores; near saturation short queueing"
@@ -40,8 +41,8 @@ WHY = {
     "p50": _CPU,
     "p99": _CPU + ", plus the previous request's chat delete and final write overlapping the next",
     "ratio": "the pass-through does no authentication, database, decoding or re-encoding at all",
-    "ttfc": "the accept statement and the reservation (two database steps in worker threads) and Django's"
-    " request handling run before the upstream call",
+    "ttfc": "the accept statement and the reservation transaction (two database steps, with their Postgres"
+    " time) and Django's request handling run before the upstream call",
     "gap": "event-loop contention with other requests' work; per-chunk path is short",
     "rate": _MACHINE,
     "share": _MACHINE,
