@@ -5,8 +5,9 @@
 Starts the same stack as ``make bench`` (database ``kimiproxy_perf``, the fake, gunicorn + uvicorn
 workers, here just one), sends requests through kimiproxy while ``py-spy record --gil`` samples it (only time
 the worker holds the GIL, i.e. its Python CPU), then writes the raw folded stacks and a Markdown
-summary: the share of samples under each function of ours (inclusive) and the top functions by own
-time. Loopback only; everything it starts is stopped at the end. Needs py-spy (requirements-dev.txt).
+summary: the share of samples by category (database, upstream HTTP, Django...), under each function of
+ours (inclusive), and the top functions by own time. Loopback only; everything it starts is stopped at
+the end. Needs py-spy (requirements-dev.txt).
 """
 
 from __future__ import annotations
@@ -28,6 +29,18 @@ from bench.procs import Children  # noqa: E402
 from bench.stack import VENV_BIN, Stack  # noqa: E402
 
 OURS = re.compile(r"\((?:gateway|accounts|kimiproxy)/")
+# Where a sample's time goes: the frame nearest the leaf that matches one of these, in this order of
+# precedence per frame (our own modules last, so a library call made by our code counts as the library).
+CATEGORIES = [
+    ("database (psycopg, our SQL modules)", r"psycopg|dbasync|dbcall|_sql\.py|conversation_rec|django/db/"),
+    ("decoding and translating upstream frames", r"framing\.py|events_(?:connect|legacy)|EventStream\._feed|citations"),
+    ("OpenAI chunks and the JSON body", r"openai/chunks|textfilters|usage\.py|json/encoder"),
+    ("upstream HTTP (aiohttp, our Kimi clients)", r"aiohttp|http_aio|kimi/(?:connect|legacy|stream|tokens)\.py"),
+    # uvloop's C code (sockets, epoll, callbacks) shows as time in the root frame that runs the loop.
+    ("the event loop (uvloop: sockets, callbacks)", r"uvicorn/_compat\.py|asyncio/runners\.py|asyncio/base_events"),
+    ("uvicorn and Django request handling", r"uvicorn|httptools|django/|corsheaders|kimiproxy/|gateway/middleware"),
+    ("our orchestration (accept, attempts, failover, finishing)", r"\((?:gateway|accounts)/"),
+]
 
 
 def parse_args() -> argparse.Namespace:
@@ -40,9 +53,11 @@ def parse_args() -> argparse.Namespace:
 
 
 def summarize(folded: Path, *, top: int = 40) -> str:
-    """Inclusive shares of our functions and the top own-time functions, from py-spy's raw output."""
+    """Shares by category (CATEGORIES), inclusive shares of our functions and the top own-time
+    functions, from py-spy's raw output."""
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
+    categories: collections.Counter[str] = collections.Counter()
     total = 0
     for line in folded.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -54,11 +69,22 @@ def summarize(folded: Path, *, top: int = 40) -> str:
         for frame in set(frames):
             inclusive[frame] += n
         own[frames[-1]] += n
-    rows = ["| inclusive | function (ours) |", "|---:|---|"]
+        categories[_category(frames)] += n
+    rows = ["| share | where |", "|---:|---|"]
+    rows += [f"| {100 * n / total:.1f} % | {name} |" for name, n in categories.most_common()]
+    rows += ["", "| inclusive | function (ours) |", "|---:|---|"]
     rows += [f"| {100 * n / total:.1f} % | `{f}` |" for f, n in inclusive.most_common() if OURS.search(f)][:top]
     rows += ["", "| own time | function (any) |", "|---:|---|"]
     rows += [f"| {100 * n / total:.1f} % | `{f}` |" for f, n in own.most_common(top)]
     return f"{total} samples (GIL held) of one worker.\n\n" + "\n".join(rows) + "\n"
+
+
+def _category(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, pattern in CATEGORIES:
+            if re.search(pattern, frame):
+                return name
+    return "elsewhere (tasks, threads)"
 
 
 def main() -> int:
