@@ -43,11 +43,19 @@ _RECORD = (
 
 
 def _record_params(
-    *, account_id: int, chat_id: str, api_key_id: int | None, owner_hash: str, request_id: str, now: datetime | None
+    account_id: int, chat_id: str, api_key_id: int | None, owner_hash: str, request_id: str, now: datetime | None
 ) -> list[Any]:
     moment = dbasync.statement_connection().ops.adapt_datetimefield_value(now or timezone.now())
     state = ConversationState.ACTIVE.value
     return [account_id, chat_id[:64], state, False, api_key_id, owner_hash[:64], request_id[:64], moment, moment]
+
+
+def _insert_record(params: list[Any]) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(_RECORD, params)
+        row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def conversation_record(
@@ -60,19 +68,7 @@ def conversation_record(
     now: datetime | None = None,
 ) -> int:
     """Record a new upstream chat (as soon as its id is known); returns the row id."""
-    params = _record_params(
-        account_id=account_id,
-        chat_id=chat_id,
-        api_key_id=api_key_id,
-        owner_hash=owner_hash,
-        request_id=request_id,
-        now=now,
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(_RECORD, params)
-        row = cursor.fetchone()
-    assert row is not None
-    return int(row[0])
+    return _insert_record(_record_params(account_id, chat_id, api_key_id, owner_hash, request_id, now))
 
 
 async def conversation_record_async(
@@ -86,27 +82,12 @@ async def conversation_record_async(
 ) -> int:
     """``conversation_record`` from async code: on the event loop's own connection pool when it can
     (gateway/dbasync.py), else in a worker thread."""
+    params = _record_params(account_id, chat_id, api_key_id, owner_hash, request_id, now)
     if not dbasync.async_db_enabled():
-        return await db_call(
-            conversation_record,
-            account_id=account_id,
-            chat_id=chat_id,
-            api_key_id=api_key_id,
-            owner_hash=owner_hash,
-            request_id=request_id,
-            now=now,
-        )
-    params = _record_params(
-        account_id=account_id,
-        chat_id=chat_id,
-        api_key_id=api_key_id,
-        owner_hash=owner_hash,
-        request_id=request_id,
-        now=now,
-    )
-    row = await dbasync.fetchone(_RECORD, params)
-    assert row is not None
-    return int(row[0])
+        return await db_call(_insert_record, params)
+    created = await dbasync.fetchone(_RECORD, params)
+    assert created is not None
+    return int(created[0])
 
 
 @dataclasses.dataclass(frozen=True)
