@@ -28,7 +28,7 @@ class ThreadedServer(uvicorn.Server):
 def gateway_server(django_db_setup: None) -> Iterator[str]:
     """The server outlives no database: set up after the test database, torn down before it."""
     from gateway.dbasync import async_db_close
-    from gateway.kimi.http import mark_serving_loop
+    from gateway.kimi.http import mark_serving_loop, upstream_client_close
     from kimiproxy.asgi import application
 
     loops: list[asyncio.AbstractEventLoop] = []
@@ -59,8 +59,10 @@ def gateway_server(django_db_setup: None) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        if loops:  # the pool's connections must be gone before pytest-django drops the test database
+        if loops:  # as the lifespan shutdown: the database pool (gone before the test database is
+            # dropped) and the upstream client (else aiohttp warns about it at interpreter exit)
             asyncio.run_coroutine_threadsafe(async_db_close(), loops[0]).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(upstream_client_close(), loops[0]).result(timeout=10)
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
