@@ -140,6 +140,22 @@ def _authenticate_and_accept(
     return caller, key, log_id, continued
 
 
+async def _accept_step(
+    authorization: str, start: LogStart, chat: ChatRequest | None, parse_error: GatewayError | None
+) -> tuple[Caller, ApiKey | None, int, ContinuedConversation | None]:
+    """The accept step: in the common case one statement on the event loop (gateway/dbasync.py); what
+    it leaves undecided, or everything off PostgreSQL's serving loop, in a worker thread."""
+    key_hash = _fast_accept_key_hash(authorization, chat, parse_error) if async_db_enabled() else None
+    if key_hash is None:
+        return await db_call(_authenticate_and_accept, authorization, start, chat, parse_error)
+    assert chat is not None
+    fast = await api_key_accept_async(key_hash=key_hash, start=start, model=chat.model.requested, now=timezone.now())
+    if fast is not None and fast.log_id is not None:
+        caller, key = caller_for_key(fast.key)
+        return caller, key, fast.log_id, None
+    return await db_call(_authenticate_and_accept, authorization, start, chat, parse_error, fast, True)
+
+
 async def request_accept(request: HttpRequest, *, request_id: str) -> Accepted:
     started = time.monotonic()
     chat: ChatRequest | None = None
@@ -161,24 +177,7 @@ async def request_accept(request: HttpRequest, *, request_id: str) -> Accepted:
         prompt_preview=prompt,
     )
     authorization = request.headers.get("Authorization", "")
-    key_hash = _fast_accept_key_hash(authorization, chat, parse_error) if async_db_enabled() else None
-    key: ApiKey | None
-    if key_hash is not None:  # the common case, on the event loop: no worker thread unless more is needed
-        assert chat is not None
-        fast = await api_key_accept_async(
-            key_hash=key_hash, start=start, model=chat.model.requested, now=timezone.now()
-        )
-        if fast is not None and fast.log_id is not None:
-            caller, key = caller_for_key(fast.key)
-            log_id, continued = fast.log_id, None
-        else:
-            caller, key, log_id, continued = await db_call(
-                _authenticate_and_accept, authorization, start, chat, parse_error, fast, True
-            )
-    else:
-        caller, key, log_id, continued = await db_call(
-            _authenticate_and_accept, authorization, start, chat, parse_error
-        )
+    caller, key, log_id, continued = await _accept_step(authorization, start, chat, parse_error)
     assert chat is not None
     text = last_user_text(chat.messages) if continued else prompt
     plan = Plan(
