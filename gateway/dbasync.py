@@ -21,15 +21,15 @@ import asyncio
 import contextlib
 import functools
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
 import psycopg_pool
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db import utils as django_errors
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.utils import DatabaseErrorWrapper
 
 from gateway.kimi.http import is_serving_loop
 
@@ -39,19 +39,6 @@ Row = tuple[Any, ...]
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, psycopg_pool.AsyncConnectionPool] = (
     weakref.WeakKeyDictionary()
 )
-
-# psycopg's DB-API exceptions -> Django's, most specific first (as django.db.utils.DatabaseErrorWrapper).
-_ERRORS: list[tuple[type[Exception], type[Exception]]] = [
-    (psycopg.DataError, django_errors.DataError),
-    (psycopg.OperationalError, django_errors.OperationalError),
-    (psycopg.IntegrityError, django_errors.IntegrityError),
-    (psycopg.InternalError, django_errors.InternalError),
-    (psycopg.ProgrammingError, django_errors.ProgrammingError),
-    (psycopg.NotSupportedError, django_errors.NotSupportedError),
-    (psycopg.InterfaceError, django_errors.InterfaceError),
-    (psycopg.DatabaseError, django_errors.DatabaseError),
-    (psycopg_pool.PoolTimeout, django_errors.OperationalError),  # no connection within the pool timeout
-]
 
 
 @functools.cache
@@ -108,15 +95,10 @@ async def _pool() -> psycopg_pool.AsyncConnectionPool:
     return pool
 
 
-@contextlib.contextmanager
-def _django_errors() -> Iterator[None]:
-    try:
-        yield
-    except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-        for theirs, ours in _ERRORS:
-            if isinstance(exc, theirs):
-                raise ours(*exc.args) from exc
-        raise
+def _django_errors() -> DatabaseErrorWrapper:
+    """Django's own mapping of psycopg's exceptions to ``django.db.utils`` (as around every ORM query);
+    psycopg_pool's PoolTimeout and PoolClosed are psycopg OperationalErrors, so they leave as 503s too."""
+    return DatabaseErrorWrapper(statement_connection())
 
 
 async def fetchone(sql: str, params: Params) -> Row | None:
