@@ -175,6 +175,19 @@ def account_reserve(
     raise _unavailable(matching=matching, now=now)
 
 
+def account_unavailable(
+    *,
+    now: datetime | None = None,
+    protocol: str | None = None,
+    account_ids: Collection[int] | None = None,
+    exclude: Collection[int] = (),
+) -> NoAccountAvailable:
+    """Why no account could take a turn, after a reservation (accounts/pool_sql.py) found none: the
+    exception ``account_reserve`` would have raised."""
+    matching = _matching(protocol=protocol, account_ids=account_ids, exclude=exclude)
+    return _unavailable(matching=matching, now=now or timezone.now())
+
+
 def lease_of_reserved(account: KimiAccount) -> Lease:
     """The lease of an account just reserved by accounts/pool_sql.py (which set its ``turn_id``)."""
     turn_id: int = account.turn_id  # type: ignore[attr-defined]

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from accounts import pool_sql
 from accounts.models import KimiAccount
-from accounts.pool import Lease, NoAccountAvailable, account_reserve, lease_of_reserved
+from accounts.pool import Lease, NoAccountAvailable, account_reserve, account_unavailable, lease_of_reserved
 from gateway import dbasync, lifecycle
 from gateway.attempts import Attempt, AttemptCancelled, Plan, attempt_abandon
 from gateway.dbcall import db_call
@@ -60,7 +60,7 @@ def _reserve(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccount]:
 
 async def _reserve_once(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccount]:
     """One reservation: on the event loop when it can (gateway/dbasync.py), else in a worker thread.
-    When the fast path finds no account, the ORM path runs (it tries once more, then says why)."""
+    Raises ``NoAccountAvailable`` (saying why, which takes the ORM) when no account can take the turn."""
     if dbasync.async_db_enabled():
         async with dbasync.transaction() as tx:
             account = await pool_sql.reserve_async(
@@ -73,6 +73,7 @@ async def _reserve_once(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccou
             )
         if account is not None:
             return lease_of_reserved(account), account
+        raise await db_call(account_unavailable, account_ids=_reservable_ids(plan), exclude=exclude)
     return await db_call(_reserve, plan, exclude)
 
 
