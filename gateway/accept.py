@@ -90,11 +90,10 @@ def _authenticate_and_accept(
     chat: ChatRequest | None,
     parse_error: GatewayError | None,
     fast: FastAccept | None = None,
-    fast_tried: bool = False,
 ) -> tuple[Caller, ApiKey | None, int, ContinuedConversation | None]:
     """Sync part of accept (one worker-thread hop): auth, allow-list, continue-claim, log row.
-    ``fast_tried``: the one statement already ran on the event loop and gave ``fast``."""
-    if not fast_tried:
+    ``fast``: what the one statement gave when it already ran on the event loop."""
+    if fast is None:  # (also when a value was too long for it: that attempt stops again before the database)
         key_hash = _fast_accept_key_hash(authorization, chat, parse_error)
         if key_hash is not None:
             assert chat is not None
@@ -153,7 +152,7 @@ async def _accept_step(
     if fast is not None and fast.log_id is not None:
         caller, key = caller_for_key(fast.key)
         return caller, key, fast.log_id, None
-    return await db_call(_authenticate_and_accept, authorization, start, chat, parse_error, fast, True)
+    return await db_call(_authenticate_and_accept, authorization, start, chat, parse_error, fast)
 
 
 async def request_accept(request: HttpRequest, *, request_id: str) -> Accepted:
