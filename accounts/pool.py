@@ -10,7 +10,7 @@ later statement sees every turn committed by whoever held the lock before us; a 
 locking SELECT would not). When the rows we managed to lock cannot serve, we retry once in a fresh
 transaction with a blocking lock in id order (no deadlock), so skipped rows never turn into a false
 "exhausted". SQLite has no row locks; its IMMEDIATE transactions serialise reservations instead.
-On PostgreSQL the reservation runs as two hand-written statements under the same rules, locking only
+On PostgreSQL the reservation runs as one server-side function under the same rules, locking only
 the account it takes (accounts/pool_sql.py); the ORM code here serves SQLite and the rare paths.
 
 Stale leases: an in-flight turn past ``lease_expires_at`` stops counting against concurrency at once

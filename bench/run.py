@@ -41,8 +41,8 @@ WHY = {
     "p50": _CPU,
     "p99": _CPU + ", plus the previous request's chat delete and final write overlapping the next",
     "ratio": "the pass-through does no authentication, database, decoding or re-encoding at all",
-    "ttfc": "the accept statement and the reservation transaction (two database steps, with their Postgres"
-    " time) and Django's request handling run before the upstream call",
+    "ttfc": "the accept statement and the reservation (two database steps, with their Postgres time) and"
+    " Django's request handling run before the upstream call",
     "gap": "event-loop contention with other requests' work; per-chunk path is short",
     "rate": _MACHINE,
     "share": _MACHINE,

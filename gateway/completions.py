@@ -3,7 +3,7 @@
 Database work per request (no connection is held while the upstream answers)::
 
     accept      key + log row (+ per-key limits)    one statement / transaction   (before the upstream call)
-    reserve     lease on an account                 one transaction               (before the upstream call)
+    reserve     lease on an account                 one statement / transaction   (before the upstream call)
     chat id     conversation row                    one short write, concurrent   (when the chat id arrives)
     finish      final log + lease release + settle  one statement / transaction   (after the answer and the
                                                                                    chat delete, in a task)
@@ -62,15 +62,14 @@ async def _reserve_once(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccou
     """One reservation: on the event loop when it can (gateway/dbasync.py), else in a worker thread.
     Raises ``NoAccountAvailable`` (saying why, which takes the ORM) when no account can take the turn."""
     if dbasync.async_db_enabled():
-        async with dbasync.transaction() as tx:
-            account = await pool_sql.reserve_async(
-                tx,
-                now=timezone.now(),
-                request_id=plan.request_id,
-                protocol=None,
-                account_ids=_reservable_ids(plan),
-                exclude=exclude,
-            )
+        statement = pool_sql.reserve_statement(
+            now=timezone.now(),
+            request_id=plan.request_id,
+            protocol=None,
+            account_ids=_reservable_ids(plan),
+            exclude=exclude,
+        )
+        account = pool_sql.reserved_account(await dbasync.fetchone(*statement))
         if account is not None:
             return lease_of_reserved(account), account
         raise await db_call(account_unavailable, account_ids=_reservable_ids(plan), exclude=exclude)

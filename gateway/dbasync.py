@@ -10,18 +10,18 @@ paths, SQLite and every other event loop keep ``db_call``.
 
 One pool per serving event loop (marked at ASGI start-up, ``gateway.kimi.http.mark_serving_loop``),
 opened on first use with Django's connection parameters (the same database, adapters and prepared-
-statement setting), closed at shutdown. Statements run in autocommit; ``transaction()`` gives one
-connection inside BEGIN/COMMIT. psycopg's errors leave as Django's (``django.db.utils``), so callers
-and the JSON error middleware treat them as before (a database outage is a 503).
+statement setting), closed at shutdown. Each step is one statement in autocommit (the reservation's
+two steps run inside a server-side function, accounts/pool_sql.py). psycopg's errors leave as
+Django's (``django.db.utils``), so callers and the JSON error middleware treat them as before (a
+database outage is a 503).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -108,26 +108,6 @@ async def fetchone(sql: str, params: Params) -> Row | None:
         async with pool.connection() as conn:
             cursor = await conn.execute(sql, params)
             return await cursor.fetchone()
-
-
-class Transaction:
-    """Statements on one connection between BEGIN and COMMIT (ROLLBACK when the block raises)."""
-
-    def __init__(self, conn: psycopg.AsyncConnection[Row]) -> None:
-        self._conn = conn
-
-    async def fetchone(self, sql: str, params: Params) -> Row | None:
-        with _django_errors():
-            cursor = await self._conn.execute(sql, params)
-            return await cursor.fetchone()
-
-
-@contextlib.asynccontextmanager
-async def transaction() -> AsyncIterator[Transaction]:
-    with _django_errors():
-        pool = await _pool()
-        async with pool.connection() as conn, conn.transaction():
-            yield Transaction(conn)
 
 
 async def async_db_close() -> None:

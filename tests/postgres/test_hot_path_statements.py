@@ -68,13 +68,13 @@ def _request(request_id: str = "r-1") -> tuple[int, pool.Lease, int]:
     return log_id, lease, conversation_id
 
 
-def test_the_reservation_is_two_statements_and_locks_one_account() -> None:
+def test_the_reservation_is_one_statement() -> None:
     make_account()
     make_account()
     with statements() as seen:
         lease = pool.account_reserve(request_id="r-1")
-    assert len(seen) == 2, seen
-    assert "FOR UPDATE OF a SKIP LOCKED" in seen[0] and "LIMIT 1" in seen[0]
+    assert len(seen) == 1, seen
+    assert "kimiproxy_reserve_turn(" in seen[0]
     turn = Turn.objects.get(pk=lease.turn_id)
     assert (turn.status, turn.account_id, turn.request_id) == (TurnStatus.IN_FLIGHT, lease.account_id, "r-1")
     assert KimiAccount.objects.get(pk=lease.account_id).total_turns == 1
