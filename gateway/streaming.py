@@ -9,12 +9,12 @@ whichever comes first, and that task cannot be cancelled by the client going awa
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from django.conf import settings
 
 from gateway.finishing import Finisher, ending_client_closed, ending_for_error
@@ -28,7 +28,7 @@ DONE = b"data: [DONE]\n\n"
 
 
 def sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
 async def with_keepalive(events: AsyncIterator[KimiEvent], interval: float) -> AsyncIterator[KimiEvent]:

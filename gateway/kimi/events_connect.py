@@ -8,9 +8,10 @@ without its end-of-stream frame. ``Done`` is only emitted from the ``0x02`` fram
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Literal
+
+import orjson
 
 from gateway.kimi.base import (
     AuthError,
@@ -161,8 +162,8 @@ class ConnectTranslator:
 
 def _json(data: bytes) -> dict[str, Any]:
     try:
-        payload = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
         raise ProtocolError("Connect frame is not valid JSON") from None
     if not isinstance(payload, dict):
         raise ProtocolError("Connect frame is not a JSON object")

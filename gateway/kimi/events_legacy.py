@@ -6,10 +6,11 @@ for an in-stream ``error``; ``finish()`` at EOF raises ``ProtocolError`` when ``
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any, Literal
+
+import orjson
 
 from gateway.kimi.base import (
     AuthError,
@@ -160,8 +161,8 @@ def _card_index(card: dict[str, Any]) -> int:
 
 def _json(data: str) -> dict[str, Any]:
     try:
-        payload = json.loads(data)
-    except ValueError:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
         raise ProtocolError("legacy SSE data is not valid JSON") from None
     if not isinstance(payload, dict):
         raise ProtocolError("legacy SSE data is not a JSON object")

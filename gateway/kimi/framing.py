@@ -22,6 +22,7 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 FLAG_COMPRESSED = 0x01
 FLAG_END_STREAM = 0x02
+_HEADER = struct.Struct(">BI")  # flags, payload length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +104,7 @@ def _line_end(text: str, *, final: bool) -> tuple[int, int] | None:
     return None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ConnectFrame:
     flags: int
     data: bytes
@@ -121,19 +122,26 @@ class ConnectDecoder:
         self._max = max_frame_bytes
 
     def decode(self, chunk: bytes) -> list[ConnectFrame]:
-        self._buffer += chunk
+        buffer = self._buffer
+        buffer += chunk
         frames: list[ConnectFrame] = []
-        while len(self._buffer) >= 5:
-            flags, length = struct.unpack(">BI", self._buffer[:5])
+        start, size = 0, len(buffer)
+        # Frames are read at an offset and the consumed bytes dropped once: one copy per chunk, not
+        # one per frame (a network chunk often holds many small frames).
+        while size - start >= 5:
+            flags, length = _HEADER.unpack_from(buffer, start)
             if length > self._max:
                 raise ProtocolError(f"Connect frame of {length} bytes exceeds the limit")
             if flags & FLAG_COMPRESSED:
                 # We never send connect-accept-encoding, so a compressed frame is a protocol breach.
                 raise ProtocolError("compressed Connect frame received")
-            if len(self._buffer) < 5 + length:
+            end = start + 5 + length
+            if size < end:
                 break
-            frames.append(ConnectFrame(flags=flags, data=bytes(self._buffer[5 : 5 + length])))
-            del self._buffer[: 5 + length]
+            frames.append(ConnectFrame(flags, bytes(buffer[start + 5 : end])))
+            start = end
+        if start:
+            del buffer[:start]
         return frames
 
     def flush(self) -> list[ConnectFrame]:
@@ -147,4 +155,4 @@ class ConnectDecoder:
 
 def encode_envelope(payload: bytes, *, flags: int = 0) -> bytes:
     """One Connect envelope (doc 2.2.1): a 193-byte body is sent as ``00 00 00 00 c1`` + body."""
-    return struct.pack(">BI", flags, len(payload)) + payload
+    return _HEADER.pack(flags, len(payload)) + payload
