@@ -3,12 +3,14 @@
 HTTP/1.1 only (every upstream host speaks it, and one stream per connection keeps flow control
 simple), pooled up to ``KIMIPROXY_UPSTREAM_MAX_CONNECTIONS``. Timeouts are passed per request, read
 from settings at call time, so a changed setting takes effect without a new client. The client ignores
-proxy environment variables: outbound traffic goes where settings say, and nowhere else.
+proxy environment variables: outbound traffic goes where settings say, and nowhere else. It keeps no
+cookies: it is shared by every account, and each request carries its own account's credentials only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeAlias, TypeVar
@@ -47,11 +49,18 @@ def upstream_client() -> UpstreamHTTP:
                 timeout=request_timeout(),
                 trust_env=False,
                 follow_redirects=False,
+                cookies=no_cookies(),
             )
         else:
             client = AioUpstream(max_connections=size)
         _clients[loop] = client
     return client
+
+
+def no_cookies() -> http.cookiejar.CookieJar:
+    """A jar that keeps nothing. The client is shared by every account: a cookie set in one account's
+    response (Kimi has set a ``kimi-auth`` session JWT that way) must never be sent for another."""
+    return http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
 def mark_serving_loop() -> None:

@@ -81,7 +81,9 @@ class AioUpstream:
         # ttl_dns_cache: upstream hosts are few and fixed; resolve them once a minute, not per request.
         connector = aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=60)
         # trust_env=False: outbound traffic goes where settings say, never via proxy variables.
-        self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        # No cookie jar: one session serves every account, so a cookie one account's response sets
+        # (Kimi has set a ``kimi-auth`` session JWT that way) must never ride on another's request.
+        self._session = aiohttp.ClientSession(connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
 
     @property
     def is_closed(self) -> bool:
