@@ -1,6 +1,7 @@
 """``make bench``: kimiproxy's overhead over the fake Kimi server, against a bare ASGI pass-through.
 
     .venv/bin/python bench/run.py [--quick] [--postgres postgres://postgres@127.0.0.1:5432] [--pg-log PATH]
+    .venv/bin/python bench/run.py --render bench/results/<timestamp>.json   # re-render a table, no run
 
 Starts the fake (``manage.py fake_kimi``), kimiproxy (gunicorn + uvicorn workers, one per core, PostgreSQL
 database ``kimiproxy_perf`` created and dropped here) and bench/passthrough_app.py, then measures the
@@ -60,11 +61,29 @@ def parse_args() -> argparse.Namespace:
         "--pg-log", default=os.environ.get("BENCH_PG_LOG", DEFAULT_PG_LOG), help="server log to count statements in"
     )
     parser.add_argument("--no-results-md", action="store_true", help="do not overwrite bench/RESULTS.md")
+    parser.add_argument(
+        "--render", metavar="JSON", help="no run: rewrite bench/RESULTS.md from a results file (after report changes)"
+    )
     return parser.parse_args()
+
+
+def _write_results_md(table: str, day: str) -> None:
+    (ROOT / "bench" / "RESULTS.md").write_text(f"# Benchmark results ({day})\n\n" + table)
+
+
+def render(path: str) -> int:
+    """The table of an earlier run, with the current verdict texts; the date is the run's (its file name)."""
+    data = json.loads(Path(path).read_text())
+    stamp = Path(path).stem  # YYYYmmdd-HHMMSS
+    _write_results_md(report.markdown(data, WHY), f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}")
+    print((ROOT / "bench" / "RESULTS.md").read_text())
+    return 0
 
 
 def main() -> int:
     args = parse_args()
+    if args.render:
+        return render(args.render)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))  # 500 streams x 4 sockets
     timing = phases.Timing.quick() if args.quick else phases.Timing()
@@ -120,7 +139,7 @@ def main() -> int:
     (out_dir / f"{stamp}.json").write_text(json.dumps(data, indent=2, default=str))
     (out_dir / f"{stamp}.md").write_text(table)
     if not args.quick and not args.no_results_md:
-        (ROOT / "bench" / "RESULTS.md").write_text(f"# Benchmark results ({time.strftime('%Y-%m-%d')})\n\n" + table)
+        _write_results_md(table, time.strftime("%Y-%m-%d"))
     print(table)
     print(f"results: bench/results/{stamp}.json ({data['meta']['seconds']:.0f} s)")  # type: ignore[index]
     return 0

@@ -1,4 +1,5 @@
-"""The benchmark's pure helpers (bench/stats.py, bench/phases.db_steps): percentiles, summaries, counting."""
+"""The benchmark's pure helpers (bench/stats.py, bench/phases.db_steps, bench/report.cpu_budget): percentiles,
+summaries, counting, the CPU budget of a target rate."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import pytest
 
 from bench.phases import db_steps, statement_kind
+from bench.report import cpu_budget
 from bench.stats import fmt_spread, gaps, next_rate, percentile, summary
 
 
@@ -77,3 +79,13 @@ def test_it_names_statements_without_their_values() -> None:
     )
     assert statement_kind("BEGIN") == "BEGIN"
     assert statement_kind('UPDATE "gateway_requestlog" SET a = 1') == "UPDATE gateway_requestlog"
+
+
+def test_it_says_what_a_target_rate_leaves_the_worker() -> None:
+    cpu = {"kimiproxy_workers": 0.008, "postgres": 0.003, "fake": 0.004, "requests": 400}
+    # 200/s on 2 cores: 10 ms per request, 7 ms of it Postgres and the fake -> 3 ms left.
+    assert "10.0 ms of CPU per request" in cpu_budget(200, cpu)
+    assert "use 7.0 ms" in cpu_budget(200, cpu) and "leaving 3.0 ms for the worker" in cpu_budget(200, cpu)
+    # 400/s: 5 ms per request, less than Postgres and the fake need.
+    assert "leaving nothing for the worker" in cpu_budget(400, cpu)
+    assert cpu_budget(400, None) == ""
