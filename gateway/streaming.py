@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
+from gateway.deadlines import Deadline
 from gateway.finishing import Finisher, ending_client_closed, ending_for_error
 from gateway.kimi.base import Done, Heartbeat, KimiError, KimiEvent
 from gateway.openai.chunks import ReplyAssembler, error_chunk
@@ -47,13 +48,15 @@ async def with_keepalive(events: AsyncIterator[KimiEvent], interval: float) -> A
         except Exception as exc:  # handed to the consumer, which raises it in its own task
             await queue.put(exc)
 
-    task = asyncio.get_running_loop().create_task(pump())
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(pump())
+    # One lazily re-armed timer for all the gets (gateway/deadlines.py): asyncio.timeout per get cost
+    # ~11 us each, and wait_for on Python 3.11 wraps every get in a new task.
+    deadline = Deadline()
     try:
         while True:
             try:
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps every get in a new task.
-                async with asyncio.timeout(interval):
-                    item = await queue.get()
+                item = await deadline.wait(queue.get(), loop.time() + interval)
             except TimeoutError:
                 yield Heartbeat()
                 continue
@@ -63,6 +66,7 @@ async def with_keepalive(events: AsyncIterator[KimiEvent], interval: float) -> A
                 raise item
             yield item
     finally:
+        deadline.close()
         if not task.done():
             task.cancel()
 

@@ -19,6 +19,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import httpx
 from django.conf import settings
 
+from gateway.deadlines import Deadline
 from gateway.kimi.base import (
     ConnectTimeout,
     FirstByteTimeout,
@@ -88,6 +89,7 @@ class EventStream(Generic[Item]):
         self._got_bytes = False
         loop = asyncio.get_running_loop()
         self._now = loop.time
+        self._deadline = Deadline()  # one timer for every read of this stream (gateway/deadlines.py)
         self._progress_at = self._now()
         # The first-byte budget runs from when the request was sent (``sent_at``, loop time).
         self._first_byte_by = (sent_at or self._progress_at) + settings.KIMIPROXY_FIRST_BYTE_TIMEOUT
@@ -136,16 +138,18 @@ class EventStream(Generic[Item]):
         try:
             if budget <= 0:
                 raise TimeoutError
-            async with asyncio.timeout(budget):
-                chunk = await anext(self._chunks)
+            chunk = await self._deadline.wait(anext(self._chunks), self._now() + budget)
         except TimeoutError:
             self._eof = True  # the body iterator is unusable after a cancelled read
+            self._deadline.close()
             raise timeout_error from None
         except StopAsyncIteration:
+            self._deadline.close()
             return None
         except httpx.TransportError as exc:
             # A reset or an unterminated chunked body: the stream was cut (doc 2.16 "EOF without 0x02").
             self._eof = True
+            self._deadline.close()
             raise ProtocolError(f"upstream stream was cut: {type(exc).__name__}") from None
         self._got_bytes = True
         return chunk
@@ -161,4 +165,5 @@ class EventStream(Generic[Item]):
         return idle, IdleTimeout("upstream sent nothing within the idle timeout")
 
     async def aclose(self) -> None:
+        self._deadline.close()
         await self._response.aclose()
