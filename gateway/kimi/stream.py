@@ -115,16 +115,20 @@ class EventStream(Generic[Item]):
         return self._queue.popleft()
 
     async def _fill(self) -> None:
-        chunk = await self._read()
         try:
-            if chunk is None:
-                self._eof = True
-                self._feed(self._decoder.flush())
-                self._queue.extend(self._translator.finish())
-            else:
-                self._feed(self._decoder.decode(chunk))
-        except KimiError as exc:
-            self._error = exc
+            chunk = await self._read()
+            try:
+                if chunk is None:
+                    self._eof = True
+                    self._feed(self._decoder.flush())
+                    self._queue.extend(self._translator.finish())
+                else:
+                    self._feed(self._decoder.decode(chunk))
+            except KimiError as exc:
+                self._error = exc
+        finally:
+            if self._eof or self._error is not None:
+                self._deadline.close()  # no read will wait again: drop the stream's timer now
 
     def _feed(self, items: list[Item]) -> None:
         for item in items:
@@ -141,15 +145,12 @@ class EventStream(Generic[Item]):
             chunk = await self._deadline.wait(anext(self._chunks), self._now() + budget)
         except TimeoutError:
             self._eof = True  # the body iterator is unusable after a cancelled read
-            self._deadline.close()
             raise timeout_error from None
         except StopAsyncIteration:
-            self._deadline.close()
             return None
         except httpx.TransportError as exc:
             # A reset or an unterminated chunked body: the stream was cut (doc 2.16 "EOF without 0x02").
             self._eof = True
-            self._deadline.close()
             raise ProtocolError(f"upstream stream was cut: {type(exc).__name__}") from None
         self._got_bytes = True
         return chunk
