@@ -62,17 +62,14 @@ async def _reserve_once(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccou
     """One reservation: on the event loop when it can (gateway/dbasync.py), else in a worker thread.
     Raises ``NoAccountAvailable`` (saying why, which takes the ORM) when no account can take the turn."""
     if dbasync.async_db_enabled():
+        account_ids = _reservable_ids(plan)
         statement = pool_sql.reserve_statement(
-            now=timezone.now(),
-            request_id=plan.request_id,
-            protocol=None,
-            account_ids=_reservable_ids(plan),
-            exclude=exclude,
+            now=timezone.now(), request_id=plan.request_id, protocol=None, account_ids=account_ids, exclude=exclude
         )
         account = pool_sql.reserved_account(await dbasync.fetchone(*statement))
         if account is not None:
             return lease_of_reserved(account), account
-        raise await db_call(account_unavailable, account_ids=_reservable_ids(plan), exclude=exclude)
+        raise await db_call(account_unavailable, account_ids=account_ids, exclude=exclude)
     return await db_call(_reserve, plan, exclude)
 
 
