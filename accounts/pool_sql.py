@@ -53,7 +53,7 @@ def reserve_statement(
     account_ids: Collection[int] | None,
     exclude: Collection[int],
 ) -> Statement:
-    """The reservation, for ``reserve`` here or for the event loop's driver (gateway/dbasync.py).
+    """The reservation, for ``reserve`` here or for the event loop's driver (gateway/db/eventloop.py).
     ``account_ids`` None means the pool's accounts; otherwise exactly those (pool.py ``_matching``)."""
     return _RESERVE, {
         "now": now,

@@ -197,8 +197,8 @@ def account_check_now(*, account: KimiAccount) -> bool:
     """Refresh the access token now; True when the account is live. The upstream lives in
     ``gateway.kimi`` (one seam: ``tokens.account_check``), imported late so ``accounts`` never
     imports the gateway at load time."""
-    from gateway.kimi.http import run_upstream
     from gateway.kimi.tokens import account_check
+    from gateway.kimi.transport.http import run_upstream
 
     return bool(run_upstream(account_check, account_id=account.pk))
 

@@ -3,7 +3,7 @@
 No authentication, no database, no parsing: the request body and a few headers go up, the status,
 content type and every body chunk come back as they arrive. Same server (gunicorn + uvicorn workers)
 and same upstream transport (one shared aiohttp session per worker, HTTP/1.1, as
-gateway/kimi/http_aio.py) as kimiproxy, so the difference between the two is the gateway's own work.
+gateway/kimi/transport/aio.py) as kimiproxy, so the difference between the two is the gateway's own work.
 
     BENCH_UPSTREAM=http://127.0.0.1:9000 gunicorn -k uvicorn_worker.UvicornWorker bench.passthrough_app:app
 """

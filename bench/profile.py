@@ -32,7 +32,7 @@ OURS = re.compile(r"\((?:gateway|accounts|kimiproxy)/")
 # Where a sample's time goes: the frame nearest the leaf that matches one of these, in this order of
 # precedence per frame (our own modules last, so a library call made by our code counts as the library).
 CATEGORIES = [
-    ("database (psycopg, our SQL modules)", r"psycopg|dbasync|dbcall|_sql\.py|conversation_rec|django/db/"),
+    ("database (psycopg, our SQL modules)", r"psycopg|db/eventloop|db/threads|_sql\.py|conversation_rec|django/db/"),
     ("decoding and translating upstream frames", r"framing\.py|events_(?:connect|legacy)|EventStream\._feed|citations"),
     ("OpenAI chunks and the JSON body", r"openai/chunks|textfilters|usage\.py|json/encoder"),
     ("upstream HTTP (aiohttp, our Kimi clients)", r"aiohttp|http_aio|kimi/(?:connect|legacy|stream|tokens)\.py"),

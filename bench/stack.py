@@ -106,7 +106,7 @@ class Stack:
 
         django.setup()
         from accounts.services import account_create
-        from gateway.keys import api_key_create
+        from gateway.records.keys import api_key_create
 
         for i in range(ACCOUNTS):
             minted = self.fake("POST", "accounts", {"name": f"bench-{i}", "access_ttl": 86400})

@@ -25,8 +25,8 @@ django_application = get_asgi_application()
 from django.conf import settings  # noqa: E402
 
 from gateway import lifecycle  # noqa: E402
-from gateway.dbasync import async_db_close  # noqa: E402
-from gateway.kimi.http import mark_serving_loop, upstream_client_close  # noqa: E402
+from gateway.db.eventloop import async_db_close  # noqa: E402
+from gateway.kimi.transport.http import mark_serving_loop, upstream_client_close  # noqa: E402
 from kimiproxy.handlers import ApiASGIHandler, is_api_path  # noqa: E402
 
 log = logging.getLogger("kimiproxy.asgi")

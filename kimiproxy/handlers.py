@@ -10,8 +10,8 @@ the dashboard keep the full stack. Both share the URLconf, so routing and error 
 receivers, then ``response.close()`` with the ``request_finished`` receivers): about 1.2 ms of worker CPU
 per chat request on the bench machine (bench/README.md). Those receivers close or reset the database
 connections of the request. An async view such as ``/v1/chat/completions`` never opens one in its
-request (its database steps run in gateway.dbcall's threads, which close their own, or on
-gateway.dbasync's pool, which is not Django's), so for it they run on the event loop. A sync view
+request (its database steps run in gateway.db.threads's threads, which close their own, or on
+gateway.db.eventloop's pool, which is not Django's), so for it they run on the event loop. A sync view
 (DRF's) opened its connection in asgiref's sync thread, where only that thread can see and close it:
 there the handler hops exactly as Django does.
 """
@@ -41,7 +41,7 @@ def context_holds_connection() -> bool:
 
 def served_by_async_view(request: HttpRequest | None) -> bool:
     """Whether an async view answered ``request``: then no connection was opened for it in a sync
-    thread (the views' database work goes through gateway.dbcall.db_call or gateway.dbasync)."""
+    thread (the views' database work goes through gateway.db.threads.db_call or gateway.db.eventloop)."""
     match = getattr(request, "resolver_match", None)
     return match is not None and iscoroutinefunction(match.func)
 

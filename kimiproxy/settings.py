@@ -44,7 +44,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "gateway.middleware.ApiJsonErrorsMiddleware",
+    "gateway.api.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "kimiproxy.staticfiles.AsyncWhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -59,7 +59,7 @@ MIDDLEWARE = [
 # The API paths (/v1/, /token/, health) are served by a lean handler with only these (kimiproxy/handlers.py):
 # no sessions, auth, messages or CSRF, each of which costs an async request a thread hop.
 KIMIPROXY_API_MIDDLEWARE = [
-    "gateway.middleware.ApiJsonErrorsMiddleware",
+    "gateway.api.middleware.ApiJsonErrorsMiddleware",
     "corsheaders.middleware.CorsMiddleware",
 ]
 
@@ -116,12 +116,12 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
         _db["OPTIONS"].update({"server_side_binding": True, "prepare_threshold": 5})
 _db.setdefault("TEST", {})
 # On Postgres the request path's hand-written statements run on the event loop through psycopg's async
-# pool (gateway/dbasync.py), one pool per worker, besides Django's pool above; false sends them
+# pool (gateway/db/eventloop.py), one pool per worker, besides Django's pool above; false sends them
 # through the worker threads like everything else.
 KIMIPROXY_DB_ASYNC = env.bool("KIMIPROXY_DB_ASYNC", default=True)
 KIMIPROXY_DB_ASYNC_POOL_MAX = env.int("KIMIPROXY_DB_ASYNC_POOL_MAX", default=10)
 KIMIPROXY_DB_ASYNC_POOL_TIMEOUT = env.float("KIMIPROXY_DB_POOL_TIMEOUT", default=10.0)
-# Threads per process that run database work for async requests (gateway/dbcall.py); keep it at or
+# Threads per process that run database work for async requests (gateway/db/threads.py); keep it at or
 # below the Postgres pool size.
 KIMIPROXY_DB_THREADS = env.int("KIMIPROXY_DB_THREADS", default=16)
 
@@ -192,7 +192,7 @@ KIMIPROXY_FIRST_BYTE_TIMEOUT = env.float("KIMIPROXY_FIRST_BYTE_TIMEOUT", default
 KIMIPROXY_IDLE_TIMEOUT = env.float("KIMIPROXY_IDLE_TIMEOUT", default=90.0)
 KIMIPROXY_NO_PROGRESS_TIMEOUT = env.float("KIMIPROXY_NO_PROGRESS_TIMEOUT", default=300.0)
 KIMIPROXY_UPSTREAM_MAX_CONNECTIONS = env.int("KIMIPROXY_UPSTREAM_MAX_CONNECTIONS", default=1000)
-# aiohttp (default: several times less CPU per streamed chunk, gateway/kimi/http_aio.py) or httpx.
+# aiohttp (default: several times less CPU per streamed chunk, gateway/kimi/transport/aio.py) or httpx.
 KIMIPROXY_UPSTREAM_CLIENT = env.str("KIMIPROXY_UPSTREAM_CLIENT", default="aiohttp")
 if KIMIPROXY_UPSTREAM_CLIENT not in ("aiohttp", "httpx"):
     raise ImproperlyConfigured("KIMIPROXY_UPSTREAM_CLIENT must be 'aiohttp' or 'httpx'.")
@@ -222,10 +222,10 @@ KIMIPROXY_MAX_FILES = env.int("KIMIPROXY_MAX_FILES", default=10)
 KIMIPROXY_SHUTDOWN_GRACE = env.float("KIMIPROXY_SHUTDOWN_GRACE", default=30.0)
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["gateway.authentication.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["gateway.api.drf_auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "gateway.drf.openai_exception_handler",
+    "EXCEPTION_HANDLER": "gateway.api.drf_errors.openai_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 

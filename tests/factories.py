@@ -15,8 +15,8 @@ from typing import Any
 
 from accounts import services
 from accounts.models import KimiAccount
-from gateway.keys import api_key_create, api_key_revoke
 from gateway.models import ApiKey
+from gateway.records.keys import api_key_create, api_key_revoke
 
 
 def _b64(data: dict[str, Any]) -> str:

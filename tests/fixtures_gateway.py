@@ -27,8 +27,8 @@ class ThreadedServer(uvicorn.Server):
 @pytest.fixture(scope="session")
 def gateway_server(django_db_setup: None) -> Iterator[str]:
     """The server outlives no database: set up after the test database, torn down before it."""
-    from gateway.dbasync import async_db_close
-    from gateway.kimi.http import mark_serving_loop, upstream_client_close
+    from gateway.db.eventloop import async_db_close
+    from gateway.kimi.transport.http import mark_serving_loop, upstream_client_close
     from kimiproxy.asgi import application
 
     loops: list[asyncio.AbstractEventLoop] = []

@@ -7,18 +7,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from accounts.models import KimiAccount
     from gateway.kimi.base import KimiSession
-    from gateway.kimi.http import UpstreamHTTP
+    from gateway.kimi.transport.http import UpstreamHTTP
 
 __all__ = ["session_for"]
 
 
 def session_for(account: KimiAccount, *, http: UpstreamHTTP | None = None) -> KimiSession:
     """A session for ``account`` over its protocol (``connect`` or ``legacy``). ``http`` defaults to the
-    process's shared upstream client (``gateway.kimi.http.upstream_client``)."""
+    process's shared upstream client (``gateway.kimi.transport.http.upstream_client``)."""
     # Imported here so that ``gateway.kimi.base`` stays importable without Django set up.
-    from gateway.kimi import connect, legacy
-    from gateway.kimi.http import upstream_client
+    from gateway.kimi.connect import session as connect
+    from gateway.kimi.legacy import session as legacy
     from gateway.kimi.tokens import DbTokenSource, TokenPair
+    from gateway.kimi.transport.http import upstream_client
 
     if account.protocol not in ("connect", "legacy"):
         raise ValueError(f"unknown upstream protocol {account.protocol!r}")

@@ -19,7 +19,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import httpx
 from django.conf import settings
 
-from gateway.deadlines import Deadline
+from gateway.chat.deadlines import Deadline
 from gateway.kimi.base import (
     ConnectTimeout,
     FirstByteTimeout,
@@ -30,7 +30,7 @@ from gateway.kimi.base import (
     ProtocolError,
     Unavailable,
 )
-from gateway.kimi.http import UpstreamHTTP, UpstreamResponse
+from gateway.kimi.transport.http import UpstreamHTTP, UpstreamResponse
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class EventStream(Generic[Item]):
         self._got_bytes = False
         loop = asyncio.get_running_loop()
         self._now = loop.time
-        self._deadline = Deadline()  # one timer for every read of this stream (gateway/deadlines.py)
+        self._deadline = Deadline()  # one timer for every read of this stream (gateway/chat/deadlines.py)
         self._progress_at = self._now()
         # The first-byte budget runs from when the request was sent (``sent_at``, loop time).
         self._first_byte_by = (sent_at or self._progress_at) + settings.KIMIPROXY_FIRST_BYTE_TIMEOUT

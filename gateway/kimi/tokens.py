@@ -26,7 +26,7 @@ from accounts.choices import AccountState
 from accounts.crypto import token_decrypt, token_encrypt
 from accounts.jwt_claims import jwt_expiry
 from accounts.models import KimiAccount
-from gateway.dbcall import db_call
+from gateway.db.threads import db_call
 from gateway.kimi.base import AuthError
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Client files -> upstream files: decode or download, then upload once per account.
 
 ``blob_from_url`` turns an OpenAI-style file/image URL (``data:``, or http(s) fetched under the SSRF
-guard of ``gateway/kimi/fetch.py``) into a ``FileBlob`` with a name and MIME type; ``upload_cached``
+guard of ``gateway/files/fetch.py``) into a ``FileBlob`` with a name and MIME type; ``upload_cached``
 uploads it through the account's session unless the same bytes (SHA-256) were already uploaded for that
 account, which re-sent chat histories make common.
 """
@@ -20,9 +20,9 @@ from typing import Literal
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from gateway.dbcall import db_call
+from gateway.db.threads import db_call
+from gateway.files.fetch import FetchFailed, FetchRefused, fetch_url
 from gateway.kimi.base import FileBlob, FileRef, FileRejected, KimiSession
-from gateway.kimi.fetch import FetchFailed, FetchRefused, fetch_url
 from gateway.models import UploadedFile
 
 GENERIC_TYPES = ("", "application/octet-stream", "binary/octet-stream", "application/unknown")

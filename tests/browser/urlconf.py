@@ -10,6 +10,6 @@ from kimiproxy.urls import urlpatterns as project_urlpatterns
 _included = any(getattr(p, "namespace", None) == "dashboard" for p in project_urlpatterns)
 urlpatterns = list(project_urlpatterns)
 if not _included:
-    urlpatterns.append(path("dashboard/", include("gateway.dashboard_urls")))
+    urlpatterns.append(path("dashboard/", include("gateway.dashboard.urls")))
 
 __all__ = ["handler404", "handler500", "urlpatterns"]

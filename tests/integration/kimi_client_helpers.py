@@ -14,7 +14,7 @@ from accounts.crypto import token_encrypt
 from accounts.models import KimiAccount
 from gateway.kimi.base import KimiError, KimiEvent, TextDelta, ThinkingDelta, TurnRequest
 from gateway.kimi.fake import FakeAccount
-from gateway.kimi.http_aio import AioUpstream
+from gateway.kimi.transport.aio import AioUpstream
 
 
 def account_for(fake_account: FakeAccount, **fields: Any) -> KimiAccount:

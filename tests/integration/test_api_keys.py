@@ -1,4 +1,4 @@
-"""Gateway API keys (gateway.keys) and the DRF authentication class that uses them."""
+"""Gateway API keys (gateway.records.keys) and the DRF authentication class that uses them."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView
 
-from gateway.authentication import ApiKeyAuthentication
-from gateway.keys import api_key_authenticate, api_key_create, api_key_model_allowed, api_key_revoke
+from gateway.api.drf_auth import ApiKeyAuthentication
 from gateway.models import ApiKey
+from gateway.records.keys import api_key_authenticate, api_key_create, api_key_model_allowed, api_key_revoke
 from tests.factories import make_api_key
 
 pytestmark = pytest.mark.django_db

@@ -6,9 +6,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from gateway import admin_keys  # noqa: F401  (registers ApiKey, also imported by gateway/admin.py)
-from gateway.keys import api_key_authenticate
+import gateway.admin.keys  # noqa: F401  (registers ApiKey, also imported by gateway/admin/__init__.py)
 from gateway.models import ApiKey
+from gateway.records.keys import api_key_authenticate
 from tests.factories import make_api_key
 
 pytestmark = [

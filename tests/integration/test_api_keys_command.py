@@ -8,8 +8,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from gateway.keys import api_key_authenticate
 from gateway.models import ApiKey
+from gateway.records.keys import api_key_authenticate
 from tests.factories import make_api_key
 
 pytestmark = pytest.mark.django_db

@@ -74,8 +74,8 @@ class SignalProbe:
 
 
 def test_an_async_api_view_gets_its_request_signals_on_the_event_loop(e2e) -> None:
-    # /v1/chat/completions is an async view whose database steps run in gateway.dbcall's threads or on
-    # gateway.dbasync's pool, so its context never holds a Django connection: the receivers run on the
+    # /v1/chat/completions is an async view whose database steps run in gateway.db.threads's threads or on
+    # gateway.db.eventloop's pool, so its context never holds a Django connection: the receivers run on the
     # loop, without a thread hop.
     with SignalProbe() as probe:
         response = httpx.post(f"{e2e.url}/v1/chat/completions", json={"model": "kimi"}, timeout=10)

@@ -92,7 +92,9 @@ def test_it_lists_leftover_conversations_with_account_age_and_state(admin_client
 def test_it_deletes_selected_conversations_upstream_through_the_service(admin_client: Client) -> None:
     first = _conversation(ConversationState.DELETE_FAILED, chat_id="chat-1")
     second = _conversation(ConversationState.PENDING_DELETE, chat_id="chat-2")
-    with mock.patch("gateway.conversations.conversations_delete_now", autospec=True, return_value=(1, 1)) as delete:
+    with mock.patch(
+        "gateway.records.conversations.conversations_delete_now", autospec=True, return_value=(1, 1)
+    ) as delete:
         response = admin_client.post(
             CONVERSATIONS,
             {"action": "delete_upstream_now", "_selected_action": [first.pk, second.pk]},

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.kimi.fetch import FetchedFile, FetchFailed, FetchRefused, fetch_url, fetch_with
-from gateway.kimi.netguard import IPAddress
+from gateway.files.fetch import FetchedFile, FetchFailed, FetchRefused, fetch_url, fetch_with
+from gateway.files.netguard import IPAddress
 
 Route = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

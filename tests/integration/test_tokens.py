@@ -20,8 +20,8 @@ from accounts.models import KimiAccount
 from gateway.kimi import session_for
 from gateway.kimi.base import AuthError, Done, TurnRequest
 from gateway.kimi.fake import FakeKimi
-from gateway.kimi.http import upstream_client_close
 from gateway.kimi.tokens import account_check
+from gateway.kimi.transport.http import upstream_client_close
 from tests.integration.kimi_client_helpers import aaccount_for, close_worker_connections, http, run_turn
 
 pytestmark = pytest.mark.django_db(transaction=True)

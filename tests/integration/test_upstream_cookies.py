@@ -2,7 +2,7 @@
 
 A loopback server sets a session cookie (as Kimi has done with ``kimi-auth``) and reports the Cookie
 header of the next request; both transports (aiohttp, and httpx by KIMIPROXY_UPSTREAM_CLIENT) are used
-exactly as the gateway builds them (``gateway.kimi.http.upstream_client``).
+exactly as the gateway builds them (``gateway.kimi.transport.http.upstream_client``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from gateway.kimi.http import upstream_client, upstream_client_close
+from gateway.kimi.transport.http import upstream_client, upstream_client_close
 
 
 @pytest.fixture

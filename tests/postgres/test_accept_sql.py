@@ -1,4 +1,4 @@
-"""The one-statement accept on PostgreSQL (gateway/accept_sql.py) against the ORM path it short-cuts.
+"""The one-statement accept on PostgreSQL (gateway/db/accept_sql.py) against the ORM path it short-cuts.
 
 A plain key's request is authenticated and logged by one statement, which writes the same row the ORM
 path writes; every case the statement does not decide (unknown or revoked key, limits, allow-list by
@@ -18,12 +18,9 @@ from django.db import connection
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
-from gateway.accept import _authenticate_and_accept, _parse, new_request_id
-from gateway.accept_sql import api_key_accept
-from gateway.callers import caller_for_key
+from gateway.chat.accept import _authenticate_and_accept, _parse, new_request_id
 from gateway.choices import ConversationState, Outcome
-from gateway.keys import api_key_hash_of
-from gateway.logs import LogStart, request_log_accept
+from gateway.db.accept_sql import api_key_accept
 from gateway.models import ApiKey, Conversation, RequestLog
 from gateway.openai.errors import (
     AuthenticationFailed,
@@ -34,6 +31,9 @@ from gateway.openai.errors import (
     RateLimitExceeded,
 )
 from gateway.openai.request import ChatRequest
+from gateway.records.callers import caller_for_key
+from gateway.records.keys import api_key_hash_of
+from gateway.records.logs import LogStart, request_log_accept
 from tests.factories import make_account, make_api_key
 
 pytestmark = [

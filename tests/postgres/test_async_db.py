@@ -1,4 +1,4 @@
-"""The request path's statements on the event loop's own pool (gateway/dbasync.py), on PostgreSQL."""
+"""The request path's statements on the event loop's own pool (gateway/db/eventloop.py), on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts import pool_sql
 from accounts.models import KimiAccount, Turn
-from gateway import dbasync
+from gateway.db import eventloop
 from gateway.models import Conversation
 from tests.factories import make_account
 from tests.fixtures_gateway import wait_for_final_log
@@ -30,20 +30,20 @@ pytestmark = [
 async def close_connections() -> None:
     """The loop's pool, and the connection the ORM calls opened in asgiref's sync thread: neither may
     outlive the test database."""
-    await dbasync.async_db_close()
+    await eventloop.async_db_close()
     await sync_to_async(connections.close_all)()
 
 
 def test_a_chat_request_makes_its_four_database_steps_on_the_servers_loop(e2e) -> None:
     client, _ = setup_pool(e2e)
-    for earlier in list(dbasync._pools.values()):  # the e2e server may have served earlier tests
+    for earlier in list(eventloop._pools.values()):  # the e2e server may have served earlier tests
         earlier.pop_stats()
 
     raw = client.chat.completions.with_raw_response.create(model="kimi", messages=[{"role": "user", "content": "hi"}])
 
     log = wait_for_final_log(raw.headers["x-request-id"])
     assert log.outcome == "ok"
-    (loop_pool,) = list(dbasync._pools.values())
+    (loop_pool,) = list(eventloop._pools.values())
     # accept, reservation, chat record, final write: one pool checkout (and one statement) each.
     assert loop_pool.pop_stats().get("requests_num") == 4
     assert not Conversation.objects.exists()  # the final write removed the deleted chat's row
@@ -59,7 +59,7 @@ async def test_the_loop_reservation_admits_exactly_the_limit_under_50_concurrent
         statement = pool_sql.reserve_statement(
             now=timezone.now(), request_id="", protocol=None, account_ids=None, exclude=()
         )
-        return pool_sql.reserved_account(await dbasync.fetchone(*statement))
+        return pool_sql.reserved_account(await eventloop.fetchone(*statement))
 
     try:
         results = await asyncio.gather(*(reserve_one() for _ in range(50)))
@@ -75,8 +75,8 @@ async def test_the_loop_reservation_admits_exactly_the_limit_under_50_concurrent
 async def test_a_failed_statement_raises_djangos_error_and_leaves_the_pool_usable() -> None:
     try:
         with pytest.raises(django_errors.ProgrammingError):
-            await dbasync.fetchone(f"SELECT no_such_column FROM {Turn._meta.db_table}", [])
-        assert await dbasync.fetchone(f"SELECT count(*) FROM {Turn._meta.db_table}", []) == (0,)
+            await eventloop.fetchone(f"SELECT no_such_column FROM {Turn._meta.db_table}", [])
+        assert await eventloop.fetchone(f"SELECT count(*) FROM {Turn._meta.db_table}", []) == (0,)
     finally:
         await close_connections()
 
@@ -92,6 +92,6 @@ async def test_a_failed_statement_raises_djangos_error_and_leaves_the_pool_usabl
 )
 def test_psycopg_errors_leave_as_djangos(theirs: Exception, ours: type[Exception]) -> None:
     # The JSON error middleware answers Django's OperationalError with a 503, as for the ORM path.
-    with pytest.raises(ours) as raised, dbasync._django_errors():
+    with pytest.raises(ours) as raised, eventloop._django_errors():
         raise theirs
     assert raised.value.__cause__ is theirs

@@ -42,7 +42,7 @@ pytestmark = [
 ]
 SETUP = """
 from accounts.services import account_create
-from gateway.keys import api_key_create
+from gateway.records.keys import api_key_create
 account_create(name="restart", token={token!r}, protocol="connect")
 print("KEY", api_key_create(name="restart")[1])
 """

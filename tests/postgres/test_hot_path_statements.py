@@ -1,5 +1,5 @@
 """The request path's database work on PostgreSQL: how many statements each step sends, and what the
-one-statement final write leaves behind (gateway/finish_sql.py, accounts/pool_sql.py).
+one-statement final write leaves behind (gateway/db/finish_sql.py, accounts/pool_sql.py).
 
 Counted with ``connection.execute_wrapper``, which sees every statement Django sends (BEGIN/COMMIT are
 protocol-level and are counted by the benchmark from the server log instead).
@@ -18,10 +18,11 @@ from django.utils import timezone
 from accounts import pool
 from accounts.choices import AccountState, TurnStatus
 from accounts.models import KimiAccount, Turn
-from gateway.callers import caller_for_key
 from gateway.choices import ConversationState, Outcome
-from gateway.conversations import conversation_record
-from gateway.logs import (
+from gateway.models import Conversation, RequestLog
+from gateway.records.callers import caller_for_key
+from gateway.records.conversations import conversation_record
+from gateway.records.logs import (
     ConversationSettlement,
     LeaseSettlement,
     LogFinish,
@@ -29,7 +30,6 @@ from gateway.logs import (
     request_finish,
     request_log_accept,
 )
-from gateway.models import Conversation, RequestLog
 from tests.factories import make_account, make_api_key
 
 pytestmark = [

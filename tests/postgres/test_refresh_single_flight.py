@@ -38,7 +38,7 @@ def _worker(database_url: str, fake_url: str, account_id: int, barrier: Any, res
     django.setup()
     from accounts.models import KimiAccount
     from gateway.kimi import session_for
-    from gateway.kimi.http import upstream_client_close
+    from gateway.kimi.transport.http import upstream_client_close
 
     async def refresh() -> str:
         session = session_for(await KimiAccount.objects.aget(pk=account_id))

@@ -40,7 +40,7 @@ pytestmark = [
 ACCOUNTS, LIMIT, REQUESTS = 4, 20, 200
 SETUP = """
 from accounts.services import account_create
-from gateway.keys import api_key_create
+from gateway.records.keys import api_key_create
 for name, token in {tokens!r}.items():
     account_create(name=name, token=token, protocol="connect", limit={limit}, max_concurrent=3)
 print("KEY", api_key_create(name="replicas")[1])

@@ -1,4 +1,4 @@
-"""gateway.deadlines.Deadline: asyncio.timeout's behaviour with one lazily re-armed timer."""
+"""gateway.chat.deadlines.Deadline: asyncio.timeout's behaviour with one lazily re-armed timer."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.deadlines import Deadline
+from gateway.chat.deadlines import Deadline
 
 
 async def value_after(seconds: float, value: str = "done") -> str:

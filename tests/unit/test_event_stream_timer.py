@@ -1,4 +1,4 @@
-"""EventStream drops its read timer (gateway/deadlines.py) as soon as the stream is over, however it ends.
+"""EventStream drops its read timer (gateway/chat/deadlines.py) as soon as the stream is over, however it ends.
 
 The protocol clients close the response, not always the EventStream (connect.py closes only the
 response when ``prime()`` fails), so the stream itself must not leave a timer armed behind it.

@@ -28,7 +28,7 @@ from gateway.kimi.base import (
     ThinkingDelta,
     Unavailable,
 )
-from gateway.kimi.events_connect import ConnectTranslator, connect_error
+from gateway.kimi.connect.events import ConnectTranslator, connect_error
 from gateway.kimi.framing import ConnectDecoder, ConnectFrame, encode_envelope
 
 CHAT = {"op": "set", "eventOffset": 1, "chat": {"id": "chat-1", "name": "Untitled Chat"}}

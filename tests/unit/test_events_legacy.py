@@ -27,8 +27,8 @@ from gateway.kimi.base import (
     ThinkingDelta,
     Unavailable,
 )
-from gateway.kimi.events_legacy import LegacyTranslator, legacy_error
 from gateway.kimi.framing import ServerSentEvent, SSEDecoder
+from gateway.kimi.legacy.events import LegacyTranslator, legacy_error
 
 
 def sse(payload: dict[str, Any] | str) -> ServerSentEvent:

@@ -26,9 +26,9 @@ from gateway.kimi.base import (
     TurnRequest,
     Unavailable,
 )
-from gateway.kimi.connect import ConnectSession, chat_body
+from gateway.kimi.connect.session import ConnectSession, chat_body
 from gateway.kimi.framing import ConnectDecoder, encode_envelope
-from gateway.kimi.legacy import LegacySession, stream_body
+from gateway.kimi.legacy.session import LegacySession, stream_body
 
 
 def jwt(**claims: Any) -> str:

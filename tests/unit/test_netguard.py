@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import httpx
 import pytest
 
-from gateway.kimi.fetch import FetchedFile, FetchFailed, FetchRefused, disposition_filename, fetch_with, safe_filename
-from gateway.kimi.netguard import IPAddress, Resolver, address_allowed, parse_allow_list, refusal_reason, resolve_host
+from gateway.files.fetch import FetchedFile, FetchFailed, FetchRefused, disposition_filename, fetch_with, safe_filename
+from gateway.files.netguard import IPAddress, Resolver, address_allowed, parse_allow_list, refusal_reason, resolve_host
 
 PUBLIC_V4 = "93.184.215.14"
 PUBLIC_V6 = "2606:2800:21f:cb07:6820:80da:af6b:8b2c"

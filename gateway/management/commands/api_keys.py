@@ -1,4 +1,4 @@
-"""``manage.py api_keys create|list|revoke``: thin wrappers over ``gateway.keys``.
+"""``manage.py api_keys create|list|revoke``: thin wrappers over ``gateway.records.keys``.
 
 ``create`` prints the new key alone on its last line (scripts take ``tail -n1``); it is never shown again.
 """
@@ -11,8 +11,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from gateway.keys import api_key_create, api_key_revoke
 from gateway.models import ApiKey
+from gateway.records.keys import api_key_create, api_key_revoke
 
 
 class Command(BaseCommand):

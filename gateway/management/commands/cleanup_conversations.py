@@ -16,9 +16,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.pool import lease_reclaim_stale
-from gateway.conversations import conversations_sweep
-from gateway.kimi.http import upstream_scoped
-from gateway.logs import request_logs_close_abandoned
+from gateway.kimi.transport.http import upstream_scoped
+from gateway.records.conversations import conversations_sweep
+from gateway.records.logs import request_logs_close_abandoned
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

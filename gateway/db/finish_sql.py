@@ -1,0 +1,127 @@
+"""A request's final write on PostgreSQL as one statement: log row, lease, account, conversation.
+
+Why it exists: it runs once per request, and the ORM version (``gateway/records/logs.py::request_finish``: a
+transaction of three or four statements) cost more CPU to build than Postgres took to run. One
+statement with data-modifying CTEs is atomic on its own, so it needs no BEGIN/COMMIT either.
+
+It covers the outcomes that change nothing on the account beyond healing it (``ok`` and the neutral
+ones: client closed, bad request, content filtered); error outcomes, which set cooldowns and backoff,
+take the ORM path. Like the ORM path, nothing but the log row changes when the row was already final.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.db import connection
+
+from accounts.choices import TurnStatus
+from accounts.models import KimiAccount, Turn
+from accounts.pool import NEUTRAL_OUTCOMES, OK_OUTCOMES
+from gateway.db import eventloop
+from gateway.models import Conversation, RequestLog
+from gateway.records.conversations import conversation_settled_state
+
+if TYPE_CHECKING:
+    from gateway.records.logs import ConversationSettlement, LeaseSettlement
+
+LOG, TURN, ACCOUNT, CONVERSATION = (m._meta.db_table for m in (RequestLog, Turn, KimiAccount, Conversation))
+FAST_OUTCOMES = OK_OUTCOMES | NEUTRAL_OUTCOMES
+
+_LOG = (
+    f"log AS (UPDATE {LOG} SET finished_at = %(now)s, status_code = %(status_code)s, outcome = %(outcome)s,"
+    " error_code = %(error_code)s, error_message = %(error_message)s, latency_ms = %(latency_ms)s,"
+    " ttft_ms = %(ttft_ms)s, attempts = %(attempts)s, account_id = %(account_id)s,"
+    " completion_chars = %(completion_chars)s, prompt_tokens = %(prompt_tokens)s,"
+    " completion_tokens = %(completion_tokens)s, upstream_chat_id = %(upstream_chat_id)s,"
+    " answer_preview = %(answer_preview)s, flags = COALESCE(%(flags)s::jsonb, flags)"
+    " WHERE id = %(log_id)s AND outcome = 'pending' RETURNING id)"
+)
+_TURN = (
+    f"turn AS (UPDATE {TURN} SET status = %(turn_status)s, released_at = %(now)s, outcome = %(lease_outcome)s"
+    " WHERE id = %(turn_id)s AND status = 'in_flight' AND EXISTS (SELECT 1 FROM log) RETURNING account_id)"
+)
+# A successful turn heals its account, writing nothing when it is already healthy.
+_HEAL = (
+    f"heal AS (UPDATE {ACCOUNT} SET state = 'active', cooldown_until = NULL, backoff_level = 0,"
+    " updated_at = %(now)s WHERE id IN (SELECT account_id FROM turn) AND state NOT IN ('invalid', 'disabled')"
+    " AND NOT (state = 'active' AND cooldown_until IS NULL AND backoff_level = 0))"
+)
+_CONVERSATION_DELETED = (
+    f"conv AS (DELETE FROM {CONVERSATION} WHERE id = %(conversation_id)s AND EXISTS (SELECT 1 FROM log))"
+)
+_CONVERSATION_SETTLED = (
+    f"conv AS (UPDATE {CONVERSATION} SET state = %(conversation_state)s, kept = %(keep)s,"
+    " last_used_at = %(now)s, parent_message_id = COALESCE(NULLIF(%(parent_message_id)s, ''), parent_message_id),"
+    " last_error = CASE WHEN %(delete_error)s = '' THEN last_error ELSE %(delete_error)s END,"
+    " delete_attempts = delete_attempts + CASE WHEN %(delete_error)s = '' THEN 0 ELSE 1 END,"
+    " claimed_until = CASE WHEN %(delete_error)s = '' THEN claimed_until ELSE NULL END"
+    " WHERE id = %(conversation_id)s AND EXISTS (SELECT 1 FROM log))"
+)
+
+
+def fast_path_applies(lease: LeaseSettlement | None) -> bool:
+    return eventloop.is_postgresql() and (lease is None or lease.outcome in FAST_OUTCOMES)
+
+
+def _finish_statement(
+    *,
+    log_fields: dict[str, object],
+    lease: LeaseSettlement | None,
+    conversation: ConversationSettlement | None,
+    now: datetime,
+) -> tuple[str, dict[str, Any]]:
+    parts = [_LOG]
+    params: dict[str, Any] = {**log_fields, "now": now}
+    if lease is not None:
+        parts.append(_TURN)
+        params.update(
+            turn_id=lease.lease.turn_id,
+            turn_status=(TurnStatus.REFUNDED if lease.refund else TurnStatus.DONE).value,
+            lease_outcome=lease.outcome,
+        )
+        if lease.outcome in OK_OUTCOMES:
+            parts.append(_HEAL)
+    if conversation is not None:
+        params["conversation_id"] = conversation.conversation_id
+        if conversation.deleted and not conversation.keep:
+            parts.append(_CONVERSATION_DELETED)
+        else:
+            parts.append(_CONVERSATION_SETTLED)
+            delete_error = "" if conversation.keep else conversation.delete_error[:300]
+            params.update(
+                conversation_state=conversation_settled_state(keep=conversation.keep, delete_error=delete_error),
+                keep=conversation.keep,
+                parent_message_id=conversation.parent_message_id,
+                delete_error=delete_error,
+            )
+    return "WITH " + ", ".join(parts) + " SELECT count(*) FROM log", params
+
+
+def request_finish_statement(
+    *,
+    log_fields: dict[str, object],
+    lease: LeaseSettlement | None,
+    conversation: ConversationSettlement | None,
+    now: datetime,
+) -> bool:
+    """Run the final write; True when the log row was still pending (and so everything was written)."""
+    sql, params = _finish_statement(log_fields=log_fields, lease=lease, conversation=conversation, now=now)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+async def request_finish_statement_async(
+    *,
+    log_fields: dict[str, object],
+    lease: LeaseSettlement | None,
+    conversation: ConversationSettlement | None,
+    now: datetime,
+) -> bool:
+    """``request_finish_statement`` on the event loop's own connection pool (gateway/db/eventloop.py)."""
+    sql, params = _finish_statement(log_fields=log_fields, lease=lease, conversation=conversation, now=now)
+    row = await eventloop.fetchone(sql, params)
+    return bool(row and row[0])

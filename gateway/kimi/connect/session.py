@@ -1,0 +1,251 @@
+"""Connect-RPC client for www.kimi.com (protocol doc Part 2): chat turns, delete, token refresh.
+
+Uploads live in ``connect_files.py``. Every call sends the Bearer access token plus the ``x-msh-*``
+headers derived from its claims (doc 2.3); a 401 refreshes the token once and retries (doc 2.16).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, ClassVar
+
+import httpx
+from django.conf import settings
+
+from gateway.kimi.base import (
+    AuthError,
+    BadRequest,
+    ChatNotFound,
+    FileBlob,
+    FileRef,
+    KimiError,
+    KimiEvent,
+    ProtocolError,
+    RateLimited,
+    TokenSource,
+    TurnRequest,
+    Unavailable,
+)
+from gateway.kimi.connect.events import ConnectTranslator, connect_error
+from gateway.kimi.framing import ConnectDecoder, encode_envelope
+from gateway.kimi.stream import EventStream, send
+from gateway.kimi.tokens import TokenPair
+from gateway.kimi.transport.http import (
+    UpstreamHTTP,
+    UpstreamResponse,
+    identity_headers,
+    request_timeout,
+    upstream_client,
+)
+
+log = logging.getLogger(__name__)
+
+CHAT_PATH = "/apiv2/kimi.gateway.chat.v1.ChatService/Chat"
+DELETE_PATH = "/apiv2/kimi.chat.v1.ChatService/DeleteChat"
+REFRESH_PATH = "/api/account.gateway.v1.AuthService/RefreshToken"
+AGENT_ID = "kimi-agent"
+DEFAULT_AGENT_MODEL = "k3-agent"
+
+
+def chat_body(request: TurnRequest) -> dict[str, Any]:
+    """The ``ChatService/Chat`` request (doc 2.6, 2026-09 web-app shape)."""
+    # Agent model ids (k3-agent, k28-agent-preview, ...) bring their agent scenario along (doc 2.12).
+    agent = request.agent_id == AGENT_ID or "-agent" in (request.model or "")
+    model = request.model or (DEFAULT_AGENT_MODEL if agent else None)
+    swarm = bool(model and model.endswith("-swarm"))
+    scenario = "SCENARIO_OK_COMPUTER_SWARM" if swarm else "SCENARIO_OK_COMPUTER" if agent else "SCENARIO_CHAT"
+    blocks: list[dict[str, Any]] = [{"message_id": "", "text": {"content": request.text}}]
+    # Files go after the text block, without message_id (doc 2.11.3).
+    blocks += [{"file": {"id": f.file_id, "status": "PROCESS_STATUS_SUCCESS"}} for f in request.files]
+    message: dict[str, Any] = {"role": "user", "blocks": blocks, "scenario": scenario, "is_goal": False}
+    if request.chat_id and request.parent_id:
+        message["parent_id"] = request.parent_id  # the last assistant message (doc 2.9)
+    options: dict[str, Any] = {"thinking": request.thinking, "enable_plugin": True}
+    if agent:
+        options["agent_mode"] = "TYPE_ULTRA" if swarm else "TYPE_NORMAL"
+        options["reasoning_effort"] = "REASONING_EFFORT_HIGH" if request.thinking else "REASONING_EFFORT_LOW"
+    else:
+        # The effort steers thinking on the chat models; LOW is the highest k2d6-chat allows (doc 2.12).
+        options["reasoning_effort"] = "REASONING_EFFORT_LOW" if request.thinking else "REASONING_EFFORT_NONE"
+    if model:
+        options["model"] = model
+    body: dict[str, Any] = {
+        "scenario": scenario,
+        "tools": [{"type": "TOOL_TYPE_SEARCH", "search": {}}] if request.search else [],
+        "message": message,
+        "options": options,
+        "project_id": "",
+    }
+    if request.chat_id:
+        body["chat_id"] = request.chat_id
+    if agent:
+        body["kimi_plus_id"] = "ok-computer"
+    return body
+
+
+def error_from_response(response: UpstreamResponse, *, continuing: bool = False) -> KimiError:
+    """A non-200 answer (doc 2.13.1): Connect JSON error bodies by code, bare statuses by status."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("code"), str):
+        error = connect_error(body, continuing=continuing, status=status)
+        if isinstance(error, RateLimited) and error.retry_after is None:
+            error.retry_after = _retry_after(response)
+        return error
+    if status == 401:
+        return AuthError("upstream rejected the access token", status=status)
+    if status == 404:
+        return ChatNotFound("chat not found", status=status) if continuing else BadRequest("not found", status=status)
+    if status in (400, 413, 415, 422):
+        return BadRequest(f"upstream refused the request (HTTP {status})", status=status)
+    return Unavailable(f"upstream answered HTTP {status}", status=status)
+
+
+def _retry_after(response: UpstreamResponse) -> float | None:
+    try:
+        return float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+
+
+async def refresh_tokens(http: UpstreamHTTP, refresh_token: str) -> TokenPair:
+    """``AuthService/RefreshToken`` (doc 2.5.1): rotates both tokens. AuthError when refused."""
+    request = http.build_request(
+        "POST",
+        settings.KIMI_AUTH_URL + REFRESH_PATH,
+        json={"refresh_token": refresh_token},
+        headers={"connect-protocol-version": "1"},
+        timeout=request_timeout(),
+    )
+    response = await send(http, request, stream=False)
+    if response.status_code in (400, 401, 403):
+        raise AuthError("refresh token rejected by upstream", status=response.status_code)
+    if response.status_code != 200:
+        raise error_from_response(response)
+    body = _json_object(response)
+    wrapped = body.get("data")
+    data: dict[str, Any] = wrapped if isinstance(wrapped, dict) else body  # tolerate a wrapper (doc 2.5.1)
+    access = data.get("accessToken") or data.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise ProtocolError("refresh answer has no access token")
+    rotated = data.get("refreshToken") or data.get("refresh_token") or ""
+    return TokenPair(access_token=access, refresh_token=str(rotated))
+
+
+def _json_object(response: UpstreamResponse) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise ProtocolError("upstream answer is not JSON") from None
+    if not isinstance(body, dict):
+        raise ProtocolError("upstream answer is not a JSON object")
+    return body
+
+
+class ConnectSession:
+    """``base.KimiSession`` over Connect-RPC for one account."""
+
+    protocol: ClassVar[str] = "connect"
+
+    def __init__(self, *, tokens: TokenSource, http: UpstreamHTTP | None = None) -> None:
+        self.tokens = tokens
+        self._http = http
+
+    @property
+    def http(self) -> UpstreamHTTP:
+        return self._http or upstream_client()
+
+    def turn(self, request: TurnRequest) -> AbstractAsyncContextManager[AsyncIterator[KimiEvent]]:
+        return self._turn(request)
+
+    @asynccontextmanager
+    async def _turn(self, request: TurnRequest) -> AsyncIterator[AsyncIterator[KimiEvent]]:
+        envelope = encode_envelope(json.dumps(chat_body(request), ensure_ascii=False).encode())
+        token = await self.tokens.access_token()
+        try:
+            events = await self._open(token, envelope, request)
+        except AuthError:
+            token = await self.tokens.access_token(rejected=token)
+            events = await self._open(token, envelope, request)
+        try:
+            yield events
+        finally:
+            await events.aclose()
+
+    async def _open(self, token: str, envelope: bytes, request: TurnRequest) -> EventStream[Any]:
+        """Send the Chat request and read up to its first event (errors reported at once surface here)."""
+        headers = identity_headers(token) | {
+            "content-type": "application/connect+json",
+            "connect-protocol-version": "1",
+        }
+        continuing = bool(request.chat_id)
+        http_request = self.http.build_request(
+            "POST", settings.KIMI_BASE_URL + CHAT_PATH, content=envelope, headers=headers, timeout=_stream_timeout()
+        )
+        sent_at = asyncio.get_running_loop().time()
+        response = await send(self.http, http_request, stream=True)
+        try:
+            if response.status_code != 200:
+                await response.aread()
+                raise error_from_response(response, continuing=continuing)
+            translator = ConnectTranslator(continuing=continuing)
+            events = EventStream(response, ConnectDecoder(), translator, sent_at=sent_at)
+            await events.prime()
+        except BaseException:
+            await response.aclose()
+            raise
+        return events
+
+    async def unary(self, url: str, body: dict[str, Any], *, continuing: bool = False) -> dict[str, Any]:
+        """A unary JSON RPC (doc 2.2.2), with one refresh-and-retry on 401."""
+        token = await self.tokens.access_token()
+        response = await self._post_json(url, body, token)
+        if response.status_code == 401:
+            token = await self.tokens.access_token(rejected=token)
+            response = await self._post_json(url, body, token)
+        if response.status_code != 200:
+            raise error_from_response(response, continuing=continuing)
+        return _json_object(response)
+
+    async def _post_json(self, url: str, body: dict[str, Any], token: str) -> UpstreamResponse:
+        headers = identity_headers(token) | {"connect-protocol-version": "1"}
+        request = self.http.build_request("POST", url, json=body, headers=headers, timeout=request_timeout())
+        return await send(self.http, request, stream=False)
+
+    async def delete_chat(self, chat_id: str) -> None:
+        try:
+            await self.unary(settings.KIMI_BASE_URL + DELETE_PATH, {"chat_id": chat_id}, continuing=True)
+        except ChatNotFound:
+            log.debug("chat to delete was already gone")
+
+    async def upload(self, blob: FileBlob) -> FileRef:
+        from gateway.kimi.connect.files import connect_upload
+
+        return await connect_upload(self, blob)
+
+    async def check(self) -> bool:
+        try:
+            await self.tokens.refresh_now()
+        except AuthError:
+            return False
+        return True
+
+    @staticmethod
+    def unsupported_flags(request: TurnRequest) -> list[str]:
+        flags = [name for name in ("research", "math") if getattr(request, name)]
+        if request.agent_id and request.agent_id != AGENT_ID:
+            flags.append("agent_id")
+        return flags
+
+
+def _stream_timeout() -> httpx.Timeout:
+    # Reads are bounded by EventStream's budgets; httpx only needs a generous backstop.
+    backstop = max(settings.KIMIPROXY_IDLE_TIMEOUT, settings.KIMIPROXY_FIRST_BYTE_TIMEOUT) + 30
+    return request_timeout(read=backstop)

@@ -1,0 +1,313 @@
+"""Request-log services: a row is created when a request is accepted (or rejected), and finalised
+exactly once, in the same transaction that releases the account lease and settles the conversation.
+
+Per-key limits are checked in the accept transaction under a row lock on the key, counting the key's
+own log rows, so they hold across processes and replicas sharing the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import KimiAccount
+from accounts.pool import Lease, lease_release
+from gateway.choices import Outcome
+from gateway.db import eventloop, finish_sql
+from gateway.db.threads import db_call
+from gateway.models import ApiKey, RequestLog
+from gateway.openai.errors import RateLimitExceeded
+from gateway.records.callers import Caller
+from gateway.records.conversations import conversation_settle
+
+PREVIEW_CHARS = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class LogStart:
+    request_id: str
+    path: str
+    model: str = ""
+    flags: tuple[str, ...] = ()
+    stream: bool = False
+    client_ip: str | None = None
+    user: str = ""
+    prompt_chars: int = 0
+    prompt_preview: str = ""
+
+
+@dataclasses.dataclass
+class LogFinish:
+    status_code: int
+    outcome: str
+    error_code: str = ""
+    error_message: str = ""
+    latency_ms: int | None = None
+    ttft_ms: int | None = None
+    attempts: int = 0
+    account_id: int | None = None
+    completion_chars: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    upstream_chat_id: str = ""
+    answer_preview: str = ""
+    flags: list[str] | None = None  # replaces the accept-time flags (adds what the upstream ignored)
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseSettlement:
+    """How to release the lease of the last attempt (earlier attempts were released as they failed)."""
+
+    lease: Lease
+    outcome: str
+    refund: bool = False
+    retry_after: float | None = None
+    message: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversationSettlement:
+    """What becomes of the request's upstream chat: kept, or already deleted upstream (``deleted``),
+    or its delete failed (``delete_error``), or neither yet (queued for deletion)."""
+
+    conversation_id: int
+    keep: bool
+    parent_message_id: str = ""
+    deleted: bool = False
+    delete_error: str = ""
+
+
+def _preview(text: str) -> str:
+    return text[:PREVIEW_CHARS] if settings.KIMIPROXY_LOG_PREVIEWS else ""
+
+
+def request_log_accept(*, caller: Caller, start: LogStart, now: datetime | None = None) -> int:
+    """Create the log row of an accepted request and return its id.
+
+    Raises ``RateLimitExceeded`` when the caller is over its requests-per-minute or concurrent-request
+    limit; the rejected request still gets its (final) log row.
+    """
+    now = now or timezone.now()
+    limited = caller.rpm_limit is not None or caller.max_concurrent is not None
+    # A transaction (and the key's row lock inside it) only when there is a limit to check.
+    with transaction.atomic() if limited else contextlib.nullcontext():
+        refusal = _limit_refusal(caller=caller, now=now) if limited else None
+        fields = request_log_accept_fields(
+            start=start,
+            now=now,
+            api_key_id=caller.api_key_id,
+            passthrough_hash="" if caller.api_key_id else caller.owner_hash,
+        )
+        if refusal is not None:  # the refused request's row is final at once
+            fields.update(
+                finished_at=now,
+                status_code=refusal.status,
+                outcome=Outcome.RATE_LIMITED,
+                error_code=refusal.code,
+                error_message=refusal.message[:500],
+                latency_ms=0,
+            )
+        row = RequestLog.objects.create(**fields)
+    if refusal is not None:
+        raise refusal
+    return row.pk
+
+
+def request_log_accept_fields(
+    *, start: LogStart, now: datetime, api_key_id: int | None, passthrough_hash: str
+) -> dict[str, Any]:
+    """The fields an accepted request's (pending) log row is created with, by field name; the other
+    fields keep their defaults. gateway/db/accept_sql.py writes the same row in SQL."""
+    return {
+        "request_id": start.request_id,
+        "created_at": now,
+        "api_key_id": api_key_id,
+        "passthrough_hash": passthrough_hash,
+        "path": start.path,
+        "model": start.model,
+        "flags": list(start.flags),
+        "stream": start.stream,
+        "client_ip": start.client_ip,
+        "user": start.user[:200],
+        "prompt_chars": start.prompt_chars,
+        "prompt_preview": _preview(start.prompt_preview),
+    }
+
+
+def _limit_refusal(*, caller: Caller, now: datetime) -> RateLimitExceeded | None:
+    logs = RequestLog.objects.all()
+    if caller.api_key_id is not None:
+        # The row lock serialises this key's accepts across processes, so the count below is exact.
+        list(ApiKey.objects.select_for_update().filter(pk=caller.api_key_id).values_list("pk"))
+        logs = logs.filter(api_key_id=caller.api_key_id)
+    else:
+        ids = caller.passthrough_account_ids
+        list(KimiAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+        logs = logs.filter(passthrough_hash=caller.owner_hash)
+    if caller.rpm_limit is not None:
+        minute_ago = now - timedelta(seconds=60)
+        # Refused requests do not count, or a client retrying too fast would lock itself out for good.
+        counted = logs.filter(created_at__gt=minute_ago).exclude(outcome=Outcome.RATE_LIMITED)
+        recent = list(counted.order_by("created_at").values_list("created_at", flat=True))
+        if len(recent) >= caller.rpm_limit:
+            oldest = recent[-caller.rpm_limit]
+            retry_after = max(1.0, (oldest + timedelta(seconds=60) - now).total_seconds())
+            return RateLimitExceeded(
+                f"Rate limit reached: {caller.rpm_limit} requests per minute for this key.",
+                retry_after=retry_after,
+            )
+    if caller.max_concurrent is not None:
+        stale = now - timedelta(seconds=settings.KIMIPROXY_LEASE_TIMEOUT)
+        open_now = logs.filter(outcome=Outcome.PENDING, created_at__gt=stale).count()
+        if open_now >= caller.max_concurrent:
+            return RateLimitExceeded(
+                f"Too many concurrent requests: {caller.max_concurrent} allowed for this key.",
+                retry_after=1.0,
+            )
+    return None
+
+
+def request_log_reject(
+    *,
+    start: LogStart,
+    api_key_id: int | None,
+    status_code: int,
+    error_code: str,
+    message: str,
+    now: datetime | None = None,
+) -> None:
+    """Log a request refused before it was accepted (bad key, bad body): one final row."""
+    now = now or timezone.now()
+    RequestLog.objects.create(
+        request_id=start.request_id,
+        created_at=now,
+        finished_at=now,
+        api_key_id=api_key_id,
+        path=start.path,
+        model=start.model,
+        stream=start.stream,
+        client_ip=start.client_ip,
+        status_code=status_code,
+        outcome=Outcome.CLIENT_ERROR if status_code < 500 and status_code != 429 else Outcome.RATE_LIMITED,
+        error_code=error_code,
+        error_message=message[:500],
+        latency_ms=0,
+    )
+
+
+def request_finish(
+    *,
+    log_id: int,
+    finish: LogFinish,
+    lease: LeaseSettlement | None = None,
+    conversation: ConversationSettlement | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Finalise the log row, release the lease and settle the conversation, in one transaction.
+
+    Returns False when the row was already final (a second finisher lost the race): nothing changes.
+    On PostgreSQL the common outcomes are one statement (gateway/db/finish_sql.py).
+    """
+    now = now or timezone.now()
+    fields = _finish_fields(finish)
+    if finish_sql.fast_path_applies(lease):
+        return finish_sql.request_finish_statement(
+            log_fields=_statement_log_fields(fields, log_id=log_id, flags=finish.flags),
+            lease=lease,
+            conversation=conversation,
+            now=now,
+        )
+    with transaction.atomic():
+        updated = RequestLog.objects.filter(pk=log_id, outcome=Outcome.PENDING).update(
+            finished_at=now, **fields, **({"flags": finish.flags} if finish.flags is not None else {})
+        )
+        if updated != 1:
+            return False
+        if lease is not None:
+            lease_release(
+                lease=lease.lease,
+                outcome=lease.outcome,
+                refund=lease.refund,
+                retry_after=lease.retry_after,
+                message=lease.message,
+                now=now,
+            )
+        if conversation is not None:
+            conversation_settle(
+                conversation_id=conversation.conversation_id,
+                keep=conversation.keep,
+                parent_message_id=conversation.parent_message_id,
+                deleted=conversation.deleted,
+                delete_error=conversation.delete_error,
+                now=now,
+            )
+    return True
+
+
+async def request_finish_async(
+    *,
+    log_id: int,
+    finish: LogFinish,
+    lease: LeaseSettlement | None = None,
+    conversation: ConversationSettlement | None = None,
+) -> bool:
+    """``request_finish`` from async code: the one-statement outcomes (gateway/db/finish_sql.py) on the
+    event loop's own connection pool (gateway/db/eventloop.py), everything else in a worker thread."""
+    if not (eventloop.async_db_enabled() and finish_sql.fast_path_applies(lease)):
+        return await db_call(request_finish, log_id=log_id, finish=finish, lease=lease, conversation=conversation)
+    return await finish_sql.request_finish_statement_async(
+        log_fields=_statement_log_fields(_finish_fields(finish), log_id=log_id, flags=finish.flags),
+        lease=lease,
+        conversation=conversation,
+        now=timezone.now(),
+    )
+
+
+def _finish_fields(finish: LogFinish) -> dict[str, object]:
+    """The log row's final columns (without finished_at and flags)."""
+    return {
+        "status_code": finish.status_code,
+        "outcome": finish.outcome,
+        "error_code": finish.error_code[:64],
+        "error_message": finish.error_message[:500],
+        "latency_ms": finish.latency_ms,
+        "ttft_ms": finish.ttft_ms,
+        "attempts": finish.attempts,
+        "account_id": finish.account_id,
+        "completion_chars": finish.completion_chars,
+        "prompt_tokens": finish.prompt_tokens,
+        "completion_tokens": finish.completion_tokens,
+        "upstream_chat_id": finish.upstream_chat_id[:64],
+        "answer_preview": _preview(finish.answer_preview),
+    }
+
+
+def _statement_log_fields(fields: dict[str, object], *, log_id: int, flags: list[str] | None) -> dict[str, object]:
+    return {**fields, "log_id": log_id, "flags": json.dumps(flags) if flags is not None else None}
+
+
+def request_logs_prune(*, older_than: timedelta, now: datetime | None = None) -> int:
+    """Delete log rows older than ``older_than`` (retention); returns how many."""
+    cutoff = (now or timezone.now()) - older_than
+    deleted, _ = RequestLog.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+def request_logs_close_abandoned(*, now: datetime | None = None) -> int:
+    """Finalise log rows still pending past the lease timeout: their process died mid-request."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.KIMIPROXY_LEASE_TIMEOUT)
+    return RequestLog.objects.filter(outcome=Outcome.PENDING, created_at__lt=cutoff).update(
+        finished_at=now,
+        outcome=Outcome.UPSTREAM_ERROR,
+        status_code=500,
+        error_code="abandoned",
+        error_message="the gateway process handling this request stopped before it finished",
+    )
