@@ -110,8 +110,8 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
             "timeout": env.float("KIMIPROXY_DB_POOL_TIMEOUT", default=10.0),
         }
     _db.setdefault("CONN_MAX_AGE", 0)
-    # Server-side binding lets Postgres reuse plans (prepared after 5 runs per connection): about 1 ms
-    # less database CPU per request. Set false behind a transaction-mode pooler (PgBouncer).
+    # Server-side binding lets Postgres reuse plans (prepared after 5 runs per connection), less database
+    # CPU per request (bench/README.md). Set false behind a transaction-mode pooler (PgBouncer).
     if env.bool("KIMIPROXY_DB_PREPARE", default=True):
         _db["OPTIONS"].update({"server_side_binding": True, "prepare_threshold": 5})
 _db.setdefault("TEST", {})

@@ -1,26 +1,25 @@
-"""Thin API views: authenticate -> validate -> call a service -> shape the response.
+"""``POST /v1/chat/completions``: the OpenAI chat completions front door on the turn pipeline.
 
-``/v1/chat/completions`` is a plain async view (DRF's APIView is synchronous); ``/v1/models`` and
-``/token/check`` are small DRF/async views. Every error leaves as OpenAI-shaped JSON.
+A plain async view (DRF's APIView is synchronous). The door parses the body into the neutral turn,
+chooses the chat completions sink (SSE or one JSON body) and shapes OpenAI's errors; everything else is
+the pipeline's (gateway/chat/door.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from gateway.chat.accept import files_fetch, new_request_id, request_accept
-from gateway.chat.finish import Finisher, ending_client_closed, ending_for_error
-from gateway.chat.reply import reply_collect, stream_open
-from gateway.chat.sse import SseBody
-from gateway.kimi.base import KimiError
+from gateway.chat.accept import new_request_id
+from gateway.chat.door import FrontDoor, serve
+from gateway.chat.reply import Reply
+from gateway.chat.run import StreamBody
+from gateway.chat.turn import Job, Turn
 from gateway.openai.errors import GatewayError, InvalidRequest
-
-log = logging.getLogger(__name__)
+from gateway.openai.request import ChatRequest, parse_chat_request
+from gateway.openai.sinks import ChatCompletionSink
 
 
 def error_response(error: GatewayError, *, request_id: str) -> JsonResponse:
@@ -31,41 +30,7 @@ def error_response(error: GatewayError, *, request_id: str) -> JsonResponse:
     return response
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
-    request_id = new_request_id()
-    try:
-        accepted = await request_accept(request, request_id=request_id)
-    except GatewayError as error:
-        return error_response(error, request_id=request_id)
-    finisher = Finisher(accepted.plan)
-    try:
-        accepted.plan.blobs = await files_fetch(accepted.chat)
-        if accepted.chat.stream:
-            body, conversation_id = await stream_open(accepted, finisher)
-            return sse_response(body, request_id=request_id, conversation_id=conversation_id)
-        completion = await reply_collect(accepted, finisher)
-    except GatewayError as error:
-        cause = error.__cause__ if isinstance(error.__cause__, KimiError) else None
-        finisher.finish(ending_for_error(error, cause=cause))
-        return error_response(error, request_id=request_id)
-    except asyncio.CancelledError:
-        finisher.finish(ending_client_closed())  # the client went away
-        raise
-    except Exception:
-        # A bug of ours: the request still gets its final log row, and the client a JSON error.
-        log.exception("request %s failed", request_id)
-        internal = GatewayError("Internal error in the gateway.")
-        finisher.finish(ending_for_error(internal))
-        return error_response(internal, request_id=request_id)
-    finisher.finish(finisher.success_ending())
-    response = JsonResponse(completion, json_dumps_params={"ensure_ascii": False})
-    response["x-request-id"] = request_id
-    return response
-
-
-def sse_response(body: SseBody, *, request_id: str, conversation_id: str | None) -> StreamingHttpResponse:
+def sse_response(body: StreamBody, *, request_id: str, conversation_id: str | None) -> StreamingHttpResponse:
     response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
@@ -73,6 +38,58 @@ def sse_response(body: SseBody, *, request_id: str, conversation_id: str | None)
     if conversation_id:
         response["x-conversation-id"] = conversation_id
     return response
+
+
+class ChatCompletionsDoor(FrontDoor[ChatRequest, ChatCompletionSink]):
+    def parse(self, body: object) -> tuple[Turn, ChatRequest]:
+        chat = parse_chat_request(
+            body,
+            max_messages=settings.KIMIPROXY_MAX_MESSAGES,
+            max_parts=settings.KIMIPROXY_MAX_PARTS,
+            max_files=settings.KIMIPROXY_MAX_FILES,
+            max_file_bytes=settings.KIMIPROXY_FILE_MAX_BYTES,
+        )
+        turn = Turn(
+            model=chat.model,
+            messages=chat.messages,
+            files=chat.files,
+            stream=chat.stream,
+            keep=chat.keep_conversation,
+            continue_chat=chat.continue_conversation,
+            user=chat.user or "",
+        )
+        return turn, chat
+
+    def sink(self, job: Job, parsed: ChatRequest) -> ChatCompletionSink:
+        reasoning = parsed.reasoning_format or (job.api_key.reasoning_format if job.api_key else "field")
+        return ChatCompletionSink(
+            request_id=job.request_id,
+            chat=parsed,
+            reasoning_format=reasoning,  # type: ignore[arg-type]
+            prompt_text=job.prompt_text,
+            keep=job.keep,
+        )
+
+    def error_response(self, error: GatewayError, *, request_id: str) -> HttpResponseBase:
+        return error_response(error, request_id=request_id)
+
+    def stream_response(self, body: StreamBody, *, job: Job, reply: Reply) -> HttpResponseBase:
+        conversation_id = (reply.chat_id or None) if job.keep else None
+        return sse_response(body, request_id=job.request_id, conversation_id=conversation_id)
+
+    def collected_response(self, sink: ChatCompletionSink, *, job: Job, reply: Reply) -> HttpResponseBase:
+        response = JsonResponse(sink.completion(), json_dumps_params={"ensure_ascii": False})
+        response["x-request-id"] = job.request_id
+        return response
+
+
+DOOR = ChatCompletionsDoor()
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
+    return await serve(request, DOOR)
 
 
 @csrf_exempt

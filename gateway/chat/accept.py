@@ -1,20 +1,28 @@
-"""Turning an HTTP request into a ``Plan``: authenticate, validate, log on accept, fetch files.
+"""Accept: an HTTP request -> a frozen ``Job``: authenticate, validate, log on accept, fetch files.
 
 Everything here happens before an account is reserved. A refusal raises ``GatewayError`` and still
-leaves one final request-log row (``request_log_reject``), so every request is accounted for.
+leaves one final request-log row (``request_log_reject``, or the final write when the refusal comes
+after the row was created, e.g. a file URL that cannot be fetched), so every request is accounted for.
+The door's ``parse`` turns the decoded body into the neutral ``Turn``; the rest is the same for every door.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
 
-from gateway.chat.attempt import Plan
+from gateway.chat.finish import Final, finish_spawn
+from gateway.chat.prompt import prompt_text
+from gateway.chat.settle import ending_client_closed, ending_for_error
+from gateway.chat.turn import Job, Turn
 from gateway.db.accept_sql import FastAccept, api_key_accept, api_key_accept_async, fast_accept_supported
 from gateway.db.eventloop import async_db_enabled
 from gateway.db.threads import db_call
@@ -28,12 +36,14 @@ from gateway.openai.errors import (
     PayloadTooLarge,
     PermissionDenied,
 )
-from gateway.openai.flatten import flatten_history, last_user_text
-from gateway.openai.request import ChatRequest, parse_chat_request, parse_json_body
+from gateway.openai.messages import Attachment
+from gateway.openai.request import parse_json_body
 from gateway.records.callers import Caller, bearer_token, caller_authenticate, caller_for_key
 from gateway.records.conversations import ContinuedConversation, conversation_for_continue, conversation_release_unused
 from gateway.records.keys import api_key_hash_of, api_key_model_allowed
 from gateway.records.logs import LogStart, request_log_accept, request_log_reject
+
+Parsed = TypeVar("Parsed")
 
 
 def new_request_id() -> str:
@@ -42,13 +52,6 @@ def new_request_id() -> str:
 
 def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
-
-
-class Accepted:
-    """What the view needs after accept: the plan and the parsed request."""
-
-    def __init__(self, plan: Plan, chat: ChatRequest, api_key: ApiKey | None) -> None:
-        self.plan, self.chat, self.api_key = plan, chat, api_key
 
 
 def _read_body(request: HttpRequest) -> Any:
@@ -63,20 +66,10 @@ def _read_body(request: HttpRequest) -> Any:
     return parse_json_body(body)
 
 
-def _parse(body: Any) -> ChatRequest:
-    return parse_chat_request(
-        body,
-        max_messages=settings.KIMIPROXY_MAX_MESSAGES,
-        max_parts=settings.KIMIPROXY_MAX_PARTS,
-        max_files=settings.KIMIPROXY_MAX_FILES,
-        max_file_bytes=settings.KIMIPROXY_FILE_MAX_BYTES,
-    )
-
-
-def _fast_accept_key_hash(authorization: str, chat: ChatRequest | None, parse_error: GatewayError | None) -> str | None:
+def _fast_accept_key_hash(authorization: str, turn: Turn | None, parse_error: GatewayError | None) -> str | None:
     """The key's hash when the one-statement accept (gateway/db/accept_sql.py) can apply: PostgreSQL, a
     well-formed gateway key, a valid request that continues no conversation. None: the ORM path."""
-    if parse_error is not None or chat is None or chat.continue_conversation or not fast_accept_supported():
+    if parse_error is not None or turn is None or turn.continue_chat or not fast_accept_supported():
         return None
     try:
         return api_key_hash_of(raw=bearer_token(authorization))
@@ -87,17 +80,17 @@ def _fast_accept_key_hash(authorization: str, chat: ChatRequest | None, parse_er
 def _authenticate_and_accept(
     authorization: str,
     start: LogStart,
-    chat: ChatRequest | None,
+    turn: Turn | None,
     parse_error: GatewayError | None,
     fast: FastAccept | None = None,
 ) -> tuple[Caller, ApiKey | None, int, ContinuedConversation | None]:
     """Sync part of accept (one worker-thread hop): auth, allow-list, continue-claim, log row.
     ``fast``: what the one statement gave when it already ran on the event loop."""
     if fast is None:  # (also when a value was too long for it: that attempt stops again before the database)
-        key_hash = _fast_accept_key_hash(authorization, chat, parse_error)
+        key_hash = _fast_accept_key_hash(authorization, turn, parse_error)
         if key_hash is not None:
-            assert chat is not None
-            fast = api_key_accept(key_hash=key_hash, start=start, model=chat.model.requested, now=timezone.now())
+            assert turn is not None
+            fast = api_key_accept(key_hash=key_hash, start=start, model=turn.model.requested, now=timezone.now())
     if fast is not None and fast.log_id is not None:
         fast_caller, fast_key = caller_for_key(fast.key)
         return fast_caller, fast_key, fast.log_id, None
@@ -113,14 +106,14 @@ def _authenticate_and_accept(
     try:
         if parse_error is not None:
             raise parse_error  # refused, but only now that we know who is calling, for the log row
-        assert chat is not None
-        if key is not None and not api_key_model_allowed(key=key, model=chat.model.requested):
+        assert turn is not None
+        if key is not None and not api_key_model_allowed(key=key, model=turn.model.requested):
             raise PermissionDenied(
-                f"This key may not use model {chat.model.requested!r}.", param="model", code="model_not_allowed"
+                f"This key may not use model {turn.model.requested!r}.", param="model", code="model_not_allowed"
             )
         continued = None
-        if chat.continue_conversation:
-            continued = conversation_for_continue(chat_id=chat.continue_conversation, owners=caller.owners)
+        if turn.continue_chat:
+            continued = conversation_for_continue(chat_id=turn.continue_chat, owners=caller.owners)
     except GatewayError as error:
         request_log_reject(
             start=start,
@@ -140,64 +133,80 @@ def _authenticate_and_accept(
 
 
 async def _accept_step(
-    authorization: str, start: LogStart, chat: ChatRequest | None, parse_error: GatewayError | None
+    authorization: str, start: LogStart, turn: Turn | None, parse_error: GatewayError | None
 ) -> tuple[Caller, ApiKey | None, int, ContinuedConversation | None]:
     """The accept step: in the common case one statement on the event loop (gateway/db/eventloop.py); what
     it leaves undecided, or everything off PostgreSQL's serving loop, in a worker thread."""
-    key_hash = _fast_accept_key_hash(authorization, chat, parse_error) if async_db_enabled() else None
+    key_hash = _fast_accept_key_hash(authorization, turn, parse_error) if async_db_enabled() else None
     if key_hash is None:
-        return await db_call(_authenticate_and_accept, authorization, start, chat, parse_error)
-    assert chat is not None
-    fast = await api_key_accept_async(key_hash=key_hash, start=start, model=chat.model.requested, now=timezone.now())
+        return await db_call(_authenticate_and_accept, authorization, start, turn, parse_error)
+    assert turn is not None
+    fast = await api_key_accept_async(key_hash=key_hash, start=start, model=turn.model.requested, now=timezone.now())
     if fast is not None and fast.log_id is not None:
         caller, key = caller_for_key(fast.key)
         return caller, key, fast.log_id, None
-    return await db_call(_authenticate_and_accept, authorization, start, chat, parse_error, fast)
+    return await db_call(_authenticate_and_accept, authorization, start, turn, parse_error, fast)
 
 
-async def request_accept(request: HttpRequest, *, request_id: str) -> Accepted:
+async def accept(
+    request: HttpRequest, *, parse: Callable[[object], tuple[Turn, Parsed]], request_id: str
+) -> tuple[Job, Parsed]:
+    """The accepted request as a ``Job``, with the door's own parsed request beside it."""
     started = time.monotonic()
-    chat: ChatRequest | None = None
+    turn: Turn | None = None
+    parsed: Parsed | None = None
     parse_error: GatewayError | None = None
     try:
-        chat = _parse(_read_body(request))
+        turn, parsed = parse(_read_body(request))
     except GatewayError as error:
         parse_error = error
-    prompt = flatten_history(chat.messages) if chat else ""
+    prompt = prompt_text(turn) if turn else ""
     start = LogStart(
         request_id=request_id,
         path=request.path,
-        model=chat.model.requested if chat else "",
-        flags=tuple(chat.model.flags) if chat else (),
-        stream=chat.stream if chat else False,
+        model=turn.model.requested if turn else "",
+        flags=tuple(turn.model.flags) if turn else (),
+        stream=turn.stream if turn else False,
         client_ip=client_ip(request),
-        user=(chat.user or "") if chat else "",
+        user=turn.user if turn else "",
         prompt_chars=len(prompt),
         prompt_preview=prompt,
     )
     authorization = request.headers.get("Authorization", "")
-    caller, key, log_id, continued = await _accept_step(authorization, start, chat, parse_error)
-    assert chat is not None
-    text = last_user_text(chat.messages) if continued else prompt
-    plan = Plan(
+    caller, key, log_id, continued = await _accept_step(authorization, start, turn, parse_error)
+    assert turn is not None
+    job = Job(
         request_id=request_id,
         log_id=log_id,
         caller=caller,
-        turn=chat.model.turn_request(text=text),
-        blobs=[],
-        keep=chat.keep_conversation,
-        continued=continued,
-        started=started,
+        api_key=key,
+        turn=turn,
         prompt_text=prompt,
+        started=started,
+        continued=continued,
         flags=start.flags,
     )
-    return Accepted(plan, chat, key)
+    return await _with_files(job), cast(Parsed, parsed)
 
 
-async def files_fetch(chat: ChatRequest) -> list[FileBlob]:
-    """The last user message's files as bytes (data: URLs are already decoded by the parser)."""
+async def _with_files(job: Job) -> Job:
+    """The job with its files as bytes; a refused file URL (or the client leaving) finishes the request."""
+    if not job.turn.files:
+        return job
+    try:
+        return dataclasses.replace(job, blobs=tuple(await files_fetch(job.turn.files)))
+    except GatewayError as error:
+        finish_spawn(job, Final(ending=ending_for_error(error)))
+        raise
+    except asyncio.CancelledError:
+        finish_spawn(job, Final(ending=ending_client_closed()))
+        raise
+
+
+async def files_fetch(files: Sequence[Attachment]) -> list[FileBlob]:
+    """The answered message's files as bytes (data: URLs are already decoded by the parser)."""
     blobs: list[FileBlob] = []
-    for attachment in chat.files:
+    for attachment in files:
         if attachment.blob is not None:
             blobs.append(attachment.blob)
             continue

@@ -1,11 +1,10 @@
-"""One account's try at an answer: the plan it serves, the open upstream stream, and how a failed
+"""One account's try at an answer: the open upstream stream, the events it yields, and how a failed
 try is settled (lease released, refunded when the upstream did no work, its chat queued for deletion).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -16,58 +15,28 @@ from django.db import transaction
 from accounts.models import KimiAccount
 from accounts.pool import Lease, lease_release
 from gateway import lifecycle
+from gateway.chat.prompt import upstream_turn
+from gateway.chat.settle import LeaseEnd, lease_end_for
+from gateway.chat.turn import Job
 from gateway.chat.waiting import slot_waiters
 from gateway.db.threads import db_call
 from gateway.kimi import session_for
 from gateway.kimi.base import (
-    BadRequest,
     ChatCreated,
     ContentFiltered,
     Done,
-    FileBlob,
-    FileRejected,
     Heartbeat,
     KimiError,
     KimiEvent,
     KimiSession,
-    TurnRequest,
-    UpstreamTimeout,
 )
-from gateway.kimi.uploads import upload_cached
-from gateway.records.callers import Caller
 from gateway.records.conversations import (
-    ContinuedConversation,
     conversation_delete_upstream,
     conversation_record_async,
     conversation_settle,
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class Plan:
-    """Everything decided before the upstream call."""
-
-    request_id: str
-    log_id: int
-    caller: Caller
-    turn: TurnRequest  # files are filled in per account (uploads are per account)
-    blobs: list[FileBlob]
-    keep: bool  # keep the upstream chat for continuation
-    continued: ContinuedConversation | None
-    started: float  # time.monotonic() when the request arrived
-    prompt_text: str
-    flags: tuple[str, ...] = ()  # as logged on accept
-
-
-def lease_outcome(exc: KimiError) -> str:
-    """The pool's name for how an attempt ended (accounts.pool.lease_release outcomes)."""
-    if isinstance(exc, UpstreamTimeout):
-        return "timeout"
-    if isinstance(exc, BadRequest | FileRejected):
-        return "bad_request"
-    return exc.code
 
 
 async def _content_filter_as_done(events: AsyncIterator[KimiEvent]) -> AsyncIterator[KimiEvent]:
@@ -83,15 +52,15 @@ async def _content_filter_as_done(events: AsyncIterator[KimiEvent]) -> AsyncIter
 class Attempt:
     """One account's try at the answer: lease, session, the open upstream stream, the chat it made."""
 
-    def __init__(self, plan: Plan, lease: Lease, account: KimiAccount) -> None:
-        self.plan = plan
+    def __init__(self, job: Job, lease: Lease, account: KimiAccount) -> None:
+        self.job = job
         self.lease = lease
         self.account = account
         self.session: KimiSession = session_for(account)
         self.turn_cm: AbstractAsyncContextManager[AsyncIterator[KimiEvent]] | None = None
-        self.events: AsyncIterator[KimiEvent] | None = None
-        self.chat_id = plan.continued.chat_id if plan.continued else ""
-        self.conversation_id: int | None = plan.continued.conversation_id if plan.continued else None
+        self.events_in: AsyncIterator[KimiEvent] | None = None  # the open upstream stream
+        self.chat_id = job.continued.chat_id if job.continued else ""
+        self.conversation_id: int | None = job.continued.conversation_id if job.continued else None
         self.recording: asyncio.Task[int] | None = None  # the conversation row being written
         self.generated = False  # the upstream produced answer content (the turn is not refundable)
         self.ignored_flags: list[str] = []  # request flags this account's protocol does not have
@@ -100,17 +69,12 @@ class Attempt:
 
     async def open(self) -> list[KimiEvent]:
         """Send the turn and read up to the first content event; returns the events read so far."""
-        files = [await upload_cached(session=self.session, account_id=self.account.pk, blob=b) for b in self.plan.blobs]
-        turn = dataclasses.replace(self.plan.turn, files=tuple(files))
-        if self.plan.continued:
-            turn = dataclasses.replace(
-                turn, chat_id=self.plan.continued.chat_id, parent_id=self.plan.continued.parent_message_id or None
-            )
+        turn = await upstream_turn(self.job, session=self.session, account_id=self.account.pk)
         self.ignored_flags = self.session.unsupported_flags(turn)
         if self.ignored_flags:
-            log.info("%s: %s ignores %s", self.plan.request_id, self.account.protocol, ", ".join(self.ignored_flags))
+            log.info("%s: %s ignores %s", self.job.request_id, self.account.protocol, ", ".join(self.ignored_flags))
         self.turn_cm = self.session.turn(turn)
-        self.events = _content_filter_as_done(await self.turn_cm.__aenter__())
+        self.events_in = _content_filter_as_done(await self.turn_cm.__aenter__())
         return await self._read_to_first_content()
 
     async def _read_to_first_content(self) -> list[KimiEvent]:
@@ -121,12 +85,12 @@ class Attempt:
         instead of leaving the client without headers. The unfinished read is handed over in ``pending``.
         """
         buffered: list[KimiEvent] = []
-        assert self.events is not None
+        assert self.events_in is not None
         loop = asyncio.get_running_loop()
         patience_until: float | None = None
         while True:
             # Held in ``pending`` while it runs, so close() can cancel it if we are cancelled here.
-            step = self.pending = asyncio.ensure_future(anext(self.events))
+            step = self.pending = asyncio.ensure_future(anext(self.events_in))
             timeout = None if patience_until is None else max(0.0, patience_until - loop.time())
             done, _ = await asyncio.wait({step}, timeout=timeout)
             if not done:
@@ -144,6 +108,23 @@ class Attempt:
             buffered.append(event)
             return buffered
 
+    async def events(self, buffered: list[KimiEvent]) -> AsyncIterator[KimiEvent]:
+        """The events read by ``open``, then the rest of the upstream stream, each observed once."""
+        for event in buffered:
+            yield event
+        if self.pending is not None:
+            step, self.pending = self.pending, None
+            try:
+                event = await step
+            except StopAsyncIteration:
+                return
+            await self.observe(event)
+            yield event
+        assert self.events_in is not None
+        async for event in self.events_in:
+            await self.observe(event)
+            yield event
+
     async def observe(self, event: KimiEvent) -> None:
         """Bookkeeping every event passes through: record the chat, note that generation began."""
         if isinstance(event, ChatCreated):
@@ -156,11 +137,11 @@ class Attempt:
                 record = conversation_record_async(
                     account_id=self.account.pk,
                     chat_id=event.chat_id,
-                    api_key_id=self.plan.caller.api_key_id,
-                    owner_hash=self.plan.caller.owner_for(account_token_hash=self.account.token_hash),
-                    request_id=self.plan.request_id,
+                    api_key_id=self.job.caller.api_key_id,
+                    owner_hash=self.job.caller.owner_for(account_token_hash=self.account.token_hash),
+                    request_id=self.job.request_id,
                 )
-                self.recording = lifecycle.spawn(record, name=f"record-{self.plan.request_id}")
+                self.recording = lifecycle.spawn(record, name=f"record-{self.job.request_id}")
         elif not isinstance(event, Heartbeat | Done):
             self.generated = True
 
@@ -171,7 +152,7 @@ class Attempt:
             try:
                 self.conversation_id = await recording
             except Exception:
-                log.exception("%s: recording upstream chat %s failed", self.plan.request_id, self.chat_id)
+                log.exception("%s: recording upstream chat %s failed", self.job.request_id, self.chat_id)
         return self.conversation_id
 
     async def close(self) -> None:
@@ -192,35 +173,24 @@ async def attempt_abandon(attempt: Attempt, exc: KimiError) -> None:
     """Settle a failed attempt during failover: close, release the lease, clean up its chat."""
     await attempt.close()
     conversation_id = await attempt.recorded_conversation()
-    refund = exc.refundable and not attempt.generated
     await db_call(
         _release_failed_attempt,
         lease=attempt.lease,
-        outcome=lease_outcome(exc),
-        refund=refund,
-        retry_after=getattr(exc, "retry_after", None),
-        message=exc.message,
+        end=lease_end_for(exc, generated=attempt.generated),
         conversation_id=conversation_id,
-        keep=attempt.plan.continued is not None,
+        keep=attempt.job.continued is not None,
     )
     slot_waiters().wake_one()
-    if conversation_id is not None and attempt.plan.continued is None:
+    if conversation_id is not None and attempt.job.continued is None:
         delete = conversation_delete_upstream(conversation_id=conversation_id, known=(attempt.account, attempt.chat_id))
         lifecycle.spawn(delete, name="delete-chat")
 
 
-def _release_failed_attempt(
-    *,
-    lease: Lease,
-    outcome: str,
-    refund: bool,
-    retry_after: float | None,
-    message: str,
-    conversation_id: int | None,
-    keep: bool,
-) -> None:
+def _release_failed_attempt(*, lease: Lease, end: LeaseEnd, conversation_id: int | None, keep: bool) -> None:
     with transaction.atomic():
-        lease_release(lease=lease, outcome=outcome, refund=refund, retry_after=retry_after, message=message)
+        lease_release(
+            lease=lease, outcome=end.outcome, refund=end.refund, retry_after=end.retry_after, message=end.message
+        )
         if conversation_id is not None:
             conversation_settle(conversation_id=conversation_id, keep=keep)
 

@@ -2,8 +2,8 @@
 
 Why it exists: a reply is read in ~50 small awaits (one per upstream frame) and streamed in as many
 queue reads, each under its own budget. ``asyncio.timeout()`` creates a ``Timeout`` and schedules and
-cancels a timer handle every time: ~11 us per await on the bench machine, over 1 ms of a request's CPU
-for both loops (bench/README.md). ``Deadline`` keeps one timer and re-arms it lazily: a wait that moves
+cancels a timer handle every time, which adds up to a visible share of a request's CPU (measured in
+bench/README.md, "Numbers behind the code"). ``Deadline`` keeps one timer and re-arms it lazily: a wait that moves
 the deadline later only records it; when the timer fires it either re-arms for the newest deadline or,
 if that deadline has passed, cancels the waiting task, which then raises ``TimeoutError`` exactly as
 ``asyncio.timeout`` would (an outside cancellation still propagates as ``CancelledError``).

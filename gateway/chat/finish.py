@@ -8,150 +8,86 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Any
 
 from gateway import lifecycle
-from gateway.chat.attempt import Attempt, Plan, lease_outcome
+from gateway.chat.attempt import Attempt
+from gateway.chat.settle import Ending
+from gateway.chat.sink import ReplyStats
+from gateway.chat.turn import Job
 from gateway.chat.waiting import slot_waiters
 from gateway.choices import Outcome
-from gateway.kimi.base import KimiError
-from gateway.openai.errors import GatewayError
 from gateway.records.conversations import chat_delete
 from gateway.records.logs import ConversationSettlement, LeaseSettlement, LogFinish, request_finish_async
 
-if TYPE_CHECKING:
-    from gateway.chat.reserve import Failover
+
+@dataclasses.dataclass(frozen=True)
+class Final:
+    """Everything the final write needs, handed over once: how the request ended, the attempt that
+    holds the lease (None when none does), and what the reply produced."""
+
+    ending: Ending
+    attempt: Attempt | None = None
+    attempts: int = 0
+    stats: ReplyStats = ReplyStats()
+    first_token_at: float | None = None
+    parent_message_id: str = ""
 
 
-def log_outcome(status: int) -> str:
-    if status < 400:
-        return Outcome.OK
-    if status == 429:
-        return Outcome.RATE_LIMITED
-    if status < 500:
-        return Outcome.CLIENT_ERROR
-    return Outcome.UPSTREAM_ERROR
+def finish_spawn(job: Job, final: Final) -> asyncio.Task[None]:
+    """Start the final write (never awaits). The caller makes sure it runs once per request."""
+    latency = int((time.monotonic() - job.started) * 1000)
+    return lifecycle.spawn(_write(job, final, latency), name=f"finish-{job.request_id}")
 
 
-@dataclasses.dataclass
-class Ending:
-    """How the request ended, for the final log write."""
-
-    status: int
-    outcome: str
-    error_code: str = ""
-    error_message: str = ""
-    lease_outcome: str = "ok"
-    refund: bool = False
-    retry_after: float | None = None
-
-
-class Finisher:
-    """Writes the final state of an accepted request exactly once, even when the request is cancelled.
-
-    ``finish`` never awaits: it spawns one tracked task that closes the upstream stream, deletes the chat
-    upstream, then writes the log, releases the lease and settles the conversation in one transaction.
-    """
-
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-        self.attempt: Attempt | None = None
-        self.failover: Failover | None = None
-        self.first_token_at: float | None = None
-        self.stats: dict[str, Any] = {}
-        self.parent_message_id = ""
-        self.task: asyncio.Task[None] | None = None
-
-    def record_stats(self, assembler: Any) -> None:
-        """What the reply produced, for the log row (read from the OpenAI-side assembler)."""
-        self.stats = {
-            "completion_chars": assembler.text_chars,
-            "prompt_tokens": assembler.prompt_tokens,
-            "completion_tokens": assembler.completion_tokens,
-            "answer_preview": assembler.content[:200],
-        }
-
-    @staticmethod
-    def success_ending() -> Ending:
-        return Ending(status=200, outcome=Outcome.OK)
-
-    def finish(self, ending: Ending) -> asyncio.Task[None]:
-        if self.task is None:
-            latency = int((time.monotonic() - self.plan.started) * 1000)
-            self.task = lifecycle.spawn(self._write(ending, latency), name=f"finish-{self.plan.request_id}")
-        return self.task
-
-    async def _write(self, ending: Ending, latency_ms: int) -> None:
-        attempt = self.attempt
-        conversation_id = None
-        if attempt is not None:
-            await attempt.close()
-            conversation_id = await attempt.recorded_conversation()
-        ttft = int((self.first_token_at - self.plan.started) * 1000) if self.first_token_at else None
-        finish = LogFinish(
-            status_code=ending.status,
-            outcome=ending.outcome,
-            error_code=ending.error_code,
-            error_message=ending.error_message,
-            latency_ms=latency_ms,
-            ttft_ms=ttft,
-            attempts=self.failover.attempts if self.failover else 0,
-            account_id=attempt.account.pk if attempt else None,
-            upstream_chat_id=attempt.chat_id if attempt else "",
-            flags=[*self.plan.flags, *(f"ignored:{f}" for f in attempt.ignored_flags)]
-            if attempt and attempt.ignored_flags
-            else None,
-            **self.stats,
+async def _write(job: Job, final: Final, latency_ms: int) -> None:
+    attempt, ending = final.attempt, final.ending
+    conversation_id = None
+    if attempt is not None:
+        await attempt.close()
+        conversation_id = await attempt.recorded_conversation()
+    ttft = int((final.first_token_at - job.started) * 1000) if final.first_token_at else None
+    finish = LogFinish(
+        status_code=ending.status,
+        outcome=ending.outcome,
+        error_code=ending.error_code,
+        error_message=ending.error_message,
+        latency_ms=latency_ms,
+        ttft_ms=ttft,
+        attempts=final.attempts,
+        account_id=attempt.account.pk if attempt else None,
+        upstream_chat_id=attempt.chat_id if attempt else "",
+        flags=[*job.flags, *(f"ignored:{f}" for f in attempt.ignored_flags)]
+        if attempt and attempt.ignored_flags
+        else None,
+        **dataclasses.asdict(final.stats),
+    )
+    lease = conversation = None
+    if attempt is not None:
+        end = ending.lease_end(generated=attempt.generated)
+        lease = LeaseSettlement(
+            lease=attempt.lease,
+            outcome=end.outcome,
+            refund=end.refund,
+            retry_after=end.retry_after,
+            message=end.message,
         )
-        lease = conversation = None
-        if attempt is not None:
-            lease = LeaseSettlement(
-                lease=attempt.lease,
-                outcome=ending.lease_outcome,
-                refund=ending.refund and not attempt.generated,
-                retry_after=ending.retry_after,
-                message=ending.error_message,
+        if conversation_id is not None:
+            keep = (job.keep and ending.outcome == Outcome.OK) or job.continued is not None
+            conversation = ConversationSettlement(
+                conversation_id=conversation_id, keep=keep, parent_message_id=final.parent_message_id
             )
-            if conversation_id is not None:
-                keep = self.plan.keep and ending.outcome in (Outcome.OK,)
-                keep = keep or self.plan.continued is not None
-                conversation = ConversationSettlement(
-                    conversation_id=conversation_id, keep=keep, parent_message_id=self.parent_message_id
-                )
-        if attempt is None and self.plan.continued is not None:
-            # No account could serve the kept conversation: it stays kept for a later try.
-            conversation = ConversationSettlement(conversation_id=self.plan.continued.conversation_id, keep=True)
-        if conversation is not None and not conversation.keep:
-            # Delete the chat upstream first, so the final write records the result too (one database
-            # step instead of two). Should the process die in between, the log row, lease and chat are
-            # each recovered by cleanup_conversations / the lease timeout.
-            assert attempt is not None
-            error = await chat_delete(attempt.account, attempt.chat_id)
-            conversation = dataclasses.replace(conversation, deleted=not error, delete_error=error)
-        elif attempt is not None and attempt.chat_id and conversation_id is None and not self.plan.continued:
-            await chat_delete(attempt.account, attempt.chat_id)  # its record failed: at least delete it
-        await request_finish_async(log_id=self.plan.log_id, finish=finish, lease=lease, conversation=conversation)
-        if lease is not None:
-            slot_waiters().wake_one()
-
-
-def ending_for_error(error: GatewayError, *, cause: KimiError | None = None) -> Ending:
-    return Ending(
-        status=error.status,
-        outcome=log_outcome(error.status),
-        error_code=error.code or "",
-        error_message=error.message,
-        lease_outcome=lease_outcome(cause) if cause else "ok",
-        refund=bool(cause and cause.refundable),
-        retry_after=getattr(cause, "retry_after", None),
-    )
-
-
-def ending_client_closed() -> Ending:
-    return Ending(
-        status=499,
-        outcome=Outcome.CLIENT_CLOSED,
-        error_code="client_closed",
-        error_message="client closed the connection",
-        lease_outcome="client_closed",
-    )
+    if attempt is None and job.continued is not None:
+        # No account could serve the kept conversation: it stays kept for a later try.
+        conversation = ConversationSettlement(conversation_id=job.continued.conversation_id, keep=True)
+    if conversation is not None and not conversation.keep:
+        # Delete the chat upstream first, so the final write records the result too (one database
+        # step instead of two). Should the process die in between, the log row, lease and chat are
+        # each recovered by cleanup_conversations / the lease timeout.
+        assert attempt is not None
+        error = await chat_delete(attempt.account, attempt.chat_id)
+        conversation = dataclasses.replace(conversation, deleted=not error, delete_error=error)
+    elif attempt is not None and attempt.chat_id and conversation_id is None and not job.continued:
+        await chat_delete(attempt.account, attempt.chat_id)  # its record failed: at least delete it
+    await request_finish_async(log_id=job.log_id, finish=finish, lease=lease, conversation=conversation)
+    if lease is not None:
+        slot_waiters().wake_one()

@@ -1,80 +1,108 @@
-"""The two shapes of an answer: a JSON ``chat.completion`` (collected) or an SSE stream.
+"""Open a reply: one request's answer from the upstream, from reservation to the final write.
 
-Both open the upstream reply with failover (completions.reply_open). A collected answer can still
-fail over after a mid-stream failure, because nothing has reached the client yet; a stream cannot once
-its headers are sent, and ends with an error chunk instead (streaming.SseBody).
+A ``Reply`` owns what the request holds upstream: the ``Failover`` state, the open ``Attempt`` (its
+lease and stream) and the final write. ``open`` reserves an account (waiting while accounts are only
+busy), sends the shaped turn and reads up to the first content, failing over between accounts on the
+way; ``events`` yields the answer; ``reopen_after`` fails over after a failure mid-answer (only while
+nothing reached the client); ``finish`` ends the request, once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import AsyncIterator
 
-from gateway.chat.accept import Accepted
-from gateway.chat.finish import Finisher
-from gateway.chat.reserve import Failover, reply_open, upstream_events
-from gateway.chat.sse import SseBody
-from gateway.kimi.base import Done, KimiError
-from gateway.openai.chunks import ReplyAssembler
+from accounts.pool import NoAccountAvailable
+from gateway import lifecycle
+from gateway.chat.attempt import Attempt, AttemptCancelled, attempt_abandon
+from gateway.chat.finish import Final, finish_spawn
+from gateway.chat.reserve import Failover, no_account_error, reserve_waiting
+from gateway.chat.settle import Ending
+from gateway.chat.sink import ReplyStats
+from gateway.chat.turn import Job
+from gateway.kimi.base import ChatCreated, Done, Heartbeat, KimiError, KimiEvent
 
-
-def assembler_for(accepted: Accepted, *, completion_id: str | None = None) -> ReplyAssembler:
-    chat, plan, key = accepted.chat, accepted.plan, accepted.api_key
-    reasoning = chat.reasoning_format or (key.reasoning_format if key else "field")
-    return ReplyAssembler(
-        request_id=plan.request_id,
-        model=chat.model.requested,
-        created=int(time.time()),
-        reasoning_format=reasoning,  # type: ignore[arg-type]
-        silent=chat.model.silent,
-        max_tokens=chat.max_tokens,
-        stop=chat.stop,
-        include_usage=chat.include_usage,
-        prompt_text=plan.prompt_text,
-        completion_id=completion_id,
-    )
+log = logging.getLogger(__name__)
 
 
-def _conversation_id(accepted: Accepted, chat_id: str) -> str | None:
-    """The id a client uses to continue: the upstream chat id, only for kept conversations."""
-    return chat_id or None if accepted.plan.keep else None
+class Reply:
+    """One request's answer (see the module docstring). Not shared between requests."""
 
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.failover = Failover(job)
+        self.attempt: Attempt | None = None
+        self.first_token_at: float | None = None
+        self.parent_message_id = ""
+        self._buffered: list[KimiEvent] = []
+        self._finished: asyncio.Task[None] | None = None
 
-async def stream_open(accepted: Accepted, finisher: Finisher) -> tuple[SseBody, str | None]:
-    """Open the upstream reply (failover happens here, before any byte is sent)."""
-    failover = finisher.failover = Failover(accepted.plan)
-    attempt, buffered = await reply_open(accepted.plan, failover)
-    finisher.attempt = attempt
-    conversation_id = _conversation_id(accepted, attempt.chat_id)
-    assembler = assembler_for(accepted, completion_id=conversation_id)
-    body = SseBody(finisher=finisher, assembler=assembler, events=upstream_events(attempt, buffered))
-    return body, conversation_id
+    @property
+    def chat_id(self) -> str:
+        return self.attempt.chat_id if self.attempt else ""
 
+    async def open(self) -> None:
+        """Reserve, send and read up to the first content, failing over between accounts.
 
-async def reply_collect(accepted: Accepted, finisher: Finisher) -> dict[str, object]:
-    """The whole answer as a ``chat.completion`` dict, failing over on retryable failures."""
-    failover = finisher.failover = Failover(accepted.plan)
-    while True:
-        attempt, buffered = await reply_open(accepted.plan, failover)
-        finisher.attempt = attempt
-        conversation_id = _conversation_id(accepted, attempt.chat_id)
-        assembler = assembler_for(accepted, completion_id=conversation_id)
-        try:
-            async for event in upstream_events(attempt, buffered):
-                if assembler.feed(event) and finisher.first_token_at is None:
-                    finisher.first_token_at = time.monotonic()
-                if isinstance(event, Done):
-                    finisher.parent_message_id = event.message_id or ""
-                if isinstance(event, Done) or (assembler.finished and not accepted.plan.keep):
-                    break  # a kept chat is read to its Done: its message id is the next parent_id
-        except KimiError as exc:
-            finisher.record_stats(assembler)
-            finisher.attempt = None
-            if await failover.give_up_on(attempt, exc):
-                finisher.first_token_at = None
+        Raises ``GatewayError`` (mapped for the wire) when no account could answer.
+        """
+        job, failover = self.job, self.failover
+        while failover.attempts < failover.max_attempts:
+            try:
+                lease, account = await reserve_waiting(job, failover.exclude)
+            except NoAccountAvailable as exc:
+                if failover.last_error is not None:
+                    raise failover.final_error() from None
+                raise no_account_error(exc, continued=job.continued is not None) from None
+            failover.attempts += 1
+            attempt = Attempt(job, lease, account)
+            try:
+                self._buffered = await attempt.open()
+            except KimiError as exc:
+                if not await failover.may_retry_after(attempt, exc):
+                    break
                 continue
-            raise failover.final_error() from exc
-        finisher.record_stats(assembler)
-        body = assembler.completion()
-        if conversation_id:
-            body["conversation_id"] = conversation_id
-        return body
+            except BaseException:
+                # Cancelled (client went away) or a bug: settle this attempt in the background, re-raise.
+                lifecycle.spawn(attempt_abandon(attempt, AttemptCancelled()), name="abandon-attempt")
+                raise
+            self.attempt = attempt
+            return
+        raise self.failover.final_error()
+
+    async def reopen_after(self, exc: KimiError) -> None:
+        """The open attempt failed mid-answer: settle it and open another (raises ``GatewayError`` when
+        no attempt is left). Only for answers nothing of which has reached the client."""
+        attempt, self.attempt = self.attempt, None
+        assert attempt is not None
+        if not await self.failover.may_retry_after(attempt, exc):
+            raise self.failover.final_error() from exc
+        self.first_token_at, self.parent_message_id = None, ""
+        await self.open()
+
+    async def events(self) -> AsyncIterator[KimiEvent]:
+        """The open attempt's events, noting when the answer began and the last message id."""
+        assert self.attempt is not None
+        buffered, self._buffered = self._buffered, []
+        async for event in self.attempt.events(buffered):
+            if self.first_token_at is None and not isinstance(event, Heartbeat | ChatCreated | Done):
+                self.first_token_at = time.monotonic()
+            if isinstance(event, Done):
+                self.parent_message_id = event.message_id or ""
+            yield event
+
+    def finish(self, ending: Ending, stats: ReplyStats | None = None) -> asyncio.Task[None]:
+        """Start the final write with this ending; later calls return the same task (the first wins)."""
+        if self._finished is None:
+            final = Final(
+                ending=ending,
+                attempt=self.attempt,
+                attempts=self.failover.attempts,
+                stats=stats or ReplyStats(),
+                first_token_at=self.first_token_at,
+                parent_message_id=self.parent_message_id,
+            )
+            self._finished = finish_spawn(self.job, final)
+        return self._finished

@@ -1,27 +1,16 @@
-"""One chat completion, orchestrated: accept -> reserve -> open upstream -> stream -> finish.
+"""Reserve an account for one request: waiting while accounts are only busy, and failover between them.
 
-Database work per request (no connection is held while the upstream answers)::
-
-    accept      key + log row (+ per-key limits)    one statement / transaction   (before the upstream call)
-    reserve     lease on an account                 one statement / transaction   (before the upstream call)
-    chat id     conversation row                    one short write, concurrent   (when the chat id arrives)
-    finish      final log + lease release + settle  one statement / transaction   (after the answer and the
-                                                                                   chat delete, in a task)
-
-On PostgreSQL the common cases are hand-written SQL (gateway/db/accept_sql.py, accounts/pool_sql.py,
-gateway/db/finish_sql.py), run on the event loop's own connection pool (gateway/db/eventloop.py); the ORM
-services are the reference and serve SQLite and the rare paths, in worker threads (gateway/db/threads.py).
-
-Failover: a retryable upstream failure before the first byte reached the client releases that lease
-(refunded when the upstream did no work), marks the account as the pool rules say, and tries another
-account, up to ``KIMIPROXY_MAX_ATTEMPTS``. Every upstream chat created on the way is recorded and deleted.
+``reserve_waiting`` takes a lease (one statement on PostgreSQL's event-loop pool, gateway/db/eventloop.py;
+the ORM reference elsewhere, accounts/pool.py) or says why no account can serve. ``Failover`` keeps the
+accounts one request has tried: a retryable upstream failure before the first byte reached the client
+releases that lease (refunded when the upstream did no work), the pool rules mark the account, and
+another account is tried, up to ``KIMIPROXY_MAX_ATTEMPTS``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
 
 from django.conf import settings
 from django.utils import timezone
@@ -29,12 +18,12 @@ from django.utils import timezone
 from accounts import pool_sql
 from accounts.models import KimiAccount
 from accounts.pool import Lease, NoAccountAvailable, account_reserve, account_unavailable, lease_of_reserved
-from gateway import lifecycle
-from gateway.chat.attempt import Attempt, AttemptCancelled, Plan, attempt_abandon
+from gateway.chat.attempt import Attempt, attempt_abandon
+from gateway.chat.turn import Job
 from gateway.chat.waiting import slot_waiters
 from gateway.db import eventloop
 from gateway.db.threads import db_call
-from gateway.kimi.base import KimiError, KimiEvent
+from gateway.kimi.base import KimiError
 from gateway.openai.errors import (
     ConversationUnavailable,
     GatewayError,
@@ -47,34 +36,34 @@ log = logging.getLogger(__name__)
 CROSS_PROCESS_POLL_SECONDS = 0.25
 
 
-def _reservable_ids(plan: Plan) -> tuple[int, ...] | None:
+def _reservable_ids(job: Job) -> tuple[int, ...] | None:
     """The accounts this request may use: its conversation's, its pass-through tokens', or the pool (None)."""
-    if plan.continued is not None:
-        return (plan.continued.account_id,)
-    return plan.caller.passthrough_account_ids or None
+    if job.continued is not None:
+        return (job.continued.account_id,)
+    return job.caller.passthrough_account_ids or None
 
 
-def _reserve(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccount]:
-    lease = account_reserve(account_ids=_reservable_ids(plan), exclude=exclude, request_id=plan.request_id)
+def _reserve(job: Job, exclude: set[int]) -> tuple[Lease, KimiAccount]:
+    lease = account_reserve(account_ids=_reservable_ids(job), exclude=exclude, request_id=job.request_id)
     return lease, lease.account or KimiAccount.objects.get(pk=lease.account_id)
 
 
-async def _reserve_once(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccount]:
+async def _reserve_once(job: Job, exclude: set[int]) -> tuple[Lease, KimiAccount]:
     """One reservation: on the event loop when it can (gateway/db/eventloop.py), else in a worker thread.
     Raises ``NoAccountAvailable`` (saying why, which takes the ORM) when no account can take the turn."""
     if eventloop.async_db_enabled():
-        account_ids = _reservable_ids(plan)
+        account_ids = _reservable_ids(job)
         statement = pool_sql.reserve_statement(
-            now=timezone.now(), request_id=plan.request_id, protocol=None, account_ids=account_ids, exclude=exclude
+            now=timezone.now(), request_id=job.request_id, protocol=None, account_ids=account_ids, exclude=exclude
         )
         account = pool_sql.reserved_account(await eventloop.fetchone(*statement))
         if account is not None:
             return lease_of_reserved(account), account
         raise await db_call(account_unavailable, account_ids=account_ids, exclude=exclude)
-    return await db_call(_reserve, plan, exclude)
+    return await db_call(_reserve, job, exclude)
 
 
-async def reserve_waiting(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccount]:
+async def reserve_waiting(job: Job, exclude: set[int]) -> tuple[Lease, KimiAccount]:
     """Reserve an account, waiting (up to ``KIMIPROXY_QUEUE_TIMEOUT``) while accounts are only busy.
 
     Waiting requests queue in this process and are woken one at a time as leases are released here
@@ -84,7 +73,7 @@ async def reserve_waiting(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAcc
     deadline = time.monotonic() + settings.KIMIPROXY_QUEUE_TIMEOUT
     while True:
         try:
-            return await _reserve_once(plan, exclude)
+            return await _reserve_once(job, exclude)
         except NoAccountAvailable as exc:
             left = deadline - time.monotonic()
             if exc.reason != "busy" or left <= 0:
@@ -92,7 +81,7 @@ async def reserve_waiting(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAcc
             await slot_waiters().wait(min(CROSS_PROCESS_POLL_SECONDS, left))
 
 
-def _no_account_error(exc: NoAccountAvailable, *, continued: bool) -> GatewayError:
+def no_account_error(exc: NoAccountAvailable, *, continued: bool) -> GatewayError:
     if continued and exc.reason in ("invalid", "disabled"):
         return ConversationUnavailable(
             f"The account holding this conversation cannot serve it any more ({exc.reason}); start a new conversation."
@@ -109,15 +98,14 @@ def _no_account_error(exc: NoAccountAvailable, *, continued: bool) -> GatewayErr
 class Failover:
     """The accounts one request has tried: how many attempts, which to skip, the last failure."""
 
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
+    def __init__(self, job: Job) -> None:
         self.exclude: set[int] = set()
         self.attempts = 0
         self.last_error: KimiError | None = None
-        self.max_attempts = 1 if plan.continued else settings.KIMIPROXY_MAX_ATTEMPTS
+        self.max_attempts = 1 if job.continued else settings.KIMIPROXY_MAX_ATTEMPTS
 
-    async def give_up_on(self, attempt: Attempt, exc: KimiError) -> bool:
-        """Settle a failed attempt; True when another account may be tried."""
+    async def may_retry_after(self, attempt: Attempt, exc: KimiError) -> bool:
+        """Settle a failed attempt; True when another account may be tried, False when this was the last."""
         log.info("attempt %s on %s failed: %s", self.attempts, attempt.account.name, exc.code)
         await attempt_abandon(attempt, exc)
         self.last_error = exc
@@ -127,50 +115,3 @@ class Failover:
     def final_error(self) -> GatewayError:
         assert self.last_error is not None
         return gateway_error_from_kimi(self.last_error)
-
-
-async def reply_open(plan: Plan, failover: Failover) -> tuple[Attempt, list[KimiEvent]]:
-    """Open the upstream answer, failing over between accounts; returns the attempt and the events
-    read up to the first content. Raises GatewayError (mapped for the wire) when none could answer.
-    """
-    while failover.attempts < failover.max_attempts:
-        try:
-            lease, account = await reserve_waiting(plan, failover.exclude)
-        except NoAccountAvailable as exc:
-            if failover.last_error is not None:
-                raise failover.final_error() from None
-            raise _no_account_error(exc, continued=plan.continued is not None) from None
-        failover.attempts += 1
-        attempt = Attempt(plan, lease, account)
-        try:
-            return attempt, await attempt.open()
-        except KimiError as exc:
-            if not await failover.give_up_on(attempt, exc):
-                break
-        except BaseException:
-            # Cancelled (client went away) or a bug: settle this attempt in the background, re-raise.
-            lifecycle.spawn(attempt_abandon(attempt, AttemptCancelled()), name="abandon-attempt")
-            raise
-    raise failover.final_error()
-
-
-def upstream_events(attempt: Attempt, buffered: list[KimiEvent]) -> AsyncIterator[KimiEvent]:
-    """The buffered events, then the rest of the upstream stream, each passed through ``observe``."""
-
-    async def gen() -> AsyncIterator[KimiEvent]:
-        for event in buffered:
-            yield event
-        if attempt.pending is not None:
-            step, attempt.pending = attempt.pending, None
-            try:
-                event = await step
-            except StopAsyncIteration:
-                return
-            await attempt.observe(event)
-            yield event
-        assert attempt.events is not None
-        async for event in attempt.events:
-            await attempt.observe(event)
-            yield event
-
-    return gen()

@@ -3,7 +3,7 @@
 Why this exists: every ``/v1/chat/completions`` request first authenticates its key and writes its
 pending log row. Through the ORM that is two or three autocommitted statements (the key's SELECT, the
 once-a-minute ``last_used_at`` UPDATE, the log INSERT), and building them cost more CPU than
-PostgreSQL took to run them (~1.3 ms per request on the 2-core bench machine, bench/README.md). Here
+PostgreSQL took to run them (bench/README.md, "Numbers behind the code"). Here
 they are one statement with data-modifying CTEs, in autocommit (no BEGIN/COMMIT)::
 
     WITH k AS (SELECT <the active key by hash>),

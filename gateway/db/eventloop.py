@@ -1,9 +1,9 @@
 """The request path's hand-written statements on PostgreSQL, run on the event loop itself.
 
 Why it exists: a database step through ``gateway.db.threads.db_call`` costs a worker-thread hop, a pool
-checkout through Django's connection layer, the statement, and the return: about 0.55 ms of worker CPU
-on the bench machine, against 0.25 ms for the same statement on psycopg's ``AsyncConnectionPool``
-(bench/README.md). The four steps every chat request makes (accept, reservation, chat record, final
+checkout through Django's connection layer, the statement, and the return: about twice the worker CPU
+of the same statement on psycopg's ``AsyncConnectionPool`` (bench/README.md, "Numbers behind the code").
+The four steps every chat request makes (accept, reservation, chat record, final
 write) are already hand-written SQL (gateway/db/accept_sql.py, accounts/pool_sql.py,
 gateway/records/conversations.py, gateway/db/finish_sql.py), so on the server's event loop they run here; the ORM
 paths, SQLite and every other event loop keep ``db_call``.

@@ -18,7 +18,9 @@ from django.db import connection
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
-from gateway.chat.accept import _authenticate_and_accept, _parse, new_request_id
+from gateway.api.chat_completions import DOOR
+from gateway.chat.accept import _authenticate_and_accept, new_request_id
+from gateway.chat.turn import Turn
 from gateway.choices import ConversationState, Outcome
 from gateway.db.accept_sql import api_key_accept
 from gateway.models import ApiKey, Conversation, RequestLog
@@ -30,7 +32,6 @@ from gateway.openai.errors import (
     PermissionDenied,
     RateLimitExceeded,
 )
-from gateway.openai.request import ChatRequest
 from gateway.records.callers import caller_for_key
 from gateway.records.keys import api_key_hash_of
 from gateway.records.logs import LogStart, request_log_accept
@@ -58,11 +59,12 @@ def statements() -> Iterator[list[str]]:
         yield seen
 
 
-def chat_for(model: str = "kimi", **extra: Any) -> ChatRequest:
-    return _parse({"model": model, "messages": [{"role": "user", "content": "hello there"}], **extra})
+def chat_for(model: str = "kimi", **extra: Any) -> Turn:
+    turn, _ = DOOR.parse({"model": model, "messages": [{"role": "user", "content": "hello there"}], **extra})
+    return turn
 
 
-def start_for(chat: ChatRequest | None, **overrides: Any) -> LogStart:
+def start_for(chat: Turn | None, **overrides: Any) -> LogStart:
     fields: dict[str, Any] = {
         "request_id": new_request_id(),
         "path": "/v1/chat/completions",
@@ -83,7 +85,7 @@ def row_of(log_id: int) -> dict[str, Any]:
     return row
 
 
-def accept(raw: str, chat: ChatRequest | None, start: LogStart, parse_error: GatewayError | None = None) -> Any:
+def accept(raw: str, chat: Turn | None, start: LogStart, parse_error: GatewayError | None = None) -> Any:
     return _authenticate_and_accept(f"Bearer {raw}", start, chat, parse_error)
 
 

@@ -161,7 +161,7 @@ def test_it_refuses_a_malformed_pass_through_token_with_401(e2e):
 
 
 def test_a_bug_in_the_gateway_still_answers_json_and_finishes_the_log(e2e, monkeypatch):
-    from gateway.chat import reply
+    from gateway.openai import sinks
 
     pool_account(e2e.fake, "only")
     _, raw = make_api_key()
@@ -169,7 +169,7 @@ def test_a_bug_in_the_gateway_still_answers_json_and_finishes_the_log(e2e, monke
     def broken(*args, **kwargs):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(reply, "assembler_for", broken)
+    monkeypatch.setattr(sinks, "ReplyAssembler", broken)
     response = httpx.post(
         f"{e2e.url}/v1/chat/completions",
         json={"model": "kimi", "messages": OK_MESSAGES},

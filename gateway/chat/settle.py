@@ -1,0 +1,107 @@
+"""How a request and its leases end: the one mapping from an upstream failure to the lease's fate.
+
+Two vocabularies, kept apart: a **lease outcome** says what an attempt did to the account (the pool's
+rules turn it into a cooldown, ``exhausted``, ``invalid`` or healing, accounts/pool.py), and the
+request's **log outcome** (``gateway.choices.Outcome``) says how the request ended, for the dashboard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gateway.choices import Outcome
+from gateway.kimi.base import BadRequest, FileRejected, KimiError, UpstreamTimeout
+from gateway.openai.errors import GatewayError
+
+LEASE_OK = "ok"
+LEASE_CLIENT_CLOSED = "client_closed"
+
+
+def lease_outcome(exc: KimiError) -> str:
+    """The pool's name for how an attempt failed (``accounts.pool.lease_release`` outcomes)."""
+    if isinstance(exc, UpstreamTimeout):
+        return "timeout"
+    if isinstance(exc, BadRequest | FileRejected):
+        return "bad_request"
+    return exc.code
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseEnd:
+    """What becomes of one attempt's lease: its outcome for the pool, whether the turn is given back,
+    and the upstream's retry time (for a rate limit)."""
+
+    outcome: str = LEASE_OK
+    refund: bool = False
+    retry_after: float | None = None
+    message: str = ""
+
+
+def lease_end_for(exc: KimiError | None, *, generated: bool, message: str = "") -> LeaseEnd:
+    """The lease's end after ``exc`` (None: no upstream failure). A turn is refunded only when the
+    failure says the upstream did no work *and* no answer content arrived."""
+    if exc is None:
+        return LeaseEnd(message=message)
+    return LeaseEnd(
+        outcome=lease_outcome(exc),
+        refund=exc.refundable and not generated,
+        retry_after=getattr(exc, "retry_after", None),  # rate limits (and any error that carries one)
+        message=message or exc.message,
+    )
+
+
+def log_outcome(status: int) -> str:
+    if status < 400:
+        return Outcome.OK
+    if status == 429:
+        return Outcome.RATE_LIMITED
+    if status < 500:
+        return Outcome.CLIENT_ERROR
+    return Outcome.UPSTREAM_ERROR
+
+
+@dataclasses.dataclass(frozen=True)
+class Ending:
+    """How the request ended, for the final write: its log fields and, when an upstream failure ended
+    it, that failure (``cause``) for the lease."""
+
+    status: int
+    outcome: str
+    error_code: str = ""
+    error_message: str = ""
+    cause: KimiError | None = None
+    client_closed: bool = False
+
+    def lease_end(self, *, generated: bool) -> LeaseEnd:
+        if self.client_closed:
+            return LeaseEnd(outcome=LEASE_CLIENT_CLOSED, message=self.error_message)
+        return lease_end_for(self.cause, generated=generated, message=self.error_message)
+
+
+def ending_success() -> Ending:
+    return Ending(status=200, outcome=Outcome.OK)
+
+
+def ending_for_error(error: GatewayError, *, cause: KimiError | None = None) -> Ending:
+    return Ending(
+        status=error.status,
+        outcome=log_outcome(error.status),
+        error_code=error.code or "",
+        error_message=error.message,
+        cause=cause,
+    )
+
+
+def ending_client_closed() -> Ending:
+    return Ending(
+        status=499,
+        outcome=Outcome.CLIENT_CLOSED,
+        error_code="client_closed",
+        error_message="client closed the connection",
+        client_closed=True,
+    )
+
+
+def internal_error() -> GatewayError:
+    """A bug of ours, as the client sees it (the details go to the log, never to the client)."""
+    return GatewayError("Internal error in the gateway.")

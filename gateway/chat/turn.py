@@ -1,0 +1,52 @@
+"""The protocol-neutral hand-offs of the turn pipeline: what a front door asks for (``Turn``) and what
+accept hands to the rest of the pipeline (``Job``). Both are frozen: no stage changes another's input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gateway.kimi.base import FileBlob
+from gateway.models import ApiKey
+from gateway.openai.messages import Attachment, Message
+from gateway.openai.model_names import ModelSpec
+from gateway.records.callers import Caller
+from gateway.records.conversations import ContinuedConversation
+
+
+@dataclasses.dataclass(frozen=True)
+class Turn:
+    """One request as a front door parsed it, in no API's shape.
+
+    ``messages`` is the history (system texts included), ``files`` the attachments of the message the
+    reply answers (uploaded to the account that serves it). ``keep`` keeps the upstream chat for a later
+    continuation; ``continue_chat`` is the kept chat this request continues.
+    """
+
+    model: ModelSpec
+    messages: tuple[Message, ...]
+    files: tuple[Attachment, ...] = ()
+    stream: bool = False
+    keep: bool = False
+    continue_chat: str | None = None
+    user: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """An accepted request: who asked, what for, with its log row and its files, ready to be served."""
+
+    request_id: str
+    log_id: int
+    caller: Caller
+    api_key: ApiKey | None
+    turn: Turn
+    prompt_text: str  # the flattened history, as logged and counted for usage
+    started: float  # time.monotonic() when the request arrived
+    blobs: tuple[FileBlob, ...] = ()
+    continued: ContinuedConversation | None = None
+    flags: tuple[str, ...] = ()  # as logged on accept
+
+    @property
+    def keep(self) -> bool:
+        return self.turn.keep
