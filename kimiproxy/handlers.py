@@ -31,7 +31,9 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import set_script_prefix
 
-API_PATH_PREFIXES = ("/v1/", "/token/", "/ping", "/healthz", "/readyz")
+from gateway.api.errors import API_PREFIXES
+
+API_PATH_PREFIXES = (*API_PREFIXES, "/ping", "/healthz", "/readyz")
 
 
 def context_holds_connection() -> bool:

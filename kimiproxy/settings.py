@@ -222,10 +222,10 @@ KIMIPROXY_MAX_FILES = env.int("KIMIPROXY_MAX_FILES", default=10)
 KIMIPROXY_SHUTDOWN_GRACE = env.float("KIMIPROXY_SHUTDOWN_GRACE", default=30.0)
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["gateway.api.drf_auth.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["gateway.api.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "gateway.api.drf_errors.openai_exception_handler",
+    "EXCEPTION_HANDLER": "gateway.api.errors.openai_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 

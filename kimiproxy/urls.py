@@ -13,5 +13,5 @@ urlpatterns = [
     path("", include("gateway.api.urls")),
 ]
 
-handler404 = "gateway.api.errorpages.not_found"
-handler500 = "gateway.api.errorpages.server_error"
+handler404 = "gateway.api.errors.not_found"
+handler500 = "gateway.api.errors.server_error"

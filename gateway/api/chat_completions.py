@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from gateway.api.errors import error_response
 from gateway.chat.accept import new_request_id
 from gateway.chat.door import FrontDoor, serve
 from gateway.chat.reply import Reply
@@ -20,14 +21,6 @@ from gateway.chat.turn import Job, Turn
 from gateway.openai.errors import GatewayError, InvalidRequest
 from gateway.openai.request import ChatRequest, parse_chat_request
 from gateway.openai.sinks import ChatCompletionSink
-
-
-def error_response(error: GatewayError, *, request_id: str) -> JsonResponse:
-    response = JsonResponse(error.body(), status=error.status)
-    for name, value in error.headers().items():
-        response[name] = value
-    response["x-request-id"] = request_id
-    return response
 
 
 def sse_response(body: StreamBody, *, request_id: str, conversation_id: str | None) -> StreamingHttpResponse:

@@ -11,10 +11,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from gateway.api.errorpages import error_body
-
-API_PREFIXES = ("/v1/", "/token/")
-_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
+from gateway.api.errors import API_PREFIXES, STATUS_TYPES, error_body
 
 
 def as_json_error(request: HttpRequest, response: HttpResponse) -> HttpResponse:
@@ -27,7 +24,7 @@ def as_json_error(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     message = f"{reason} ({request.method} {request.path})"
     if status == 405 and response.has_header("Allow"):
         message += f"; allowed: {response['Allow']}"
-    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    kind = STATUS_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     code = reason.lower().replace(" ", "_")
     converted = JsonResponse(error_body(message, type_=kind, code=code), status=status)
     for header in ("Allow", "Retry-After", "x-request-id"):

@@ -4,41 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
-from rest_framework import exceptions, serializers
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway.api.drf_auth import ApiKeyAuthentication
-from gateway.openai.errors import GatewayError, NotFound
+from gateway.api.auth import ApiKeyAuthentication, PassthroughAuthentication
+from gateway.openai.errors import NotFound
 from gateway.openai.model_names import advertised_models
-from gateway.records.callers import caller_authenticate
 
 CREATED = 1735689600  # a fixed "created" for our model list (OpenAI clients only display it)
-
-
-class PassthroughAuthentication(BaseAuthentication):
-    """Lets pass-through callers (Kimi tokens as the bearer) list models too; keys are handled first."""
-
-    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
-        header = get_authorization_header(request).decode("latin-1")
-        if not header or header.split(" ", 1)[-1].strip().startswith("sk-") or not settings.KIMIPROXY_PASSTHROUGH:
-            return None
-        try:
-            caller, _ = caller_authenticate(authorization=header)
-        except GatewayError as error:
-            raise exceptions.AuthenticationFailed(error.message) from None
-        return _Principal(), caller
-
-    def authenticate_header(self, request: Request) -> str:
-        return 'Bearer realm="api"'
-
-
-class _Principal:
-    is_authenticated = True
-    is_anonymous = False
 
 
 class ModelOutputSerializer(serializers.Serializer[dict[str, Any]]):

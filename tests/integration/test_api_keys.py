@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView
 
-from gateway.api.drf_auth import ApiKeyAuthentication
+from gateway.api.auth import ApiKeyAuthentication
 from gateway.models import ApiKey
 from gateway.records.keys import api_key_authenticate, api_key_create, api_key_model_allowed, api_key_revoke
 from tests.factories import make_api_key
