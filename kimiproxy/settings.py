@@ -201,6 +201,10 @@ KIMIPROXY_FETCH_TIMEOUT = env.float("KIMIPROXY_FETCH_TIMEOUT", default=30.0)
 KIMIPROXY_FETCH_MAX_REDIRECTS = env.int("KIMIPROXY_FETCH_MAX_REDIRECTS", default=5)
 KIMIPROXY_FETCH_ALLOW = env.list("KIMIPROXY_FETCH_ALLOW", default=[])
 KIMIPROXY_PARSE_TIMEOUT = env.float("KIMIPROXY_PARSE_TIMEOUT", default=120.0)
+# A flattened prompt above this many UTF-8 bytes sends its earlier history as an uploaded .txt file
+# (protocol doc C.9): agent steps of 40-50 KB stay inline, since no source gives the web chat's maximum
+# and a model follows inline instructions more reliably than a file's.
+KIMIPROXY_PROMPT_ATTACH_BYTES = env.int("KIMIPROXY_PROMPT_ATTACH_BYTES", default=131072)
 KIMIPROXY_TOKEN_REFRESH_MARGIN = env.float("KIMIPROXY_TOKEN_REFRESH_MARGIN", default=60.0)
 
 # --- Pool and API ---------------------------------------------------------------------------------------

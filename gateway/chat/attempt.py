@@ -15,7 +15,7 @@ from django.db import transaction
 from accounts.models import KimiAccount
 from accounts.pool import Lease, lease_release
 from gateway import lifecycle
-from gateway.chat.prompt import upstream_turn
+from gateway.chat.prompt import attach_up_front, history_attachable, upstream_turn
 from gateway.chat.settle import LeaseEnd, lease_end_for
 from gateway.chat.turn import Job
 from gateway.chat.waiting import slot_waiters
@@ -24,6 +24,7 @@ from gateway.kimi import session_for
 from gateway.kimi.base import (
     ChatCreated,
     ContentFiltered,
+    ContextTooLong,
     Done,
     Heartbeat,
     KimiError,
@@ -64,18 +65,48 @@ class Attempt:
         self.recording: asyncio.Task[int] | None = None  # the conversation row being written
         self.generated = False  # the upstream produced answer content (the turn is not refundable)
         self.ignored_flags: list[str] = []  # request flags this account's protocol does not have
+        self.log_flags: list[str] = []  # how the prompt was sent, for the log row (e.g. history_attached)
         self.pending: asyncio.Future[KimiEvent] | None = None  # a read begun before the response started
         self.closed = False
 
     async def open(self) -> list[KimiEvent]:
-        """Send the turn and read up to the first content event; returns the events read so far."""
-        turn = await upstream_turn(self.job, session=self.session, account_id=self.account.pk)
+        """Send the turn and read up to the first content event; returns the events read so far.
+
+        A prompt refused as too long (protocol doc C.2) is sent once more on this account with its
+        earlier history as an attached file (C.9), unless it was sent that way already.
+        """
+        attach = attach_up_front(self.job)
+        try:
+            return await self._send(attach_history=attach)
+        except ContextTooLong:
+            if attach or not history_attachable(self.job):
+                raise
+            log.info("%s: prompt too long on %s; sending the history as a file", self.job.request_id, self.account.name)
+            await self._discard_refused_chat()
+            return await self._send(attach_history=True)
+
+    async def _send(self, *, attach_history: bool) -> list[KimiEvent]:
+        turn = await upstream_turn(
+            self.job, session=self.session, account_id=self.account.pk, attach_history=attach_history
+        )
+        self.log_flags = ["history_attached"] if attach_history else []
         self.ignored_flags = self.session.unsupported_flags(turn)
         if self.ignored_flags:
             log.info("%s: %s ignores %s", self.job.request_id, self.account.protocol, ", ".join(self.ignored_flags))
         self.turn_cm = self.session.turn(turn)
         self.events_in = _content_filter_as_done(await self.turn_cm.__aenter__())
         return await self._read_to_first_content()
+
+    async def _discard_refused_chat(self) -> None:
+        """Close the refused turn and delete the chat it created (in the background), so the retry
+        records its own."""
+        await self.close()
+        self.closed = False
+        conversation_id = await self.recorded_conversation()
+        if conversation_id is not None:
+            delete = conversation_delete_upstream(conversation_id=conversation_id, known=(self.account, self.chat_id))
+            lifecycle.spawn(delete, name="delete-chat")
+        self.chat_id, self.conversation_id, self.turn_cm, self.events_in = "", None, None, None
 
     async def _read_to_first_content(self) -> list[KimiEvent]:
         """Read until the first content event, so failures before it can fail over.

@@ -1,8 +1,10 @@
 """Shape the upstream prompt for the account reserved: the one stage that decides what Kimi reads.
 
-Today: the flattened history for a new chat (gateway/openai/flatten.py), or only the newest user
-message when a kept chat is continued, with the answered message's files uploaded to this account.
-This is where the next features plug in (continuing a chat natively, history as an attachment, tool
+A new chat gets the flattened history (gateway/openai/flatten.py); a continued chat only the newest user
+message; the answered message's files are uploaded to this account. A very long history (above
+``KIMIPROXY_PROMPT_ATTACH_BYTES``, or after Kimi refused the prompt as too long, protocol doc C.2 and
+C.9) goes up as an attached ``.txt`` file instead, while the system text and the message to answer stay
+inline, and the message says so. The next features plug in here (continuing a chat natively, tool
 instructions): each changes what ``upstream_turn`` builds, not the stages around it.
 """
 
@@ -10,10 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 
+from django.conf import settings
+
 from gateway.chat.turn import Job, Turn
-from gateway.kimi.base import KimiSession, TurnRequest
+from gateway.kimi.base import FileBlob, KimiSession, TurnRequest
 from gateway.kimi.uploads import upload_cached
-from gateway.openai.flatten import flatten_history, last_user_text
+from gateway.openai.flatten import INSTRUCTION_ROLES, flatten_history, last_user_text, transcript
+
+HISTORY_FILE = "conversation-history.txt"
+HISTORY_NOTE = (
+    f"The earlier conversation is in the attached file {HISTORY_FILE}; read it first, then answer the "
+    "latest message below in its context."
+)
 
 
 def prompt_text(turn: Turn) -> str:
@@ -21,12 +31,48 @@ def prompt_text(turn: Turn) -> str:
     return flatten_history(turn.messages)
 
 
-async def upstream_turn(job: Job, *, session: KimiSession, account_id: int) -> TurnRequest:
+def history_attachable(job: Job) -> bool:
+    """A new chat with earlier turns to move into a file (a continued chat sends only its new message)."""
+    return job.continued is None and _earlier_turns(job.turn) != ()
+
+
+def attach_up_front(job: Job) -> bool:
+    """Whether the flattened prompt is too long to send inline (UTF-8 bytes, not characters)."""
+    limit = settings.KIMIPROXY_PROMPT_ATTACH_BYTES
+    return history_attachable(job) and len(job.prompt_text.encode()) > limit
+
+
+async def upstream_turn(job: Job, *, session: KimiSession, account_id: int, attach_history: bool) -> TurnRequest:
     """The turn to send on this account: its text, its files (uploaded here, once per account) and,
     for a continued chat, where to continue (protocol doc 2.9: Connect needs the parent message id)."""
-    files = tuple([await upload_cached(session=session, account_id=account_id, blob=b) for b in job.blobs])
+    blobs = list(job.blobs)
+    text = job.prompt_text
+    if job.continued is not None:
+        text = last_user_text(job.turn.messages)
+    elif attach_history:
+        text, history = _split_history(job.turn)
+        blobs.insert(0, history)
+    files = tuple([await upload_cached(session=session, account_id=account_id, blob=b) for b in blobs])
+    request = job.turn.model.turn_request(text=text, files=files)
+    if job.continued is None:
+        return request
     continued = job.continued
-    if continued is None:
-        return job.turn.model.turn_request(text=job.prompt_text, files=files)
-    request = job.turn.model.turn_request(text=last_user_text(job.turn.messages), files=files)
     return dataclasses.replace(request, chat_id=continued.chat_id, parent_id=continued.parent_message_id or None)
+
+
+def _earlier_turns(turn: Turn) -> tuple[int, ...]:
+    """Indexes of the messages that go into the history file: every turn before the last user message."""
+    last = max(i for i, m in enumerate(turn.messages) if m.role == "user")
+    return tuple(i for i, m in enumerate(turn.messages) if i < last and m.role not in INSTRUCTION_ROLES)
+
+
+def _split_history(turn: Turn) -> tuple[str, FileBlob]:
+    """The inline message (system text, a note about the file, the latest message and what follows it)
+    and the earlier turns as a text file."""
+    earlier = set(_earlier_turns(turn))
+    history = transcript([m for i, m in enumerate(turn.messages) if i in earlier])
+    inline = [m for i, m in enumerate(turn.messages) if i not in earlier]
+    instructions = "\n\n".join(m.text for m in inline if m.role in INSTRUCTION_ROLES and m.text.strip())
+    latest = flatten_history([m for m in inline if m.role not in INSTRUCTION_ROLES])
+    text = "\n\n".join(s for s in (instructions, HISTORY_NOTE, latest) if s)
+    return text, FileBlob(name=HISTORY_FILE, mime_type="text/plain", data=history.encode())

@@ -26,7 +26,8 @@ upstream did no generation work, so the turn should not count against the accoun
      │    └── NoProgressTimeout no text/thinking/tool event (heartbeats do not reset it)
      ├── ContentFiltered        the answer was stopped or retracted by Kimi's filter
      ├── BadRequest             the upstream refused our request (unknown chat, bad file, ...)
-     │    └── ChatNotFound      continuing a chat that does not exist (any more)
+     │    ├── ChatNotFound      continuing a chat that does not exist (any more)
+     │    └── ContextTooLong    the prompt is longer than the chat accepts (refunded; no failover)
      ├── FileRejected           upload or parse of a client file failed
      └── ProtocolError          the upstream answered something we cannot parse; stream cut without an end
 """
@@ -226,6 +227,14 @@ class BadRequest(KimiError):
 
 class ChatNotFound(BadRequest):
     code = "chat_not_found"
+
+
+class ContextTooLong(BadRequest):
+    """The prompt is too long for the chat (protocol doc C.2): not an overload, so no other account
+    would do better; the upstream did no work, so the turn is refunded."""
+
+    code = "context_too_long"
+    refundable = True
 
 
 class FileRejected(KimiError):

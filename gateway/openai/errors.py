@@ -216,6 +216,15 @@ def _chat_not_found(exc: kimi.KimiError) -> GatewayError:
     )
 
 
+def _context_too_long(exc: kimi.KimiError) -> GatewayError:
+    return InvalidRequest(
+        "The conversation is too long for Kimi, even with the earlier history sent as an attached file; "
+        "shorten it or start a new one.",
+        code="context_length_exceeded",
+        param="messages",
+    )
+
+
 def _bad_request(exc: kimi.KimiError) -> GatewayError:
     return InvalidRequest(f"Kimi refused the request: {redact(exc.message)}", code="upstream_bad_request")
 
@@ -236,6 +245,7 @@ _CONVERTERS: tuple[tuple[type[kimi.KimiError], Callable[[kimi.KimiError], Gatewa
     (kimi.UpstreamTimeout, _timeout),
     (kimi.ContentFiltered, _filtered),
     (kimi.ChatNotFound, _chat_not_found),
+    (kimi.ContextTooLong, _context_too_long),
     (kimi.BadRequest, _bad_request),
     (kimi.FileRejected, _file_rejected),
     (kimi.ProtocolError, _protocol),

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from gateway.openai.messages import Message
 
 LATEST_HEADING = "Latest message from user (answer this one):"
-_INSTRUCTION_ROLES = ("system", "developer")
+INSTRUCTION_ROLES = ("system", "developer")
 
 
 def flatten_history(messages: Sequence[Message]) -> str:
@@ -32,8 +32,8 @@ def flatten_history(messages: Sequence[Message]) -> str:
     last = _last_user_index(messages)
     if len(messages) == 1:
         return messages[0].text
-    instructions = [m.text for m in messages if m.role in _INSTRUCTION_ROLES and m.text.strip()]
-    turns = [(i, m) for i, m in enumerate(messages) if m.role not in _INSTRUCTION_ROLES]
+    instructions = [m.text for m in messages if m.role in INSTRUCTION_ROLES and m.text.strip()]
+    turns = [(i, m) for i, m in enumerate(messages) if m.role not in INSTRUCTION_ROLES]
     before = [_line(m) for i, m in turns if i < last]
     after = [_line(m) for i, m in turns if i > last]
     sections = [
@@ -43,6 +43,11 @@ def flatten_history(messages: Sequence[Message]) -> str:
         "\n".join(after),
     ]
     return "\n\n".join(s for s in sections if s)
+
+
+def transcript(messages: Sequence[Message]) -> str:
+    """Messages as ``role: content`` lines, nothing marked: an earlier history sent as a file."""
+    return "\n".join(_line(m) for m in messages)
 
 
 def last_user_text(messages: Sequence[Message]) -> str:

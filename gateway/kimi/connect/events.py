@@ -19,6 +19,7 @@ from gateway.kimi.base import (
     ChatCreated,
     ChatNotFound,
     ContentFiltered,
+    ContextTooLong,
     Done,
     Heartbeat,
     KimiError,
@@ -37,6 +38,8 @@ from gateway.kimi.framing import ConnectFrame
 log = logging.getLogger(__name__)
 
 OVERLOADED_FREE = "REASON_SERVER_OVERLOADED_FOR_FREE_USER"
+# The context is full (protocol doc C.2): a non-retryable error, never an overload.
+TOKEN_LENGTH_TOO_LONG = "REASON_TOKEN_LENGTH_TOO_LONG"
 _FILTER_WORDS = ("SENSITIVE", "FILTER", "CENSOR", "MODERAT", "VIOLAT", "COMPLIANCE")
 
 
@@ -200,6 +203,8 @@ def connect_error(error: dict[str, Any], *, continuing: bool = False, status: in
     kwargs: dict[str, Any] = {"upstream_code": f"{code}:{reason}" if reason else code, "status": status}
     if code == "unauthenticated" or reason == "REASON_INVALID_AUTH_TOKEN":
         return AuthError(message, **kwargs)
+    if reason == TOKEN_LENGTH_TOO_LONG:
+        return ContextTooLong(message, **kwargs)
     if any(word in reason for word in _FILTER_WORDS):
         return ContentFiltered(message, **kwargs)
     if code == "resource_exhausted":
@@ -226,6 +231,8 @@ def exception_error(exception: dict[str, Any]) -> KimiError:
     localized = error.get("localizedMessage")
     message = str(localized.get("message", "")) if isinstance(localized, dict) else ""
     message = (message or reason or "upstream retracted the answer")[:300]
+    if reason == TOKEN_LENGTH_TOO_LONG:
+        return ContextTooLong(message, upstream_code=reason)
     if any(word in reason for word in _FILTER_WORDS):
         return ContentFiltered(message, upstream_code=reason)
     return Overloaded(message, upstream_code=reason)

@@ -21,7 +21,7 @@ CONNECT_JSON = "application/connect+json"
 AGENT_SCENARIOS = frozenset({"SCENARIO_OK_COMPUTER", "SCENARIO_OK_COMPUTER_SWARM"})
 AGENT_MODELS = frozenset({"k3-agent", "k3-agent-swarm", "k28-agent-preview", "k2d6-agent", "k2d6-agent-ultra"})
 DEFAULT_THINKING = "Let me think about this step by step."
-_FAILING = frozenset({"overloaded", "block_exception", "content_filter", "cut", "done_then_error"})
+_FAILING = frozenset({"overloaded", "block_exception", "content_filter", "context_too_long", "cut", "done_then_error"})
 
 
 class TurnRefused(Exception):

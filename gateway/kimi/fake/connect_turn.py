@@ -142,7 +142,10 @@ def _answer(frames: _Frames, plan: TurnPlan, fault: Fault | None, block_id: str)
         reason = fault.reason or "REASON_SERVER_OVERLOADED_FOR_FREE_USER"  # type: ignore[union-attr]
         return connect_error(fault.code or "resource_exhausted", fault.message or OVERLOAD_MESSAGE, reason)  # type: ignore[union-attr]
     status = "MESSAGE_STATUS_COMPLETED"
-    if kind in ("block_exception", "content_filter"):
+    if kind == "context_too_long":
+        _exception(frames, fault, block_id)  # type: ignore[arg-type]
+        status = "MESSAGE_STATUS_CANCELLED"
+    elif kind in ("block_exception", "content_filter"):
         assert fault is not None
         _text(frames, deltas[: max(1, fault.after_events)], block_id, comma)
         _exception(frames, fault, str(int(block_id) + 1))
@@ -175,6 +178,8 @@ def _text(frames: _Frames, deltas: list[str], block_id: str, comma: bool) -> Non
 def _exception(frames: _Frames, fault: Fault, block_id: str) -> None:
     if fault.kind == "content_filter":
         reason, text = fault.reason or "REASON_CONTENT_FILTER", "This content cannot be displayed."
+    elif fault.kind == "context_too_long":
+        reason, text = fault.reason or "REASON_TOKEN_LENGTH_TOO_LONG", "The conversation is too long."
     else:
         reason, text = fault.reason or "REASON_COMPLETION_OVERLOADED", "不好意思，刚刚和Kimi聊的人太多了。"
     error = {"reason": reason, "localizedMessage": {"locale": "zh-CN", "message": fault.message or text}}

@@ -14,6 +14,11 @@ OVERLOAD_ERROR = {
     "message": "Kimi 现在有点累了，晚一点再来问问我吧",
     "detail": None,
 }
+TOO_LONG_ERROR = {
+    "error_type": "openai.completion.token_length_too_long",
+    "message": "The input exceeds 200,000 characters",
+    "detail": None,
+}
 FILTER_ERROR = {
     "error_type": "openai.completion.content_filter",
     "message": "内容涉及不当信息，已停止输出",
@@ -49,6 +54,8 @@ def build_events(plan: LegacyPlan) -> list[Step]:
         steps.append(sse({"event": "k1", "summary": "Reasoned about the question"}))
     if plan.search:
         steps += _search(plan.search)
+    if fault and kind == "context_too_long":
+        return _shape([*steps, _error(TOO_LONG_ERROR, fault)], plan)
     deltas = [] if kind == "empty_reply" else plan.deltas
     if fault and kind in ("overloaded", "block_exception", "content_filter"):
         cut_at = fault.after_events if kind == "overloaded" else max(1, fault.after_events)

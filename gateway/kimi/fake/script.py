@@ -19,6 +19,7 @@ DEFAULT_ON: dict[str, frozenset[str]] = {
     "overloaded": _STREAM,
     "block_exception": _STREAM,
     "content_filter": _STREAM,
+    "context_too_long": _STREAM,  # the prompt refused as too long before any text (doc C.2)
     "stream_busy": _STREAM,
     "http_5xx": _STREAM,
     "http_429": _STREAM,

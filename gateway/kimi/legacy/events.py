@@ -17,6 +17,7 @@ from gateway.kimi.base import (
     BadRequest,
     ChatNotFound,
     ContentFiltered,
+    ContextTooLong,
     Done,
     Heartbeat,
     KimiError,
@@ -40,7 +41,7 @@ _ERROR_TYPES: dict[str, type[KimiError]] = {
     "chat.user_stream_pushing": StreamBusy,
     "chat.forbidden": ContentFiltered,  # chat disabled after a moderation hit
     "validation.error": BadRequest,
-    "openai.completion.token_length_too_long": BadRequest,
+    "openai.completion.token_length_too_long": ContextTooLong,  # doc 1.5, C.2
     "openai.completion.stream": Overloaded,  # "Kimi is a bit tired now" (doc 1.5)
 }
 _QUOTA_WORDS = ("quota", "limit", "usage", "exceed", "too_many", "frequen")
