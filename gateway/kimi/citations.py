@@ -1,11 +1,19 @@
 """Search results in reference order, and citation markers normalised to ``[^n^]``. Pure: no I/O.
 
 The layer above rewrites ``[^n^]`` markers using ``results[n-1]`` (protocol doc 1.11, 2.7.2), so this
-tracker numbers results in the order they first appear (deduplicated by URL) and rewrites the 2026
-private-use ``cite`` tokens (doc 2.7.2, UNCERTAIN shape) into the same ``[^n^]`` form. A token is
-resolved through ``message.references[].matchedText`` when the upstream sends that mapping, or by the
-result index it names; text after an unresolved token is held back until it can be resolved, and
-unresolvable tokens are dropped at the end (the doc's advice: strip what cannot be mapped).
+tracker numbers results in the order they first appear (deduplicated by URL) and rewrites the other
+markers (cite_markers.py: the 2026 forms of kimi-web-protocol.md C.1 and the private-use token of 2.7.2)
+into the same ``[^n^]`` form.
+
+A reference ``web_search:<call>#<index>`` names one search call's result (C.1), so results are also keyed
+by their ``refIndex`` (``"web_search:1#0"``, doc 2.7.1), or by the tool call id and their position when the
+upstream sends no ``refIndex``; two calls that both have a result #0 stay apart. Older bodies
+("turn0search2") and unkeyed results (legacy) fall back to the result's place in the whole list; a token
+quoted by ``message.references[].matchedText`` resolves to that reference.
+
+Text is held back only while a marker may be open or names results not known yet, and never more than
+``MAX_MARKER`` characters (issue 14 / C.1); then what cannot be mapped is stripped, and an opener never
+closed is released as text without its delimiters.
 """
 
 from __future__ import annotations
@@ -14,39 +22,40 @@ import re
 from typing import Any
 
 from gateway.kimi.base import SearchResult, SearchResults
+from gateway.kimi.cite_markers import CANDIDATE, MAX_MARKER, MORE, TEXT, Marker, Unclosed, scan
 
-# A cite token: private-use char, "cite", private-use char, body, private-use char (doc 2.7.2).
-_TOKEN = re.compile(r"[\ue000-\uf8ff]cite[\ue000-\uf8ff]([^\ue000-\uf8ff]{0,200})[\ue000-\uf8ff]")
-_PUA = re.compile(r"[\ue000-\uf8ff]")
 _TRAILING_INT = re.compile(r"(\d+)\D*$")
-# How long a token may be before we stop waiting for its end (it was not a token then).
-_MAX_TOKEN = 220
 
 
 class CitationTracker:
     def __init__(self) -> None:
         self.results: list[SearchResult] = []
         self._index: dict[str, int] = {}  # url -> 1-based reference number
+        self._keys: dict[str, int] = {}  # "web_search:1#0" -> reference number (C.1)
         self._matched: dict[str, int] = {}  # whole cite token -> reference number
-        self._pending = ""  # text held back behind an incomplete or unresolved token
+        self._pending = ""  # text held back behind an incomplete or unresolved marker
 
     # -- results ----------------------------------------------------------------------------------
 
-    def add(self, found: list[SearchResult]) -> list[SearchResults]:
+    def add(self, found: list[SearchResult], keys: list[str | None] | None = None) -> list[SearchResults]:
         new = []
-        for result in found:
-            if result.url and result.url not in self._index:
+        for position, result in enumerate(found):
+            if result.url not in self._index:
                 self.results.append(result)
                 self._index[result.url] = len(self.results)
                 new.append(result)
+            key = keys[position] if keys else None
+            if key:
+                self._keys.setdefault(key, self._index[result.url])
         return [SearchResults(tuple(new))] if new else []
 
-    def add_tool_contents(self, contents: object) -> list[SearchResults]:
-        found = [_result(item.get("searchResult")) for item in _dicts(contents)]
-        return self.add([r for r in found if r])
+    def add_tool_contents(self, contents: object, *, call_id: str | None = None) -> list[SearchResults]:
+        """``block.tool.contents[].searchResult`` of the search call ``call_id`` (doc 2.7.1)."""
+        items = [item.get("searchResult") for item in _dicts(contents)]
+        return self._add_keyed([item for item in items if isinstance(item, dict)], call_id=call_id)
 
     def add_chunks(self, chunks: object) -> list[SearchResults]:
-        return self.add([r for r in (_result(c) for c in _dicts(chunks)) if r])
+        return self._add_keyed(_dicts(chunks), call_id=None)
 
     def add_web_pages(self, pages: object) -> list[SearchResults]:
         return self.add([r for r in (_result({"base": p}) for p in _dicts(pages)) if r])
@@ -65,58 +74,90 @@ class CitationTracker:
                 self._matched[ref["matchedText"]] = self._index[found.url]
         return events
 
+    def _add_keyed(self, chunks: list[dict[str, Any]], *, call_id: str | None) -> list[SearchResults]:
+        found, keys = [], []
+        for position, chunk in enumerate(chunks):
+            result = _result(chunk)
+            if result:
+                found.append(result)
+                keys.append(_key(chunk, call_id, position))
+        return self.add(found, keys)
+
     # -- text -------------------------------------------------------------------------------------
 
     def rewrite_text(self, delta: str) -> str:
-        """Text that can be emitted now, with complete tokens rewritten; the rest is held back."""
-        if not self._pending and not _PUA.search(delta):
+        """Text that can be emitted now, with complete markers rewritten; the rest is held back."""
+        if not self._pending and not CANDIDATE.search(delta):
             return delta
         self._pending += delta
         return self._take(final=False)
 
     def release_text(self) -> str:
-        """Re-try held-back text after new references arrived."""
+        """Re-try held-back text after new results or references arrived."""
         return self._take(final=False) if self._pending else ""
 
     def flush_text(self) -> str:
         return self._take(final=True) if self._pending else ""
 
     def _take(self, *, final: bool) -> str:
-        out, text = [], self._pending
-        while True:
-            match = _TOKEN.search(text)
-            start = _PUA.search(text)
-            if start is None:
-                out.append(text)
-                text = ""
+        text, out, done = self._pending, [], 0  # text[:done] is decided
+        while found := CANDIDATE.search(text, done):
+            at = found.start()
+            out.append(text[done:at])
+            done = at
+            verdict = scan(text, at, final=final)
+            if verdict is MORE:
                 break
-            if match is None or match.start() != start.start():
-                if match is None and not final and len(text) - start.start() < _MAX_TOKEN:
-                    out.append(text[: start.start()])  # maybe a token still arriving
-                    text = text[start.start() :]
-                    break
-                out.append(text[: start.end()])  # a lone private-use char: not ours to touch
-                text = text[start.end() :]
+            if verdict is TEXT:
+                out.append(text[at])
+                done = at + 1
                 continue
-            number = self._number(match.group(0), match.group(1))
-            if number is None and not final:
-                out.append(text[: match.start()])
-                text = text[match.start() :]
-                break
-            out.append(text[: match.start()] + (f"[^{number}^]" if number else ""))
-            text = text[match.end() :]
-        self._pending = text
+            if isinstance(verdict, Unclosed):
+                done = at + verdict.opener  # released as text, its delimiters stripped
+                continue
+            numbers, complete = self._numbers(verdict)
+            if not complete and not final and len(text) - at < MAX_MARKER:
+                break  # its results may still arrive
+            out.append("".join(f"[^{n}^]" for n in numbers))  # what cannot be mapped is stripped
+            done = verdict.end
+        else:
+            out.append(text[done:])
+            done = len(text)
+        self._pending = text[done:]
         return "".join(out)
 
-    def _number(self, token: str, body: str) -> int | None:
-        if token in self._matched:
-            return self._matched[token]
+    def _numbers(self, marker: Marker) -> tuple[list[int], bool]:
+        """Reference numbers of a marker, and whether every reference in it is known yet."""
+        if marker.token in self._matched:
+            return [self._matched[marker.token]], True
+        if marker.kind == "article":
+            return [], True
+        found: list[int | None] = [self._ref_number(ref) for ref in marker.refs]
+        if not marker.refs:
+            found = [self._position_number(marker.body)]
+        numbers = list(dict.fromkeys(n for n in found if n is not None))
+        return numbers, None not in found
+
+    def _ref_number(self, ref: str) -> int | None:
+        if ref in self._keys:
+            return self._keys[ref]
+        # Results without keys (legacy): the index counts through the one list there is.
+        return None if self._keys else self._position_number(ref)
+
+    def _position_number(self, body: str) -> int | None:
         found = _TRAILING_INT.search(body)
         if found:
             # A body like "turn0search2" names the result by its 0-based index in the search.
             number = int(found.group(1)) + 1
             return number if number <= len(self.results) else None
         return None
+
+
+def _key(chunk: dict[str, Any], call_id: str | None, position: int) -> str | None:
+    ref_index = chunk.get("refIndex")
+    if isinstance(ref_index, str) and "#" in ref_index:
+        return ref_index
+    return f"{call_id}#{position}" if call_id else None
 
 
 def _dicts(value: object) -> list[dict[str, Any]]:

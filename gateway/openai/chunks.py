@@ -16,7 +16,8 @@ What the client sees:
 * Reasoning, by ``reasoning_format``: ``field`` -> ``delta.reasoning_content``; ``think_tags`` -> inside
   ``<think>\\n...\\n</think>\\n\\n`` at the start of ``content`` (reasoning that arrives after the answer
   began is dropped); ``hidden`` -> dropped.
-* Citation markers ``[^1^]`` / ``[^1,2^]`` become ``[1]`` / ``[1][2]`` (textfilters.py). Each reference
+* Citation markers ``[^1^]`` / ``[^1,2^]`` become ``[1]`` / ``[1][2]`` (textfilters.py; the Kimi clients have
+  already turned the other forms, kimi-web-protocol.md C.1, into these). Each reference
   that names a known search result gets a ``url_citation`` annotation in ``delta.annotations`` on the chunk
   where both the text and the result are known; ``start_index``/``end_index`` are code-point offsets of
   ``[n]`` in the whole ``content``. Unless ``silent``, an answer that ends normally gets a source list

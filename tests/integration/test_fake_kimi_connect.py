@@ -218,3 +218,36 @@ def test_it_streams_thinking_and_search_with_citations(fake_kimi: FakeKimi, http
     done = next(f for f in frames if f.get("mask") == "block.tool.contents,block.tool.status")
     assert done["block"]["tool"]["contents"][0]["searchResult"]["base"]["url"] == "https://w.example/p"
     assert "message.refs.usedSearchChunks" in masks
+
+
+@pytest.mark.parametrize(
+    ("style", "expected"),
+    [
+        ("inline", " \ue3a0cite🛠web_search:0#0:~:text=21 C🛠\ue3a0cite🛠web_search:1#0:~:text=Lyon\ue3a8"),
+        ("bare", " 🛠web_search:0#0🛠🛠web_search:1#0🛠"),
+        ("article", "\ue3a0article🛠Paris🎨Sunny \ue3a0cite🛠web_search:0#0:~:text=21 C🛠"),
+        ("cite", " \ue200cite\ue202web_search:0#0\ue201\ue200cite\ue202web_search:1#0\ue201"),
+        ("caret", " [^1^][^2^]"),
+    ],
+)
+def test_it_writes_each_citation_form_for_each_search_call(
+    fake_kimi: FakeKimi, http: httpx.Client, style: str, expected: str
+) -> None:
+    token = fake_kimi.mint_account("alice").access_token
+    searches = [[("Paris", "https://w.example/p", "21 C", "W")], [("Lyon", "https://w.example/l", "", "")]]
+    if style == "article":
+        searches = searches[:1]
+    fake_kimi.reply("Sunny", searches=searches, citations=style, chunk_size=4)
+    body = connect_chat_body("Weather?", tools=[{"type": "TOOL_TYPE_SEARCH", "search": {}}])
+
+    frames = [f for _, f in chat(http, token, body)]
+
+    deltas = [f["block"]["text"]["content"] for f in frames if f.get("mask", "").startswith("block.text")]
+    assert "".join(deltas).removeprefix("Sunny" if style != "article" else "") == expected
+    if style in ("inline", "bare", "article"):
+        assert len(deltas) > 4  # markers in pieces, split across frames
+    tools = [f["block"]["tool"] for f in frames if f.get("mask") == "block.tool.contents,block.tool.status"]
+    refs = [[c["searchResult"]["refIndex"] for c in t["contents"]] for t in tools]
+    assert refs == [[f"web_search:{n}#0"] for n in range(len(searches))]
+    calls = [f["block"]["tool"]["toolCallId"] for f in frames if "block.tool.toolCallId" in f.get("mask", "")]
+    assert calls == [f"web_search:{n}" for n in range(len(searches))]

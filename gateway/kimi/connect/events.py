@@ -56,6 +56,7 @@ class ConnectTranslator:
         self._blocks: dict[tuple[str, str], str] = {}  # (block id, kind) -> content so far
         self._text_seen = False
         self._cites = CitationTracker()
+        self._tool_calls: dict[str, str] = {}  # block id -> its tool call id ("web_search:1")
 
     def feed(self, frame: ConnectFrame) -> list[KimiEvent]:
         if self.ended:
@@ -119,10 +120,7 @@ class ConnectTranslator:
         references = message.get("references")
         if isinstance(references, list):
             events += self._cites.add_references(references)
-            text = self._cites.release_text()
-            if text:
-                events.append(TextDelta(text))
-        return events
+        return self._with_released_text(events) if refs or references else events
 
     def _block(self, block: dict[str, Any], *, op: str) -> list[KimiEvent]:
         block_id = str(block.get("id", ""))
@@ -133,12 +131,22 @@ class ConnectTranslator:
                 return self._content(block_id, kind, block[kind].get("content"), op=op)
         if isinstance(block.get("tool"), dict):
             self.progress += 1
-            return list(self._cites.add_tool_contents(block["tool"].get("contents")))
+            tool = block["tool"]
+            if isinstance(tool.get("toolCallId"), str):
+                self._tool_calls[block_id] = tool["toolCallId"]
+            # Keyed by call, so "web_search:1#0" finds call 1's result #0 (kimi-web-protocol.md C.1).
+            found = self._cites.add_tool_contents(tool.get("contents"), call_id=self._tool_calls.get(block_id))
+            return self._with_released_text(list(found))
         if isinstance(block.get("search"), dict):
             self.progress += 1
-            return list(self._cites.add_web_pages(block["search"].get("webPages")))
+            return self._with_released_text(list(self._cites.add_web_pages(block["search"].get("webPages"))))
         log.debug("ignoring Connect block kind %s", sorted(k for k in block if k not in ("id", "parentId")))
         return []
+
+    def _with_released_text(self, events: list[KimiEvent]) -> list[KimiEvent]:
+        """New results may resolve a marker whose text was held back: send that text now."""
+        text = self._cites.release_text()
+        return [*events, TextDelta(text)] if text else events
 
     def _content(self, block_id: str, kind: Literal["text", "think"], content: object, *, op: str) -> list[KimiEvent]:
         if not isinstance(content, str) or not content:

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from gateway.kimi.fake.common import authenticate, field, respond_http_fault, retry_headers, scrub
-from gateway.kimi.fake.connect_turn import TurnPlan, build_turn, citation_suffix, end_frame
+from gateway.kimi.fake.connect_turn import TurnPlan, build_turn, cite_deltas, end_frame
 from gateway.kimi.fake.control import FakeKimi
 from gateway.kimi.fake.errors import connect_error
 from gateway.kimi.fake.http import Request
@@ -134,13 +134,12 @@ def _prepare(state: State, account: AccountState, body: dict[str, Any], faults: 
     raw_tools = body.get("tools")
     tools: list[Any] = raw_tools if isinstance(raw_tools, list) else []
     wants_search = any(isinstance(t, dict) and t.get("type") == "TOOL_TYPE_SEARCH" for t in tools)
-    hits = (reply.search or DEFAULT_SEARCH) if wants_search and (reply.search or "search" in text.lower()) else ()
-    deltas = reply.deltas(state.options.default_reply)
-    if hits and reply.citations:
-        deltas.append(citation_suffix(reply.citations, len(hits)))
+    calls = reply.search_calls() or ((DEFAULT_SEARCH,) if "search" in text.lower() else ())
+    calls = calls if wants_search else ()
+    deltas = cite_deltas(reply.deltas(state.options.default_reply), reply, calls)
     think = _chunks(reply.thinking or DEFAULT_THINKING, reply) if thinking else []
     user = MessageRecord(uuid_id(), parent_id, "user", text, files=[f["id"] for f in files])
-    user.flags = {"scenario": scenario, "model": model, "thinking": thinking, "search": bool(hits)}
+    user.flags = {"scenario": scenario, "model": model, "thinking": thinking, "search": bool(calls)}
     fault = main_fault(faults)
     status = "MESSAGE_STATUS_CANCELLED" if fault and fault.kind in _FAILING else "MESSAGE_STATUS_COMPLETED"
     assistant = MessageRecord(uuid_id(), user.id, "assistant", "".join(deltas), "".join(think), status)
@@ -159,7 +158,18 @@ def _prepare(state: State, account: AccountState, body: dict[str, Any], faults: 
     }
     user_frame.update({"blocks": blocks, "scenario": scenario})
     plan = TurnPlan(
-        chat_frame, first_turn, chat.name, files, user_frame, assistant.id, scenario, deltas, think, hits, reply, faults
+        chat_frame,
+        first_turn,
+        chat.name,
+        files,
+        user_frame,
+        assistant.id,
+        scenario,
+        deltas,
+        think,
+        calls,
+        reply,
+        faults,
     )
     return plan, chat.id
 

@@ -6,10 +6,13 @@ import dataclasses
 from typing import Any
 
 from gateway.kimi.fake.errors import connect_error
-from gateway.kimi.fake.script import Fault, Reply, SearchHit, has_fault, main_fault
+from gateway.kimi.fake.script import DEFAULT_CHUNK_SIZE, Fault, Reply, SearchHit, has_fault, main_fault
 from gateway.kimi.fake.writes import CUT, CUT_AFTER_SECONDS, FLAG_END, Pause, Step, envelope, pace, shape_writes
 
 CITE_OPEN, CITE_SEP, CITE_CLOSE = "\ue200", "\ue202", "\ue201"  # private-use delimiters (doc 2.7.2)
+# The 2026 markers (kimi-web-protocol.md C.1): U+E3A0 opens, U+1F6E0 separates and closes (or U+E3A8 does),
+# U+1F3A8 closes an article header.
+C1_OPEN, C1_TOOL, C1_END, C1_PALETTE = "\ue3a0", "\U0001f6e0", "\ue3a8", "\U0001f3a8"
 OVERLOAD_MESSAGE = "Too many people are chatting with Kimi right now. Subscribe to enter a priority queue!"
 
 
@@ -28,7 +31,7 @@ class TurnPlan:
     scenario: str
     deltas: list[str]
     thinking: list[str]  # empty: no thinking phase
-    search: tuple[SearchHit, ...]  # empty: no search phase
+    searches: tuple[tuple[SearchHit, ...], ...]  # one tuple of hits per search call; empty: no search phase
     reply: Reply
     faults: list[Fault]
 
@@ -70,8 +73,8 @@ def build_turn(plan: TurnPlan) -> list[Step]:
     blocks = iter(str(n) for n in range(1, 1000))
     if plan.thinking:
         _thinking(frames, plan.thinking, blocks)
-    if plan.search:
-        _search(frames, plan.search, next(blocks))
+    for call, hits in enumerate(plan.searches):
+        _search(frames, call, hits, next(blocks))
     ending = _answer(frames, plan, fault, next(blocks))
     frames.steps.append(end_frame(ending))
     return _shape(frames.steps, plan.faults, plan.reply.delay)
@@ -111,22 +114,22 @@ def _thinking(frames: _Frames, chunks: list[str], blocks: Any) -> None:
     frames.event("set", "block.stage", "block", {"id": stage_id, "parentId": "", "stage": stage})
 
 
-def search_result(index: int, hit: SearchHit) -> dict[str, Any]:
+def search_result(call: int, index: int, hit: SearchHit) -> dict[str, Any]:
     base = {"title": hit.title, "url": hit.url, "siteName": hit.site, "snippet": hit.snippet}
-    return {"id": str(index + 1), "refIndex": f"web_search:0#{index}", "base": base}
+    return {"id": str(index + 1), "refIndex": f"web_search:{call}#{index}", "base": base}
 
 
-def _search(frames: _Frames, hits: tuple[SearchHit, ...], block_id: str) -> None:
-    tool = {"toolCallId": "web_search_0", "name": "web_search", "status": "STATUS_PENDING"}
+def _search(frames: _Frames, call: int, hits: tuple[SearchHit, ...], block_id: str) -> None:
+    tool = {"toolCallId": f"web_search_{call}", "name": "web_search", "status": "STATUS_PENDING"}
     frames.event("set", "block.tool", "block", {"id": block_id, "parentId": "", "tool": tool})
     args = '{"queries":["' + hits[0].title.replace('"', "") + '"]}'
     for part in (args[: len(args) // 2], args[len(args) // 2 :]):
         frames.event("append", "block.tool.args", "block", {"id": block_id, "tool": {"args": part}})
-    running = {"toolCallId": "web_search:0", "args": args, "status": "STATUS_RUNNING"}
+    running = {"toolCallId": f"web_search:{call}", "args": args, "status": "STATUS_RUNNING"}
     mask = "block.tool.args,block.tool.status,block.tool.toolCallId"
     frames.event("set", mask, "block", {"id": block_id, "tool": running})
     frames.plain("heartbeat", {})
-    contents = [{"searchResult": search_result(i, hit)} for i, hit in enumerate(hits)]
+    contents = [{"searchResult": search_result(call, i, hit)} for i, hit in enumerate(hits)]
     done = {"contents": contents, "status": "STATUS_DONE"}
     frames.event("set", "block.tool.contents,block.tool.status", "block", {"id": block_id, "tool": done})
 
@@ -155,7 +158,7 @@ def _answer(frames: _Frames, plan: TurnPlan, fault: Fault | None, block_id: str)
         if plan.first_turn:
             frames.event("set", "chat.name", "chat", {"name": plan.title})
         frames.plain("heartbeat", {})
-        if plan.search:
+        if plan.searches:
             _refs(frames, plan)
     mask = "message.id,message.status" if comma else "message.status"
     frames.event("set", mask, "message", {"id": plan.assistant_id, "status": status})
@@ -188,27 +191,62 @@ def _exception(frames: _Frames, fault: Fault, block_id: str) -> None:
 
 
 def _refs(frames: _Frames, plan: TurnPlan) -> None:
-    chunks = [search_result(i, hit) for i, hit in enumerate(plan.search)]
-    refs = {"id": plan.assistant_id, "refs": {"usedSearchChunks": chunks}}
+    keyed = [
+        (call, i, search_result(call, i, hit)) for call, hits in enumerate(plan.searches) for i, hit in enumerate(hits)
+    ]
+    refs = {"id": plan.assistant_id, "refs": {"usedSearchChunks": [chunk for _, _, chunk in keyed]}}
     frames.event("set", "message.refs.usedSearchChunks", "message", refs)
     if plan.reply.citations == "cite":
         references = [
-            {"matchedText": cite_token(i), "items": [{"search": {"base": chunk["base"]}}]}
-            for i, chunk in enumerate(chunks)
+            {"matchedText": cite_token(call, i), "items": [{"search": {"base": chunk["base"]}}]}
+            for call, i, chunk in keyed
         ]
         frames.event("set", "message.references", "message", {"id": plan.assistant_id, "references": references})
 
 
-def cite_token(index: int) -> str:
-    return f"{CITE_OPEN}cite{CITE_SEP}web_search:0#{index}{CITE_CLOSE}"
+def cite_token(call: int, index: int) -> str:
+    return f"{CITE_OPEN}cite{CITE_SEP}web_search:{call}#{index}{CITE_CLOSE}"
 
 
-def citation_suffix(style: str | None, count: int) -> str:
+def inline_cite(call: int, index: int, hit: SearchHit, *, close: str = C1_TOOL) -> str:
+    """C.1 inline citation, closed by U+1F6E0 or U+E3A8 (C.1 allows both)."""
+    return f"{C1_OPEN}cite{C1_TOOL}web_search:{call}#{index}:~:text={hit.snippet or hit.title}{close}"
+
+
+def bare_reference(call: int, index: int) -> str:
+    return f"{C1_TOOL}web_search:{call}#{index}{C1_TOOL}"
+
+
+def article_header(title: str) -> str:
+    return f"{C1_OPEN}article{C1_TOOL}{title}{C1_PALETTE}"
+
+
+def cite_deltas(deltas: list[str], reply: Reply, calls: tuple[tuple[SearchHit, ...], ...]) -> list[str]:
+    """The answer's deltas with the reply's citation style applied for these search calls (README.md)."""
+    style = reply.citations
+    if not calls or not style:
+        return deltas
+    keyed = [(call, i, hit) for call, hits in enumerate(calls) for i, hit in enumerate(hits)]
     if style == "caret":
-        return " " + "".join(f"[^{i + 1}^]" for i in range(count))
+        return [*deltas, " " + "".join(f"[^{n}^]" for n in range(1, len(keyed) + 1))]
     if style == "cite":
-        return " " + "".join(cite_token(i) for i in range(count))
-    return ""
+        return [*deltas, " " + "".join(cite_token(call, i) for call, i, _ in keyed)]
+    if style == "bare":
+        marked = " " + "".join(bare_reference(call, i) for call, i, _ in keyed)
+    else:
+        # Every second citation closes with U+E3A8, so one answer has both closers.
+        closers = [C1_TOOL, C1_END] * len(keyed)
+        marked = " " + "".join(inline_cite(c, i, hit, close=closers[n]) for n, (c, i, hit) in enumerate(keyed))
+    # The C.1 styles stream their markers in pieces, so each marker is split across frames (C.1's test advice).
+    size = reply.chunk_size or DEFAULT_CHUNK_SIZE
+    pieces = _split(marked, size)
+    if style == "article":  # a header first, then the answer with inline citations
+        return [*_split(article_header(calls[0][0].title), size), *deltas, *pieces]
+    return [*deltas, *pieces]
+
+
+def _split(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def _shape(steps: list[Step], faults: list[Fault], delay: float) -> list[Step]:

@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from gateway.kimi.fake.records import Call, ChatRecord, FakeAccount, FileRecord
-from gateway.kimi.fake.script import Reply, SearchHit, make_fault
+from gateway.kimi.fake.script import CITATION_STYLES, Reply, SearchHit, make_fault
 from gateway.kimi.fake.state import Options, State
 
 
@@ -75,11 +75,13 @@ class FakeKimi:
         account: str | None = None,
         times: int | None = None,
         length: bool = False,
+        searches: Any = None,
     ) -> None:
-        if citations not in ("caret", "cite", None):
-            raise ValueError("citations must be 'caret', 'cite' or None")
+        if citations is not None and citations not in CITATION_STYLES:
+            raise ValueError(f"citations must be one of {CITATION_STYLES} or None")
         hits = None if search is None else tuple(SearchHit.coerce(s) for s in search)
-        reply = Reply(text, chunks, chunk_size, thinking, hits, citations, delay, length, account, times)
+        calls = None if searches is None else tuple(tuple(SearchHit.coerce(s) for s in call) for call in searches)
+        reply = Reply(text, chunks, chunk_size, thinking, hits, citations, delay, length, account, times, calls)
         with self.lock:
             self.state.script.replies.append(reply)
 

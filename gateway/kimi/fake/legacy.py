@@ -9,7 +9,7 @@ from typing import Any
 from gateway.kimi.fake.common import authenticate, legacy_error, respond_http_fault, retry_headers
 from gateway.kimi.fake.connect import rfc3339
 from gateway.kimi.fake.connect_chat import DEFAULT_THINKING
-from gateway.kimi.fake.connect_turn import citation_suffix
+from gateway.kimi.fake.connect_turn import cite_deltas
 from gateway.kimi.fake.control import FakeKimi
 from gateway.kimi.fake.files import parse_events, remaining_parse_delay
 from gateway.kimi.fake.http import Request
@@ -178,14 +178,12 @@ def _prepare(
     reply = state.script.take_reply(account.name)
     model = str(body.get("model") or "")
     thinking = "k1" in model or body.get("kimiplus_id") == K1_AGENT
-    hits = (
-        (reply.search or DEFAULT_SEARCH)
-        if body.get("use_search") and (reply.search or "search" in text.lower())
-        else ()
+    # One search per legacy turn (doc 1.11): several scripted calls are read as one list, call 0.
+    hits = tuple(hit for call in reply.search_calls() for hit in call) or (
+        DEFAULT_SEARCH if "search" in text.lower() else ()
     )
-    deltas = reply.deltas(state.options.default_reply)
-    if hits and reply.citations:
-        deltas.append(citation_suffix(reply.citations, len(hits)))
+    hits = hits if body.get("use_search") else ()
+    deltas = cite_deltas(reply.deltas(state.options.default_reply), reply, (hits,) if hits else ())
     think_text = reply.thinking or DEFAULT_THINKING
     size = reply.chunk_size or 8
     think = [think_text[i : i + size] for i in range(0, len(think_text), size)] if thinking else []

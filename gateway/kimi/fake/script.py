@@ -60,6 +60,10 @@ DEFAULT_SEARCH = (
 )
 
 
+# How citations are written into a searched answer (README.md "Citation styles").
+CITATION_STYLES = ("caret", "cite", "inline", "bare", "article")
+
+
 @dataclasses.dataclass
 class Reply:
     text: str | None = None
@@ -72,6 +76,13 @@ class Reply:
     length: bool = False
     account: str | None = None
     times: int | None = None
+    searches: tuple[tuple[SearchHit, ...], ...] | None = None  # several search calls (wins over search)
+
+    def search_calls(self) -> tuple[tuple[SearchHit, ...], ...]:
+        """The scripted search calls, one tuple of hits each (empty: none scripted)."""
+        if self.searches:
+            return self.searches
+        return (self.search,) if self.search else ()
 
     def deltas(self, default_text: str) -> list[str]:
         """The answer as the list of text deltas to stream (before citation markers)."""

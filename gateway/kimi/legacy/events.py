@@ -25,6 +25,7 @@ from gateway.kimi.base import (
     Overloaded,
     ProtocolError,
     RateLimited,
+    SearchResults,
     StreamBusy,
     TextDelta,
     ThinkingDelta,
@@ -92,7 +93,7 @@ class LegacyTranslator:
 
     def _k1(self, payload: dict[str, Any]) -> list[KimiEvent]:
         self.progress += 1
-        events: list[KimiEvent] = list(self._cites.add_chunks(payload.get("search_results")))
+        events: list[KimiEvent] = self._with_released_text(self._cites.add_chunks(payload.get("search_results")))
         text = payload.get("text")
         if isinstance(text, str) and text:
             events.append(ThinkingDelta(text))
@@ -102,13 +103,19 @@ class LegacyTranslator:
         self.progress += 1
         msg = payload.get("msg")
         if isinstance(msg, dict) and msg.get("type") == "get_res":
-            return list(self._cites.add_chunks([msg]))
+            return self._with_released_text(self._cites.add_chunks([msg]))
         return []
 
     def _ref_docs(self, payload: dict[str, Any]) -> list[KimiEvent]:
         cards = [c for c in payload.get("ref_cards") or [] if isinstance(c, dict)]
         cards.sort(key=_card_index)
-        return list(self._cites.add_chunks(cards))
+        return self._with_released_text(self._cites.add_chunks(cards))
+
+    def _with_released_text(self, found: list[SearchResults]) -> list[KimiEvent]:
+        """New results may resolve a citation whose text was held back: send that text now."""
+        events: list[KimiEvent] = list(found)
+        text = self._cites.release_text() if found else ""
+        return [*events, TextDelta(text)] if text else events
 
     def _ids(self, payload: dict[str, Any]) -> list[KimiEvent]:
         attr = "segment_id" if payload.get("event") == "req" else "reply_id"

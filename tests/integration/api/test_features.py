@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import re
 import threading
 
 import pytest
@@ -56,6 +57,42 @@ def test_it_returns_search_results_as_annotations_and_sources(e2e, protocol):
     assert "https://en.wikipedia.org/wiki/Paris" in urls
     chat_call = [c for c in e2e.fake.calls if c.kind in ("chat", "stream")][-1]
     assert "search" in str(chat_call.body).lower()
+
+
+RAW_MARKER = re.compile("[\ue000-\uf8ff\U0001f6e0\U0001f3a8]|web_search:")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("protocol", "style"), [("connect", "inline"), ("connect", "bare"), ("connect", "article"), ("legacy", "article")]
+)
+def test_it_turns_2026_citation_markers_into_numbered_citations(e2e, protocol, style, stream):
+    """kimi-web-protocol.md C.1: two search calls, each with a result #0, cited in the 2026 forms (legacy: one
+    call with both results, as the fake reads them)."""
+    client, _ = setup_pool(e2e, protocol=protocol)
+    paris = {"title": "Paris forecast", "url": "https://weather.example/paris", "snippet": "晴，21 度", "site": ""}
+    lyon = {"title": "Lyon forecast", "url": "https://weather.example/lyon", "snippet": "多云", "site": ""}
+    e2e.fake.reply(text="巴黎晴，里昂多云。", searches=[[paris], [lyon]], citations=style, chunk_size=5)
+    messages = [{"role": "user", "content": "Weather in Paris and Lyon?"}]
+    if stream:
+        chunks = [c for c in client.chat.completions.create(model="kimi-search", messages=messages, stream=True)]
+        deltas = [c.choices[0].delta for c in chunks if c.choices]
+        content = "".join(d.content or "" for d in deltas)
+        annotations = [a for d in deltas for a in (getattr(d, "annotations", None) or [])]
+        spans = [
+            (a["url_citation"]["start_index"], a["url_citation"]["end_index"], a["url_citation"]["url"])
+            for a in annotations
+        ]
+    else:
+        message = client.chat.completions.create(model="kimi-search", messages=messages).choices[0].message
+        content = message.content
+        spans = [
+            (a.url_citation.start_index, a.url_citation.end_index, a.url_citation.url) for a in message.annotations
+        ]
+    assert content.startswith("巴黎晴，里昂多云。 [1][2]\n\nSources:\n[1] Paris forecast")
+    assert not RAW_MARKER.search(content)
+    cited = [(content[start:end], url) for start, end, url in spans if end - start == 3]
+    assert cited == [("[1]", paris["url"]), ("[2]", lyon["url"])]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
