@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from gateway.kimi.base import KimiEvent, SearchResult, TextDelta
 from gateway.kimi.citations import CitationTracker
 from gateway.kimi.cite_markers import MAX_MARKER
-from gateway.kimi.events_connect import ConnectTranslator
+from gateway.kimi.connect.events import ConnectTranslator
 from gateway.kimi.framing import ConnectFrame
 from gateway.openai.chunks import ReplyAssembler
 
