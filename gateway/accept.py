@@ -155,6 +155,11 @@ async def _accept_step(
     return await db_call(_authenticate_and_accept, authorization, start, chat, parse_error, fast)
 
 
+def _log_flags(chat: ChatRequest) -> tuple[str, ...]:
+    effort = (f"effort:{chat.reasoning_effort}",) if chat.reasoning_effort else ()
+    return (*chat.model.flags, *effort)
+
+
 async def request_accept(request: HttpRequest, *, request_id: str) -> Accepted:
     started = time.monotonic()
     chat: ChatRequest | None = None
@@ -168,7 +173,7 @@ async def request_accept(request: HttpRequest, *, request_id: str) -> Accepted:
         request_id=request_id,
         path=request.path,
         model=chat.model.requested if chat else "",
-        flags=tuple(chat.model.flags) if chat else (),
+        flags=_log_flags(chat) if chat else (),
         stream=chat.stream if chat else False,
         client_ip=client_ip(request),
         user=(chat.user or "") if chat else "",
@@ -183,7 +188,7 @@ async def request_accept(request: HttpRequest, *, request_id: str) -> Accepted:
         request_id=request_id,
         log_id=log_id,
         caller=caller,
-        turn=chat.model.turn_request(text=text),
+        turn=chat.model.turn_request(text=text, reasoning_effort=chat.reasoning_effort),
         blobs=[],
         keep=chat.keep_conversation,
         continued=continued,

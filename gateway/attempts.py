@@ -36,6 +36,7 @@ from gateway.kimi.base import (
     KimiError,
     KimiEvent,
     KimiSession,
+    ThinkingDelta,
     TurnRequest,
     UpstreamTimeout,
 )
@@ -95,6 +96,7 @@ class Attempt:
         self.recording: asyncio.Task[int] | None = None  # the conversation row being written
         self.generated = False  # the upstream produced answer content (the turn is not refundable)
         self.ignored_flags: list[str] = []  # request flags this account's protocol does not have
+        self.dropped_reasoning = 0  # characters of reasoning the client did not ask for (not shown)
         self.pending: asyncio.Future[KimiEvent] | None = None  # a read begun before the response started
         self.closed = False
 
@@ -110,8 +112,25 @@ class Attempt:
         if self.ignored_flags:
             log.info("%s: %s ignores %s", self.plan.request_id, self.account.protocol, ", ".join(self.ignored_flags))
         self.turn_cm = self.session.turn(turn)
-        self.events = _content_filter_as_done(await self.turn_cm.__aenter__())
+        events = await self.turn_cm.__aenter__()
+        self.events = _content_filter_as_done(events if turn.reasons else self._without_reasoning(events))
         return await self._read_to_first_content()
+
+    async def _without_reasoning(self, events: AsyncIterator[KimiEvent]) -> AsyncIterator[KimiEvent]:
+        """Reasoning the upstream sends although the client did not ask for it is not shown, only
+        counted for the request log (kimi-web-protocol.md C.6: the web app hides it too)."""
+        async for event in events:
+            if isinstance(event, ThinkingDelta):
+                self.dropped_reasoning += len(event.text)
+                continue
+            yield event
+
+    def log_flags(self) -> list[str]:
+        """What this attempt adds to the request's log flags: ignored flags, hidden reasoning."""
+        flags = [f"ignored:{f}" for f in self.ignored_flags]
+        if self.dropped_reasoning:
+            flags.append(f"dropped_reasoning:{self.dropped_reasoning}")
+        return flags
 
     async def _read_to_first_content(self) -> list[KimiEvent]:
         """Read until the first content event, so failures before it can fail over.

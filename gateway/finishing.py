@@ -98,9 +98,7 @@ class Finisher:
             attempts=self.failover.attempts if self.failover else 0,
             account_id=attempt.account.pk if attempt else None,
             upstream_chat_id=attempt.chat_id if attempt else "",
-            flags=[*self.plan.flags, *(f"ignored:{f}" for f in attempt.ignored_flags)]
-            if attempt and attempt.ignored_flags
-            else None,
+            flags=[*self.plan.flags, *attempt.log_flags()] if attempt and attempt.log_flags() else None,
             **self.stats,
         )
         lease = conversation = None
