@@ -8,12 +8,14 @@ with its default, in the README's configuration table.
 from __future__ import annotations
 
 import logging
+import zoneinfo
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from accounts.crypto import derive_key
+from kimiproxy import __version__
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -206,6 +208,18 @@ KIMIPROXY_PARSE_TIMEOUT = env.float("KIMIPROXY_PARSE_TIMEOUT", default=120.0)
 # and a model follows inline instructions more reliably than a file's.
 KIMIPROXY_PROMPT_ATTACH_BYTES = env.int("KIMIPROXY_PROMPT_ATTACH_BYTES", default=131072)
 KIMIPROXY_TOKEN_REFRESH_MARGIN = env.float("KIMIPROXY_TOKEN_REFRESH_MARGIN", default=60.0)
+# Headers that change the answer (kimi-web-protocol.md C.4): the reply's language and the time zone its
+# dates are in. The gateway identifies itself honestly; an operator may put their own string instead.
+KIMIPROXY_LANGUAGE = env.str("KIMIPROXY_LANGUAGE", default="en-US").strip()
+KIMIPROXY_TIMEZONE = env.str("KIMIPROXY_TIMEZONE", default="UTC").strip()
+KIMIPROXY_USER_AGENT = env.str("KIMIPROXY_USER_AGENT", default=f"kimiproxy/{__version__}").strip()
+for _name, _value in (("KIMIPROXY_LANGUAGE", KIMIPROXY_LANGUAGE), ("KIMIPROXY_USER_AGENT", KIMIPROXY_USER_AGENT)):
+    if not _value or not _value.isprintable():
+        raise ImproperlyConfigured(f"{_name} must be a non-empty line of printable text.")
+try:
+    zoneinfo.ZoneInfo(KIMIPROXY_TIMEZONE)
+except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+    raise ImproperlyConfigured("KIMIPROXY_TIMEZONE must be an IANA time zone name such as Europe/Berlin.") from None
 
 # --- Pool and API ---------------------------------------------------------------------------------------
 KIMIPROXY_DEFAULT_TURN_LIMIT = env.int("KIMIPROXY_DEFAULT_TURN_LIMIT", default=30)

@@ -50,6 +50,7 @@ class ChatCompletionsDoor(FrontDoor[ChatRequest, ChatCompletionSink]):
             keep=chat.keep_conversation,
             continue_chat=chat.continue_conversation,
             user=chat.user or "",
+            reasoning_effort=chat.reasoning_effort,
         )
         return turn, chat
 

@@ -148,6 +148,11 @@ async def _accept_step(
     return await db_call(_authenticate_and_accept, authorization, start, turn, parse_error, fast)
 
 
+def _log_flags(turn: Turn) -> tuple[str, ...]:
+    effort = (f"effort:{turn.reasoning_effort}",) if turn.reasoning_effort else ()
+    return (*turn.model.flags, *effort)
+
+
 async def accept(
     request: HttpRequest, *, parse: Callable[[object], tuple[Turn, Parsed]], request_id: str
 ) -> tuple[Job, Parsed]:
@@ -165,7 +170,7 @@ async def accept(
         request_id=request_id,
         path=request.path,
         model=turn.model.requested if turn else "",
-        flags=tuple(turn.model.flags) if turn else (),
+        flags=_log_flags(turn) if turn else (),
         stream=turn.stream if turn else False,
         client_ip=client_ip(request),
         user=turn.user if turn else "",

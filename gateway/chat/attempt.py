@@ -30,6 +30,7 @@ from gateway.kimi.base import (
     KimiError,
     KimiEvent,
     KimiSession,
+    ThinkingDelta,
 )
 from gateway.records.conversations import (
     conversation_delete_upstream,
@@ -65,7 +66,8 @@ class Attempt:
         self.recording: asyncio.Task[int] | None = None  # the conversation row being written
         self.generated = False  # the upstream produced answer content (the turn is not refundable)
         self.ignored_flags: list[str] = []  # request flags this account's protocol does not have
-        self.log_flags: list[str] = []  # how the prompt was sent, for the log row (e.g. history_attached)
+        self.prompt_flags: list[str] = []  # how the prompt was sent, for the log row (e.g. history_attached)
+        self.dropped_reasoning = 0  # characters of reasoning the client did not ask for (not shown)
         self.pending: asyncio.Future[KimiEvent] | None = None  # a read begun before the response started
         self.closed = False
 
@@ -89,13 +91,31 @@ class Attempt:
         turn = await upstream_turn(
             self.job, session=self.session, account_id=self.account.pk, attach_history=attach_history
         )
-        self.log_flags = ["history_attached"] if attach_history else []
+        self.prompt_flags = ["history_attached"] if attach_history else []
         self.ignored_flags = self.session.unsupported_flags(turn)
         if self.ignored_flags:
             log.info("%s: %s ignores %s", self.job.request_id, self.account.protocol, ", ".join(self.ignored_flags))
         self.turn_cm = self.session.turn(turn)
-        self.events_in = _content_filter_as_done(await self.turn_cm.__aenter__())
+        events = await self.turn_cm.__aenter__()
+        self.events_in = _content_filter_as_done(events if turn.reasons else self._without_reasoning(events))
         return await self._read_to_first_content()
+
+    async def _without_reasoning(self, events: AsyncIterator[KimiEvent]) -> AsyncIterator[KimiEvent]:
+        """Reasoning the upstream sends although the client did not ask for it is not shown, only
+        counted for the request log (kimi-web-protocol.md C.6: the web app hides it too)."""
+        async for event in events:
+            if isinstance(event, ThinkingDelta):
+                self.dropped_reasoning += len(event.text)
+                continue
+            yield event
+
+    def log_flags(self) -> list[str]:
+        """What this attempt adds to the request's log flags: how the prompt was sent, ignored flags,
+        hidden reasoning."""
+        flags = [*self.prompt_flags, *(f"ignored:{f}" for f in self.ignored_flags)]
+        if self.dropped_reasoning:
+            flags.append(f"dropped_reasoning:{self.dropped_reasoning}")
+        return flags
 
     async def _discard_refused_chat(self) -> None:
         """Close the refused turn and delete the chat it created (in the background), so the retry

@@ -56,9 +56,7 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
         attempts=final.attempts,
         account_id=attempt.account.pk if attempt else None,
         upstream_chat_id=attempt.chat_id if attempt else "",
-        flags=[*job.flags, *attempt.log_flags, *(f"ignored:{f}" for f in attempt.ignored_flags)]
-        if attempt and (attempt.ignored_flags or attempt.log_flags)
-        else None,
+        flags=[*job.flags, *attempt.log_flags()] if attempt and attempt.log_flags() else None,
         **dataclasses.asdict(final.stats),
     )
     lease = conversation = None

@@ -53,7 +53,7 @@ async def upstream_turn(job: Job, *, session: KimiSession, account_id: int, atta
         text, history = _split_history(job.turn)
         blobs.insert(0, history)
     files = tuple([await upload_cached(session=session, account_id=account_id, blob=b) for b in blobs])
-    request = job.turn.model.turn_request(text=text, files=files)
+    request = job.turn.model.turn_request(text=text, files=files, reasoning_effort=job.turn.reasoning_effort)
     if job.continued is None:
         return request
     continued = job.continued

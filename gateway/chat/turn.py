@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from gateway.kimi.base import FileBlob
+from gateway.kimi.base import FileBlob, ReasoningEffort
 from gateway.models import ApiKey
 from gateway.openai.messages import Attachment, Message
 from gateway.openai.model_names import ModelSpec
@@ -18,9 +18,10 @@ from gateway.records.conversations import ContinuedConversation
 class Turn:
     """One request as a front door parsed it, in no API's shape.
 
-    ``messages`` is the history (system texts included), ``files`` the attachments of the message the
-    reply answers (uploaded to the account that serves it). ``keep`` keeps the upstream chat for a later
-    continuation; ``continue_chat`` is the kept chat this request continues.
+        ``messages`` is the history (system texts included), ``files`` the attachments of the message the
+        reply answers (uploaded to the account that serves it). ``keep`` keeps the upstream chat for a later
+        continuation; ``continue_chat`` is the kept chat this request continues. ``reasoning_effort`` is how
+    much the client asked the model to reason, on the scale every door maps onto.
     """
 
     model: ModelSpec
@@ -30,6 +31,7 @@ class Turn:
     keep: bool = False
     continue_chat: str | None = None
     user: str = ""
+    reasoning_effort: ReasoningEffort | None = None  # None: the model's own default (kimi/base.py)
 
 
 @dataclasses.dataclass(frozen=True)

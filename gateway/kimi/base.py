@@ -42,6 +42,8 @@ from typing import ClassVar, Literal, Protocol
 # --------------------------------------------------------------------------------------------------
 # Requests
 
+ReasoningEffort = Literal["none", "low", "high"]
+
 
 @dataclasses.dataclass(frozen=True)
 class FileRef:
@@ -75,18 +77,29 @@ class TurnRequest:
     ``text`` is the user's message (or the flattened history). ``chat_id`` continues an existing
     upstream chat; Connect also needs ``parent_id`` (the last assistant message id, protocol doc 2.9).
     Flags a protocol lacks are ignored by its client (and listed by ``unsupported_flags``).
+
+    ``reasoning_effort`` is how much the client asked the model to reason, on a scale every front door
+    maps onto (OpenAI ``reasoning_effort``, Responses ``reasoning.effort``, Anthropic ``thinking``);
+    None means "the model's own default": reasoning for a thinking model, none otherwise.
     """
 
     text: str
     files: tuple[FileRef, ...] = ()
     search: bool = False
     thinking: bool = False
+    reasoning_effort: ReasoningEffort | None = None
     research: bool = False
     math: bool = False
     agent_id: str | None = None  # legacy Kimi+ agent id, or "kimi-agent" for Connect's agent scenario
     model: str | None = None  # Connect upstream model id, e.g. "k2d6-chat"; None = upstream default
     chat_id: str | None = None
     parent_id: str | None = None
+
+    @property
+    def reasons(self) -> bool:
+        """Whether the client asked for reasoning. When it did not, reasoning the upstream sends anyway
+        is not shown (kimi-web-protocol.md C.6)."""
+        return self.reasoning_effort != "none" if self.reasoning_effort is not None else self.thinking
 
 
 # --------------------------------------------------------------------------------------------------

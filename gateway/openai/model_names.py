@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from gateway.kimi.base import FileRef, TurnRequest
+from gateway.kimi.base import FileRef, ReasoningEffort, TurnRequest
 
 BASE = "kimi"
 CONNECT_AGENT = "kimi-agent"
@@ -92,13 +92,15 @@ class ModelSpec:
         files: tuple[FileRef, ...] = (),
         chat_id: str | None = None,
         parent_id: str | None = None,
+        reasoning_effort: ReasoningEffort | None = None,
     ) -> TurnRequest:
-        """The upstream turn for this model with the given prompt."""
+        """The upstream turn for this model with the given prompt (and the client's reasoning effort)."""
         return TurnRequest(
             text=text,
             files=files,
             search=self.search,
             thinking=self.thinking,
+            reasoning_effort=reasoning_effort,
             research=self.research,
             math=self.math,
             agent_id=self.agent_id,

@@ -18,6 +18,9 @@ ancestor's ``"none"``: a new chat that is kept; anything else: continue that kep
 ``use_search`` (the ancestor's flag, ORed into the model's search flag) and ``reasoning_format``
 (``field`` | ``think_tags`` | ``hidden``; None = the key's default).
 
+``reasoning_effort`` (OpenAI's) becomes the neutral effort of the turn (kimi-web-protocol.md C.6):
+``none`` -> none, ``minimal`` / ``low`` -> low, ``medium`` / ``high`` / ``xhigh`` -> high.
+
 Files and images are taken from the last user message only (``ChatRequest.files``, decoded); earlier
 ones appear in the flattened history by name or URL.
 """
@@ -29,6 +32,7 @@ import json
 import re
 from typing import Literal, TypeVar, cast
 
+from gateway.kimi.base import ReasoningEffort
 from gateway.openai.errors import InvalidRequest
 from gateway.openai.messages import Attachment, Message, PartBudget, parse_message
 from gateway.openai.model_names import ModelSpec, parse_model
@@ -39,6 +43,14 @@ REASONING_FORMATS = ("field", "think_tags", "hidden")
 MAX_STOP = 4
 _CONVERSATION_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _NEW_CONVERSATION = ("new", "none")
+_EFFORTS: dict[str, ReasoningEffort] = {
+    "none": "none",
+    "minimal": "low",
+    "low": "low",
+    "medium": "high",
+    "high": "high",
+    "xhigh": "high",
+}
 _IGNORED_NUMBERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 _IGNORED_OTHER: dict[str, type | tuple[type, ...]] = {
     "seed": int,
@@ -63,6 +75,7 @@ class ChatRequest:
     keep_conversation: bool = False  # keep the upstream chat for continuation
     continue_conversation: str | None = None  # the conversation id to continue
     reasoning_format: ReasoningFormat | None = None
+    reasoning_effort: ReasoningEffort | None = None  # None: the model's default
     ignored: tuple[str, ...] = ()  # accepted-but-ignored parameters the client sent
 
 
@@ -118,6 +131,7 @@ def parse_chat_request(
         keep_conversation=keep,
         continue_conversation=continue_id,
         reasoning_format=_reasoning_format(body),
+        reasoning_effort=_reasoning_effort(body),
         ignored=_ignored(body),
     )
 
@@ -200,6 +214,19 @@ def _reasoning_format(body: dict[str, object]) -> ReasoningFormat | None:
             "reasoning_format must be one of field, think_tags, hidden.", param="reasoning_format", code="invalid_value"
         )
     return cast(ReasoningFormat | None, value)
+
+
+def _reasoning_effort(body: dict[str, object]) -> ReasoningEffort | None:
+    value = _optional(body, "reasoning_effort", str, "a string")
+    if value is None:
+        return None
+    if value.lower() not in _EFFORTS:
+        raise InvalidRequest(
+            "reasoning_effort must be one of none, minimal, low, medium, high.",
+            param="reasoning_effort",
+            code="invalid_value",
+        )
+    return _EFFORTS[value.lower()]
 
 
 def _check_unsupported(body: dict[str, object]) -> None:

@@ -28,6 +28,7 @@ from gateway.kimi.base import (
     Unavailable,
 )
 from gateway.kimi.fake import FakeKimi
+from kimiproxy import __version__
 from tests.integration.kimi_client_helpers import (
     aaccount_for,
     close_worker_connections,
@@ -189,8 +190,98 @@ async def test_it_runs_the_agent_scenario_on_paid_accounts_only(fake_kimi: FakeK
     events, error = await run_turn(paid, TurnRequest(text="Build a deck", agent_id="kimi-agent"))
     assert error is None and text_of(events)
     body = [c for c in fake_kimi.calls if c.kind == "chat"][-1].body
-    assert (body["scenario"], body["kimi_plus_id"], body["options"]["agent_mode"]) == (
-        "SCENARIO_OK_COMPUTER",
-        "ok-computer",
-        "TYPE_NORMAL",
-    )
+    assert (body["scenario"], body["options"]["agent_mode"]) == ("SCENARIO_OK_COMPUTER", "TYPE_NORMAL")
+    # kimi-web-protocol.md C.3: the fake accepts every spelling and records the one that came.
+    user = fake_kimi.chats[events[0].chat_id].messages[-2]  # type: ignore[union-attr]
+    assert user.flags["agent_field"] == "kimiplus_id"
+
+
+async def test_it_sends_the_answer_changing_headers_and_an_honest_user_agent(fake_kimi: FakeKimi, session: Any) -> None:
+    # kimi-web-protocol.md C.4, with the defaults: en-US, UTC, kimiproxy/<version>.
+    events, error = await run_turn(session, TurnRequest(text="What day is it?"))
+    assert error is None
+    await session.delete_chat(events[0].chat_id)  # type: ignore[union-attr]
+    calls = [c for c in fake_kimi.calls if c.kind in ("refresh", "chat", "delete")]
+    assert [c.kind for c in calls] == ["refresh", "chat", "delete"]
+    for call in calls:
+        assert call.headers["x-language"] == "en-US"
+        assert call.headers["r-timezone"] == "UTC"
+        assert call.headers["user-agent"] == f"kimiproxy/{__version__}"
+        assert not {"origin", "referer", "x-msh-version"} & set(call.headers)
+
+
+async def test_it_sends_the_configured_language_time_zone_and_user_agent(
+    fake_kimi: FakeKimi, session: Any, settings: Any
+) -> None:
+    settings.KIMIPROXY_LANGUAGE = "zh-CN"
+    settings.KIMIPROXY_TIMEZONE = "Asia/Shanghai"
+    settings.KIMIPROXY_USER_AGENT = "acme-gateway/2 (ops@example.org)"
+    _, error = await run_turn(session, TurnRequest(text="今天几号？"))
+    assert error is None
+    for call in (c for c in fake_kimi.calls if c.kind in ("refresh", "chat")):
+        assert (call.headers["x-language"], call.headers["r-timezone"]) == ("zh-CN", "Asia/Shanghai")
+        assert call.headers["user-agent"] == "acme-gateway/2 (ops@example.org)"
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "effort"),
+    [
+        ({}, "REASONING_EFFORT_NONE"),  # the web app's "Instant"
+        ({"thinking": True}, "REASONING_EFFORT_LOW"),  # k2d6-chat's catalogue effort (doc 2.12)
+        ({"thinking": True, "agent_id": "kimi-agent"}, "REASONING_EFFORT_HIGH"),  # K3's
+        ({"agent_id": "kimi-agent"}, "REASONING_EFFORT_LOW"),  # K3 offers no NONE
+        ({"reasoning_effort": "high"}, "REASONING_EFFORT_HIGH"),
+        ({"reasoning_effort": "low"}, "REASONING_EFFORT_LOW"),
+        ({"thinking": True, "reasoning_effort": "none"}, "REASONING_EFFORT_NONE"),
+    ],
+)
+async def test_it_always_sends_thinking_and_steers_it_with_the_effort(
+    fake_kimi: FakeKimi, http: httpx.AsyncClient, request_fields: dict[str, Any], effort: str
+) -> None:
+    # kimi-web-protocol.md C.6: `thinking: true` as the web app sends it; the effort says how much.
+    session = session_for(await aaccount_for(fake_kimi.mint_account("paid", paid=True)), http=http)
+    events, error = await run_turn(session, TurnRequest(text="Is 221 prime?", **request_fields))
+    assert error is None
+    options = [c for c in fake_kimi.calls if c.kind == "chat"][-1].body["options"]
+    assert (options["thinking"], options["reasoning_effort"]) == (True, effort)
+    user = fake_kimi.chats[events[0].chat_id].messages[-2]  # type: ignore[union-attr]
+    assert user.flags["thinking"] is (effort != "REASONING_EFFORT_NONE")
+
+
+THINKING = "Try 13 x 17."
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [
+        ("think_flags", {}),  # block.text flagged "thinking"
+        ("think_flags", {"variant": "multistage"}),  # text inside a thinking block.multiStage
+        ("opless", {}),  # frames without `op`, deltas
+        ("opless", {"variant": "cumulative"}),  # frames without `op`, the block so far
+        ("blocks_only", {}),  # the answer only in the completed message's blocks
+        ("no_end_frame", {}),  # closed after `done` without the 0x02 frame
+    ],
+)
+async def test_it_reads_the_stream_shapes_peers_report(
+    fake_kimi: FakeKimi, session: Any, kind: str, options: dict[str, Any]
+) -> None:
+    # kimi-web-protocol.md C.8: each shape gives the same answer and reasoning as the documented one.
+    fake_kimi.reply(ANSWER, chunk_size=5, thinking=THINKING)
+    fake_kimi.fault(kind, **options)
+    events, error = await run_turn(session, TurnRequest(text="hello", thinking=True))
+    assert error is None and isinstance(events[-1], Done)
+    assert text_of(events) == ANSWER and thinking_of(events) == THINKING
+
+
+async def test_it_joins_successive_text_blocks_with_a_newline(fake_kimi: FakeKimi, session: Any) -> None:
+    fake_kimi.reply(chunks=["First ", "part.", "Second ", "part."])
+    fake_kimi.fault("split_blocks")  # two text blocks with their own ids (C.8)
+    events, error = await run_turn(session, TurnRequest(text="hello"))
+    assert error is None
+    assert text_of(events) == "First part.\nSecond part."
+
+
+async def test_it_reads_a_bare_429_with_retry_after_as_a_rate_limit(fake_kimi: FakeKimi, session: Any) -> None:
+    fake_kimi.fault("http_429", retry_after=120)  # no Connect body (C.8)
+    _, error = await run_turn(session, TurnRequest(text="hello"))
+    assert isinstance(error, RateLimited) and error.retry_after == 120

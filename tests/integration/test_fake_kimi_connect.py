@@ -201,6 +201,60 @@ def test_it_refuses_agent_models_to_free_accounts_only(fake_kimi: FakeKimi, http
     assert served[-1] == (2, {})
 
 
+@pytest.mark.parametrize("spelling", ["kimiplus_id", "kimiplusId", "kimi_plus_id", "kimiPlusId"])
+def test_it_accepts_every_spelling_of_the_agent_field_and_records_it(
+    fake_kimi: FakeKimi, http: httpx.Client, spelling: str
+) -> None:
+    # kimi-web-protocol.md C.3: peers disagree on the spelling; the fake reads each and says which came.
+    free, paid = fake_kimi.mint_account("free"), fake_kimi.mint_account("paid", paid=True)
+    body = connect_chat_body("build a site", **{spelling: "ok-computer"})
+
+    refused = chat(http, free.access_token, body)
+    served = chat(http, paid.access_token, body)
+
+    assert refused[-1][1]["error"]["code"] == "permission_denied"
+    chat_id = served[0][1]["chat"]["id"]
+    assert fake_kimi.chats[chat_id].messages[0].flags["agent_field"] == spelling
+
+
+@pytest.mark.parametrize(
+    ("kind", "variant", "check"),
+    [
+        (
+            "think_flags",
+            None,
+            lambda fs: any(f.get("block", {}).get("text", {}).get("flags") == "thinking" for f in fs),
+        ),
+        ("think_flags", "multistage", lambda fs: any("multiStage" in f.get("block", {}) for f in fs)),
+        ("opless", None, lambda fs: any("block" in f and "op" not in f for f in fs)),
+        ("blocks_only", None, lambda fs: not any("text" in f.get("block", {}) for f in fs)),
+        ("split_blocks", None, lambda fs: len({f["block"]["id"] for f in fs if "text" in f.get("block", {})}) == 2),
+        ("stray_thinking", None, lambda fs: any("think" in f.get("block", {}) for f in fs)),
+    ],
+)
+def test_it_sends_the_stream_shapes_peers_report(
+    fake_kimi: FakeKimi, http: httpx.Client, kind: str, variant: str | None, check: object
+) -> None:
+    token = fake_kimi.mint_account("alice").access_token
+    fake_kimi.reply("An answer in several chunks.", chunk_size=6)
+    fake_kimi.fault(kind, variant=variant)
+    body = connect_chat_body("hello")
+    if kind != "stray_thinking":
+        body["options"]["reasoning_effort"] = "REASONING_EFFORT_LOW"
+    else:
+        body["options"]["reasoning_effort"] = "REASONING_EFFORT_NONE"  # reasoning comes anyway
+    frames = chat(http, token, body)
+    assert check([f for flag, f in frames if flag == 0])  # type: ignore[operator]
+    assert frames[-1] == (2, {})
+
+
+def test_it_can_close_after_done_without_the_end_frame(fake_kimi: FakeKimi, http: httpx.Client) -> None:
+    token = fake_kimi.mint_account("alice").access_token
+    fake_kimi.fault("no_end_frame")
+    frames = chat(http, token, connect_chat_body("hello"))
+    assert frames[-1][0] == 0 and "done" in frames[-1][1]
+
+
 def test_it_streams_thinking_and_search_with_citations(fake_kimi: FakeKimi, http: httpx.Client) -> None:
     token = fake_kimi.mint_account("alice").access_token
     fake_kimi.reply("Sunny", thinking="Check the forecast", search=[("Paris", "https://w.example/p", "21 C", "W")])

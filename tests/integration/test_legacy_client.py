@@ -26,6 +26,7 @@ from gateway.kimi.base import (
     Unavailable,
 )
 from gateway.kimi.fake import FakeKimi
+from kimiproxy import __version__
 from tests.integration.kimi_client_helpers import (
     aaccount_for,
     close_worker_connections,
@@ -112,6 +113,7 @@ async def test_it_continues_a_chat_and_deletes_it(fake_kimi: FakeKimi, session: 
         ("stream_busy", {}, StreamBusy, ""),
         ("http_5xx", {}, Unavailable, ""),
         ("http_429", {}, Unavailable, ""),
+        ("http_429", {"retry_after": 9}, RateLimited, ""),  # bare 429 + Retry-After (C.8, C.13)
         ("cut", {"after_events": 4}, ProtocolError, "Bonjour ! Ça va "),
         ("empty_reply", {}, Overloaded, ""),
         ("done_then_error", {}, Overloaded, ANSWER),
@@ -167,3 +169,38 @@ async def test_it_times_out_before_the_first_byte(fake_kimi: FakeKimi, session: 
     fake_kimi.fault("silence", after_events=0, duration=3.0)
     events, error = await run_turn(session, TurnRequest(text="hello"))
     assert isinstance(error, FirstByteTimeout) and isinstance(events[0], ChatCreated)
+
+
+async def test_it_sends_the_answer_changing_headers_and_an_honest_user_agent(
+    fake_kimi: FakeKimi, session: Any, settings: Any
+) -> None:
+    # kimi-web-protocol.md C.4: x-language and r-timezone on legacy calls too, never Origin or Referer.
+    events, error = await run_turn(session, TurnRequest(text="What day is it?"))
+    assert error is None
+    await session.delete_chat(events[0].chat_id)  # type: ignore[union-attr]
+    settings.KIMIPROXY_TIMEZONE = "Europe/Paris"
+    settings.KIMIPROXY_USER_AGENT = "acme-gateway/2"
+    await run_turn(session, TurnRequest(text="Quel jour sommes-nous ?"))
+    calls = [c for c in fake_kimi.calls if c.kind in ("refresh", "create_chat", "stream", "delete")]
+    assert [c.kind for c in calls] == ["refresh", "create_chat", "stream", "delete", "create_chat", "stream"]
+    for call in calls:
+        assert not {"origin", "referer", "x-msh-version"} & set(call.headers)
+        assert call.headers["x-language"] == "en-US"
+    assert [(c.headers["r-timezone"], c.headers["user-agent"]) for c in calls[3:5]] == [
+        ("UTC", f"kimiproxy/{__version__}"),
+        ("Europe/Paris", "acme-gateway/2"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "model"),
+    [({}, None), ({"thinking": True}, "k1.5"), ({"reasoning_effort": "low"}, "k1.5"),
+     ({"thinking": True, "reasoning_effort": "none"}, None)],
+)  # fmt: skip
+async def test_it_asks_for_the_thinking_model_when_the_client_wants_reasoning(
+    fake_kimi: FakeKimi, session: Any, request_fields: dict[str, Any], model: str | None
+) -> None:
+    # The legacy stream has no effort: any effort but "none" picks the thinking model (doc 1.12, C.6).
+    _, error = await run_turn(session, TurnRequest(text="Is 221 prime?", **request_fields))
+    assert error is None
+    assert next(c for c in fake_kimi.calls if c.kind == "stream").body.get("model") == model

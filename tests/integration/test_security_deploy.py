@@ -59,6 +59,11 @@ def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off(tmp_path):
     assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
 
 
+def test_it_refuses_to_start_with_a_time_zone_that_is_not_an_iana_name(tmp_path):
+    result = manage("check", tmp_path=tmp_path, **PRODUCTION, KIMIPROXY_TIMEZONE="Mars/Olympus")
+    assert result.returncode != 0 and "KIMIPROXY_TIMEZONE must be an IANA time zone name" in result.stderr
+
+
 def test_it_serves_the_admin_at_the_configured_path(tmp_path):
     script = (
         "from django.test import Client; c = Client(); "

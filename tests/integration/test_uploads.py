@@ -168,6 +168,37 @@ async def test_it_gives_up_when_parsing_takes_too_long(
         await session_for(account, http=http).upload(FileBlob("report.pdf", "application/pdf", PDF))
 
 
+@pytest.mark.parametrize(
+    "blob", [FileBlob("report.pdf", "application/pdf", PDF), FileBlob("photo.png", "image/png", PNG)]
+)
+async def test_it_re_posts_a_legacy_file_until_the_upstream_registered_it(
+    fake_kimi: FakeKimi, http: httpx.AsyncClient, blob: FileBlob
+) -> None:
+    # kimi-web-protocol.md C.12: /api/file may answer before the object is registered; parse_process
+    # does not know such a file, so the client must ask again until it is `initialized`.
+    fake_kimi.fault("file_pending", times=3)
+    account = await aaccount_for(fake_kimi.mint_account("alice", protocol="legacy"))
+    session = session_for(account, http=http)
+    ref = await session.upload(blob)
+    assert fake_kimi.count("file") == 4
+    assert [c.body for c in fake_kimi.calls if c.kind == "file"][0] == [
+        c.body for c in fake_kimi.calls if c.kind == "file"
+    ][-1]
+    events, error = await run_turn(session, TurnRequest(text="Summarise the file", files=(ref,)))
+    assert error is None and text_of(events)
+
+
+async def test_it_stops_re_posting_a_legacy_file_after_the_bound(
+    fake_kimi: FakeKimi, http: httpx.AsyncClient, settings: Any
+) -> None:
+    settings.KIMIPROXY_PARSE_TIMEOUT = 0.5
+    fake_kimi.fault("file_pending", times=None)
+    account = await aaccount_for(fake_kimi.mint_account("alice", protocol="legacy"))
+    with pytest.raises(FileRejected, match="did not register 'report.pdf' within 0.5 s"):
+        await session_for(account, http=http).upload(FileBlob("report.pdf", "application/pdf", PDF))
+    assert 2 <= fake_kimi.count("file") <= 5
+
+
 async def test_it_rejects_a_file_over_the_upstream_size_cap(fake_kimi: FakeKimi, http: httpx.AsyncClient) -> None:
     fake_kimi.configure(max_file_bytes=100)
     for protocol in ("connect", "legacy"):

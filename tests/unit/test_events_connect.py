@@ -221,3 +221,133 @@ def test_it_gives_the_same_events_however_the_bytes_are_split(cuts: list[int]) -
     chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
     assert _events_from_chunks(chunks) == _events_from_chunks([data])
     assert "".join(e.text for e in _events_from_chunks([data]) if isinstance(e, TextDelta)) == "Ça va 🙂 [^1^]"
+
+
+# -- stream shapes peers' parsers tolerate (kimi-web-protocol.md C.8) --------------------------------
+
+
+def flagged_text(block_id: str, content: str, flags: object, op: str = "set") -> dict[str, Any]:
+    return {"op": op, "mask": "block.text", "block": {"id": block_id, "text": {"content": content, "flags": flags}}}
+
+
+def multistage(block_id: str, status: str, content: str | None = None) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "id": block_id,
+        "multiStage": {"stages": [{"name": "STAGE_NAME_THINKING", "status": status}]},
+    }
+    if content is not None:
+        block["text"] = {"content": content}
+    return {"op": "set", "mask": "block.multiStage", "block": block}
+
+
+def texts(events: list[KimiEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+def thoughts(events: list[KimiEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, ThinkingDelta))
+
+
+@pytest.mark.parametrize("flags", ["thinking", ["thinking"]])
+def test_it_reads_text_flagged_thinking_as_reasoning(flags: object) -> None:
+    frames = [CHAT, flagged_text("1", "Try", flags), text("1", " 13."), flagged_text("2", "No.", "answer"), DONE]
+    events = run([frame(f) for f in frames] + [end()])
+    assert (thoughts(events), texts(events)) == ("Try 13.", "No.")
+
+
+def test_it_reads_text_inside_a_thinking_multistage_as_reasoning() -> None:
+    frames = [CHAT, multistage("1", "STAGE_STATUS_START", "Try"), text("1", " 13."), multistage("1", "completed")]
+    frames += [text("2", "No.", op="set"), DONE]
+    events = run([frame(f) for f in frames] + [end()])
+    assert (thoughts(events), texts(events)) == ("Try 13.", "No.")
+
+
+def test_it_reads_text_under_an_open_thinking_stage_as_reasoning() -> None:
+    under = {"op": "set", "mask": "block.text", "block": {"id": "2", "parentId": "1", "text": {"content": "Hm."}}}
+    after = {"op": "set", "mask": "block.text", "block": {"id": "3", "parentId": "1", "text": {"content": "Yes."}}}
+    frames = [CHAT, multistage("1", "STAGE_STATUS_START"), under, multistage("1", "STAGE_STATUS_END"), after, DONE]
+    events = run([frame(f) for f in frames] + [end()])
+    assert (thoughts(events), texts(events)) == ("Hm.", "Yes.")
+
+
+@pytest.mark.parametrize(
+    ("contents", "expected"),
+    [
+        (["Hel", "lo", " world"], "Hello world"),  # deltas: appended
+        (["Hel", "Hello", "Hello world"], "Hello world"),  # cumulative: only the new part
+    ],
+)
+def test_it_reads_frames_without_op(contents: list[str], expected: str) -> None:
+    opless = [{"mask": "block.text.content", "block": {"id": "1", "text": {"content": c}}} for c in contents]
+    events = run([frame(f) for f in [CHAT, *opless, DONE]] + [end()])
+    assert texts(events) == expected
+
+
+def test_it_takes_the_answer_from_the_completed_message_when_no_text_came() -> None:
+    blocks = [{"id": "1", "text": {"content": "Only here."}}, {"id": "2", "text": {"content": "And here."}}]
+    completed = {"op": "set", "mask": "message", "message": {"id": "a1", "status": "MESSAGE_STATUS_COMPLETED"}}
+    completed["message"] |= {"role": "assistant", "blocks": blocks}
+    events = run([frame(f) for f in [CHAT, ASSISTANT, completed, DONE]] + [end()])
+    assert texts(events) == "Only here.\nAnd here." and events[-1] == Done(message_id="a1")
+
+
+def test_it_does_not_repeat_streamed_text_found_again_in_the_completed_message() -> None:
+    completed = {"op": "set", "mask": "message", "message": {"id": "a1", "role": "assistant"}}
+    completed["message"]["blocks"] = [{"id": "1", "text": {"content": "Streamed."}}]
+    events = run([frame(f) for f in [CHAT, ASSISTANT, text("1", "Streamed.", op="set"), completed, DONE]] + [end()])
+    assert texts(events) == "Streamed."
+
+
+def test_it_ignores_the_user_message_blocks() -> None:
+    user = {"op": "set", "mask": "message", "message": {"id": "u1", "role": "user"}}
+    user["message"]["blocks"] = [{"id": "text_0_0", "text": {"content": "the question"}}]
+    with pytest.raises(Overloaded, match="empty"):
+        run([frame(f) for f in [CHAT, user, ASSISTANT, STATUS, DONE]] + [end()])
+
+
+def test_it_accepts_a_close_after_done_without_the_end_frame() -> None:
+    events = run([frame(f) for f in [CHAT, ASSISTANT, text("1", "Hi", op="set"), STATUS, DONE]])
+    assert events[-2:] == [TextDelta("Hi"), Done(message_id="a1")]
+
+
+def test_it_still_reports_a_close_after_done_without_any_text_as_empty() -> None:
+    with pytest.raises(Overloaded, match="empty"):
+        run([frame(f) for f in [CHAT, ASSISTANT, STATUS, DONE]])
+
+
+def test_it_joins_successive_text_blocks_with_a_newline() -> None:
+    frames = [CHAT, text("1", "One.", op="set"), search_frame(), text("3", "Two.", op="set"), text("3", " Still two.")]
+    frames += [text("4", "Three.\n", op="set"), text("5", "Four.", op="set"), DONE]
+    events = run([frame(f) for f in frames] + [end()])
+    assert texts(events) == "One.\nTwo. Still two.\nThree.\nFour."
+
+
+def _shapes_stream() -> bytes:
+    completed = {"op": "set", "mask": "message", "message": {"id": "a1", "role": "assistant"}}
+    completed["message"]["blocks"] = [{"id": "5", "text": {"content": "ignored: text already came"}}]
+    frames = [CHAT, ASSISTANT, multistage("1", "STAGE_STATUS_START", "思考"), text("1", " 🙂"), multistage("1", "end")]
+    frames += [flagged_text("2", "More thought.", "thinking"), text("2", " Done.")]
+    frames += [
+        text("3", "Ça va ", op="set"),
+        {"mask": "block.text.content", "block": {"id": "3", "text": {"content": "Ça va bien"}}},
+    ]
+    frames += [
+        {"block": {"id": "3", "text": {"content": " 🙂"}}},
+        text("4", "Zweiter Teil.", op="set"),
+        completed,
+        DONE,
+    ]
+    # no 0x02 frame: the stream closes after `done`
+    return b"".join(encode_envelope(json.dumps(f, ensure_ascii=False).encode()) for f in frames)
+
+
+@given(cuts=st.lists(st.integers(min_value=0, max_value=5_000), max_size=30))
+def test_it_reads_the_peer_shapes_however_the_bytes_are_split(cuts: list[int]) -> None:
+    data = _shapes_stream()
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    events = _events_from_chunks(chunks)
+    assert events == _events_from_chunks([data])
+    assert thoughts(events) == "思考 🙂More thought. Done."
+    assert texts(events) == "Ça va bien 🙂\nZweiter Teil."
+    assert events[-1] == Done(message_id="a1")

@@ -119,7 +119,7 @@ def test_it_builds_continuation_agent_and_file_bodies() -> None:
     assert body["tools"] == []
     agent = chat_body(TurnRequest(text="build", agent_id="kimi-agent"))
     assert agent["scenario"] == agent["message"]["scenario"] == "SCENARIO_OK_COMPUTER"
-    assert agent["kimi_plus_id"] == "ok-computer"
+    assert agent["kimiplus_id"] == "ok-computer" and "kimi_plus_id" not in agent  # C.3
     assert agent["options"]["agent_mode"] == "TYPE_NORMAL" and agent["options"]["model"] == "k3-agent"
     assert chat_body(TurnRequest(text="x", model="k2d6-chat"))["options"]["model"] == "k2d6-chat"
     swarm = chat_body(TurnRequest(text="x", model="k3-agent-swarm"))
@@ -168,6 +168,7 @@ async def test_it_gives_up_after_the_second_401() -> None:
     [
         (httpx.Response(502, text="<html>bad gateway</html>"), Unavailable),
         (httpx.Response(429), Unavailable),
+        (httpx.Response(429, headers={"retry-after": "7"}), RateLimited),  # bare 429 + Retry-After (C.8)
         (
             httpx.Response(429, json={"code": "resource_exhausted", "message": "quota"}, headers={"retry-after": "7"}),
             RateLimited,

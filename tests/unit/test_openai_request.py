@@ -113,6 +113,24 @@ def test_it_reads_reasoning_format(value: str) -> None:
     assert parse(reasoning_format=value).reasoning_format == value
 
 
+@pytest.mark.parametrize(
+    ("value", "effort"),
+    [("none", "none"), ("minimal", "low"), ("low", "low"), ("medium", "high"), ("high", "high"), ("HIGH", "high")],
+)
+def test_it_maps_reasoning_effort_onto_the_neutral_scale(value: str, effort: str) -> None:
+    # kimi-web-protocol.md C.6; the neutral value reaches the upstream turn.
+    request = parse(reasoning_effort=value)
+    assert request.reasoning_effort == effort
+    turn = request.model.turn_request(text="q", reasoning_effort=request.reasoning_effort)
+    assert turn.reasoning_effort == effort and turn.reasons is (effort != "none")
+
+
+def test_it_leaves_the_effort_to_the_model_when_none_is_given() -> None:
+    assert parse().reasoning_effort is None
+    assert parse(model="kimi-thinking").model.turn_request(text="q").reasons
+    assert not parse(model="kimi").model.turn_request(text="q").reasons
+
+
 def test_it_takes_files_from_the_last_user_message_only() -> None:
     old = user([{"type": "text", "text": "old"}, {"type": "image_url", "image_url": {"url": PNG_URL}}])
     new = user(
@@ -246,6 +264,8 @@ BAD = [
     ({"messages": [user()], "conversation_id": "a b"}, "conversation_id", "invalid_value"),
     ({"messages": [user()], "use_search": "true"}, "use_search", "invalid_type"),
     ({"messages": [user()], "reasoning_format": "xml"}, "reasoning_format", "invalid_value"),
+    ({"messages": [user()], "reasoning_effort": "max"}, "reasoning_effort", "invalid_value"),
+    ({"messages": [user()], "reasoning_effort": 2}, "reasoning_effort", "invalid_type"),
 ]
 
 

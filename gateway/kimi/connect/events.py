@@ -2,8 +2,13 @@
 
 ``ConnectTranslator.feed(frame)`` returns the events one frame produces, or raises a ``KimiError``
 when the frame reports a failure; ``finish()`` is called at EOF and raises when the stream ended
-without its end-of-stream frame. ``Done`` is only emitted from the ``0x02`` frame, never from the
-``done`` data frame, because an error end-stream frame can follow ``done`` (doc 2.2.1).
+without its end-of-stream frame. ``Done`` is emitted from the ``0x02`` frame, not from the ``done``
+data frame, because an error end-stream frame can follow ``done`` (doc 2.2.1); only a stream that
+closes after ``done`` without any end frame ends at EOF (C.8).
+
+Shapes tolerated besides the documented ones (kimi-web-protocol.md C.8): reasoning as ``block.text``
+flagged ``thinking`` or inside a thinking ``block.multiStage``; frames without ``op``; the answer only
+in the completed assistant ``message.blocks``; successive text blocks, joined with a newline.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ OVERLOADED_FREE = "REASON_SERVER_OVERLOADED_FOR_FREE_USER"
 # The context is full (protocol doc C.2): a non-retryable error, never an overload.
 TOKEN_LENGTH_TOO_LONG = "REASON_TOKEN_LENGTH_TOO_LONG"
 _FILTER_WORDS = ("SENSITIVE", "FILTER", "CENSOR", "MODERAT", "VIOLAT", "COMPLIANCE")
+THINKING_STAGE = "STAGE_NAME_THINKING"
+_STAGE_OVER = ("STAGE_STATUS_END", "STAGE_STATUS_COMPLETED", "completed", "end", "done")
 
 
 class ConnectTranslator:
@@ -55,6 +62,12 @@ class ConnectTranslator:
         self.ended = False
         self._blocks: dict[tuple[str, str], str] = {}  # (block id, kind) -> content so far
         self._text_seen = False
+        self._done_seen = False
+        self._thinking_blocks: set[str] = set()  # text blocks that carry reasoning (C.8)
+        self._thinking_stages: set[str] = set()  # open thinking stage / multiStage blocks
+        self._text_block: str | None = None  # the text block the last answer text came from
+        self._ends_with_newline = True  # the answer so far ends a line (or is empty)
+        self._message_text = ""  # the answer as the completed assistant message carries it (C.8)
         self._cites = CitationTracker()
         self._tool_calls: dict[str, str] = {}  # block id -> its tool call id ("web_search:1")
 
@@ -68,9 +81,13 @@ class ConnectTranslator:
         return self._event(payload)
 
     def finish(self) -> list[KimiEvent]:
-        if not self.ended:
+        if self.ended:
+            return []
+        if not self._done_seen:
             raise ProtocolError("Connect stream ended without its end-of-stream frame")
-        return []
+        # Closed after `done` without the 0x02 frame: older peers accept it (C.8); with text it is a success.
+        self.ended = True
+        return self._end({})
 
     # -- frames -------------------------------------------------------------------------------
 
@@ -79,6 +96,8 @@ class ConnectTranslator:
         if isinstance(error, dict):
             raise connect_error(error, continuing=self.continuing)
         events: list[KimiEvent] = []
+        if not self._text_seen and self._message_text:
+            events += self._answer_text(self._message_text)
         tail = self._cites.flush_text()
         if tail:
             events.append(TextDelta(tail))
@@ -92,9 +111,11 @@ class ConnectTranslator:
         if "heartbeat" in payload:
             return [Heartbeat()]
         if "done" in payload:
+            self._done_seen = True
             return []
         if isinstance(payload.get("block"), dict):
-            return self._block(payload["block"], op=str(payload.get("op", "set")))
+            op = payload.get("op")
+            return self._block(payload["block"], op=op if isinstance(op, str) else None)
         if isinstance(payload.get("message"), dict):
             return self._message(payload["message"])
         if isinstance(payload.get("chat"), dict):
@@ -117,18 +138,33 @@ class ConnectTranslator:
         if isinstance(refs, dict):
             for key in ("searchChunks", "usedSearchChunks"):
                 events += self._cites.add_chunks(refs.get(key))
+        if message.get("role") == "assistant" or (message.get("id") and message.get("id") == self.assistant_id):
+            self._note_message_text(message.get("blocks"))
         references = message.get("references")
         if isinstance(references, list):
             events += self._cites.add_references(references)
         return self._with_released_text(events) if refs or references else events
 
-    def _block(self, block: dict[str, Any], *, op: str) -> list[KimiEvent]:
+    def _note_message_text(self, blocks: object) -> None:
+        """Keep the answer text of the assistant message's ``blocks``: some streams carry it only there,
+        with no ``block.text`` frames (C.8); it is used at the end when no text arrived otherwise."""
+        if not isinstance(blocks, list):
+            return
+        texts = [b["text"].get("content") for b in blocks if isinstance(b, dict) and isinstance(b.get("text"), dict)]
+        joined = "\n".join(t for t in texts if isinstance(t, str) and t)
+        if joined:
+            self._message_text = joined
+
+    def _block(self, block: dict[str, Any], *, op: str | None) -> list[KimiEvent]:
         block_id = str(block.get("id", ""))
         if isinstance(block.get("exception"), dict):
             raise exception_error(block["exception"])
-        for kind in ("text", "think"):
-            if isinstance(block.get(kind), dict):
-                return self._content(block_id, kind, block[kind].get("content"), op=op)
+        self._note_stages(block_id, block)
+        if isinstance(block.get("text"), dict):
+            kind: Literal["text", "think"] = "think" if self._is_reasoning(block_id, block) else "text"
+            return self._content(block_id, kind, block["text"].get("content"), op=op)
+        if isinstance(block.get("think"), dict):
+            return self._content(block_id, "think", block["think"].get("content"), op=op)
         if isinstance(block.get("tool"), dict):
             self.progress += 1
             tool = block["tool"]
@@ -140,7 +176,8 @@ class ConnectTranslator:
         if isinstance(block.get("search"), dict):
             self.progress += 1
             return self._with_released_text(list(self._cites.add_web_pages(block["search"].get("webPages"))))
-        log.debug("ignoring Connect block kind %s", sorted(k for k in block if k not in ("id", "parentId")))
+        if not isinstance(block.get("stage") or block.get("multiStage"), dict):
+            log.debug("ignoring Connect block kind %s", sorted(k for k in block if k not in ("id", "parentId")))
         return []
 
     def _with_released_text(self, events: list[KimiEvent]) -> list[KimiEvent]:
@@ -148,7 +185,33 @@ class ConnectTranslator:
         text = self._cites.release_text()
         return [*events, TextDelta(text)] if text else events
 
-    def _content(self, block_id: str, kind: Literal["text", "think"], content: object, *, op: str) -> list[KimiEvent]:
+    def _note_stages(self, block_id: str, block: dict[str, Any]) -> None:
+        """Track open thinking stages: ``block.stage`` (doc 2.7.1) or ``block.multiStage`` (C.8)."""
+        multi = block.get("multiStage")
+        stages = multi.get("stages") if isinstance(multi, dict) else [block.get("stage")]
+        for stage in stages if isinstance(stages, list) else []:
+            if isinstance(stage, dict) and stage.get("name") == THINKING_STAGE:
+                if stage.get("status") in _STAGE_OVER:
+                    self._thinking_stages.discard(block_id)
+                else:
+                    self._thinking_stages.add(block_id)
+
+    def _is_reasoning(self, block_id: str, block: dict[str, Any]) -> bool:
+        """A text block is reasoning when flagged ``thinking`` (on the block or its text), when it is or
+        hangs under an open thinking stage, or when an earlier frame of the same block said so (C.8)."""
+        flags = [block.get("flags"), block["text"].get("flags")]
+        if any(f == "answer" or (isinstance(f, list) and "answer" in f) for f in flags):
+            self._thinking_blocks.discard(block_id)
+            return False
+        flagged = any(f == "thinking" or (isinstance(f, list) and "thinking" in f) for f in flags)
+        staged = block_id in self._thinking_stages or str(block.get("parentId") or "") in self._thinking_stages
+        if flagged or staged:
+            self._thinking_blocks.add(block_id)
+        return block_id in self._thinking_blocks
+
+    def _content(
+        self, block_id: str, kind: Literal["text", "think"], content: object, *, op: str | None
+    ) -> list[KimiEvent]:
         if not isinstance(content, str) or not content:
             return []
         key = (block_id, kind)
@@ -157,6 +220,8 @@ class ConnectTranslator:
             delta = content
         elif content.startswith(before):
             delta = content[len(before) :]  # a `set` repeating the block so far: only the new part
+        elif op is None:
+            delta = content  # a frame without `op` that does not extend the block is a delta (C.8)
         else:
             log.debug("ignoring a Connect set that rewrites block %s", block_id)
             return []
@@ -166,9 +231,16 @@ class ConnectTranslator:
         self.progress += 1
         if kind == "think":
             return [ThinkingDelta(delta)]
+        if self._text_block not in (None, block_id) and not self._ends_with_newline:
+            delta = "\n" + delta  # a new text block is a new segment, joined with a newline (C.8)
+        self._text_block = block_id
+        return self._answer_text(delta)
+
+    def _answer_text(self, text: str) -> list[KimiEvent]:
         self._text_seen = True
-        text = self._cites.rewrite_text(delta)
-        return [TextDelta(text)] if text else []
+        self._ends_with_newline = text.endswith("\n")
+        rewritten = self._cites.rewrite_text(text)
+        return [TextDelta(rewritten)] if rewritten else []
 
 
 def _json(data: bytes) -> dict[str, Any]:

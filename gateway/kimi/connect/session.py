@@ -37,6 +37,7 @@ from gateway.kimi.tokens import TokenPair
 from gateway.kimi.transport.http import (
     UpstreamHTTP,
     UpstreamResponse,
+    client_headers,
     identity_headers,
     request_timeout,
     upstream_client,
@@ -64,13 +65,11 @@ def chat_body(request: TurnRequest) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "user", "blocks": blocks, "scenario": scenario, "is_goal": False}
     if request.chat_id and request.parent_id:
         message["parent_id"] = request.parent_id  # the last assistant message (doc 2.9)
-    options: dict[str, Any] = {"thinking": request.thinking, "enable_plugin": True}
+    # Always `thinking: true`, as the web app sends it; the effort says how much (C.6: `false` may get a
+    # downgraded model).
+    options: dict[str, Any] = {"thinking": True, "enable_plugin": True, "reasoning_effort": _effort(request, agent)}
     if agent:
         options["agent_mode"] = "TYPE_ULTRA" if swarm else "TYPE_NORMAL"
-        options["reasoning_effort"] = "REASONING_EFFORT_HIGH" if request.thinking else "REASONING_EFFORT_LOW"
-    else:
-        # The effort steers thinking on the chat models; LOW is the highest k2d6-chat allows (doc 2.12).
-        options["reasoning_effort"] = "REASONING_EFFORT_LOW" if request.thinking else "REASONING_EFFORT_NONE"
     if model:
         options["model"] = model
     body: dict[str, Any] = {
@@ -83,8 +82,26 @@ def chat_body(request: TurnRequest) -> dict[str, Any]:
     if request.chat_id:
         body["chat_id"] = request.chat_id
     if agent:
-        body["kimi_plus_id"] = "ok-computer"
+        body["kimiplus_id"] = "ok-computer"  # this spelling, not kimi_plus_id (kimi-web-protocol.md C.3)
     return body
+
+
+_EFFORTS = {"none": "REASONING_EFFORT_NONE", "low": "REASONING_EFFORT_LOW", "high": "REASONING_EFFORT_HIGH"}
+
+
+def _effort(request: TurnRequest, agent: bool) -> str:
+    """``options.reasoning_effort`` (kimi-web-protocol.md C.6): the client's own effort when it gave one,
+    else the catalogue's default for a thinking request (doc 2.12: LOW for k2d6-chat, HIGH for K3),
+    else NONE, the web app's "Instant". The agent models offer no NONE (their options start at LOW)."""
+    if request.reasoning_effort is not None:
+        effort = request.reasoning_effort
+    elif request.thinking:
+        effort = "high" if agent else "low"
+    else:
+        effort = "none"
+    if agent and effort == "none":
+        effort = "low"
+    return _EFFORTS[effort]
 
 
 def error_from_response(response: UpstreamResponse, *, continuing: bool = False) -> KimiError:
@@ -101,6 +118,13 @@ def error_from_response(response: UpstreamResponse, *, continuing: bool = False)
         return error
     if status == 401:
         return AuthError("upstream rejected the access token", status=status)
+    retry_after = _retry_after(response)
+    if status == 429 and retry_after is not None:
+        # A bare 429 with Retry-After: rate-limited for that long (kimi-web-protocol.md C.8, C.13); without
+        # the header it stays an anonymous overload (Unavailable).
+        return RateLimited(
+            f"upstream rate limit (HTTP 429, retry after {retry_after:g} s)", retry_after=retry_after, status=status
+        )
     if status == 404:
         return ChatNotFound("chat not found", status=status) if continuing else BadRequest("not found", status=status)
     if status in (400, 413, 415, 422):
@@ -121,7 +145,7 @@ async def refresh_tokens(http: UpstreamHTTP, refresh_token: str) -> TokenPair:
         "POST",
         settings.KIMI_AUTH_URL + REFRESH_PATH,
         json={"refresh_token": refresh_token},
-        headers={"connect-protocol-version": "1"},
+        headers=client_headers() | {"connect-protocol-version": "1"},
         timeout=request_timeout(),
     )
     response = await send(http, request, stream=False)

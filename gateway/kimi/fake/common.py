@@ -21,6 +21,8 @@ HEADER_KEYS = (
     "x-language",
     "r-timezone",
     "referer",
+    "origin",
+    "user-agent",
 )
 BAD_GATEWAY_HTML = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
 TOKEN_KEYS = ("refresh_token", "refreshToken", "access_token", "accessToken")

@@ -14,11 +14,12 @@ from gateway.kimi.fake.errors import connect_error
 from gateway.kimi.fake.http import Request
 from gateway.kimi.fake.ids import uuid_id
 from gateway.kimi.fake.records import AccountState, Call, ChatRecord, MessageRecord
-from gateway.kimi.fake.script import DEFAULT_SEARCH, Fault, Reply, main_fault
+from gateway.kimi.fake.script import DEFAULT_SEARCH, Fault, Reply, has_fault, main_fault
 from gateway.kimi.fake.state import State
 
 CONNECT_JSON = "application/connect+json"
 AGENT_SCENARIOS = frozenset({"SCENARIO_OK_COMPUTER", "SCENARIO_OK_COMPUTER_SWARM"})
+AGENT_FIELDS = ("kimiplus_id", "kimiplusId", "kimi_plus_id", "kimiPlusId")
 AGENT_MODELS = frozenset({"k3-agent", "k3-agent-swarm", "k28-agent-preview", "k2d6-agent", "k2d6-agent-ultra"})
 DEFAULT_THINKING = "Let me think about this step by step."
 _FAILING = frozenset({"overloaded", "block_exception", "content_filter", "context_too_long", "cut", "done_then_error"})
@@ -118,7 +119,9 @@ def _prepare(state: State, account: AccountState, body: dict[str, Any], faults: 
     options: dict[str, Any] = raw_options if isinstance(raw_options, dict) else {}
     scenario = str(field(body, "scenario") or field(message, "scenario") or "SCENARIO_CHAT")
     model = field(options, "model")
-    kimi_plus = field(body, "kimi_plus_id") or body.get("kimiplus_id")
+    # Every spelling of the agent field is accepted, and the one sent is recorded (C.3: kimiplus_id).
+    agent_field = next((k for k in AGENT_FIELDS if body.get(k)), None)
+    kimi_plus = body[agent_field] if agent_field else None
     if (scenario in AGENT_SCENARIOS or kimi_plus == "ok-computer" or model in AGENT_MODELS) and not account.paid:
         raise TurnRefused("permission_denied", "This model is available to members only", "REASON_MEMBERSHIP_REQUIRED")
     texts = [field(b, "text", {}).get("content", "") for b in message["blocks"] if isinstance(field(b, "text"), dict)]
@@ -137,9 +140,12 @@ def _prepare(state: State, account: AccountState, body: dict[str, Any], faults: 
     calls = reply.search_calls() or ((DEFAULT_SEARCH,) if "search" in text.lower() else ())
     calls = calls if wants_search else ()
     deltas = cite_deltas(reply.deltas(state.options.default_reply), reply, calls)
-    think = _chunks(reply.thinking or DEFAULT_THINKING, reply) if thinking else []
+    # stray_thinking: reasoning although the request asked for none (C.6 says a client must hide it).
+    stray = has_fault(faults, "stray_thinking") is not None
+    think = _chunks(reply.thinking or DEFAULT_THINKING, reply) if thinking or stray else []
     user = MessageRecord(uuid_id(), parent_id, "user", text, files=[f["id"] for f in files])
     user.flags = {"scenario": scenario, "model": model, "thinking": thinking, "search": bool(calls)}
+    user.flags |= {"reasoning_effort": effort, "agent_field": agent_field}
     fault = main_fault(faults)
     status = "MESSAGE_STATUS_CANCELLED" if fault and fault.kind in _FAILING else "MESSAGE_STATUS_COMPLETED"
     assistant = MessageRecord(uuid_id(), user.id, "assistant", "".join(deltas), "".join(think), status)

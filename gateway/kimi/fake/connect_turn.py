@@ -72,11 +72,16 @@ def build_turn(plan: TurnPlan) -> list[Step]:
             frames.plain("heartbeat", {})
     blocks = iter(str(n) for n in range(1, 1000))
     if plan.thinking:
-        _thinking(frames, plan.thinking, blocks)
+        flagged = has_fault(plan.faults, "think_flags")
+        if flagged is None:
+            _thinking(frames, plan.thinking, blocks)
+        else:
+            _thinking_as_text(frames, plan.thinking, next(blocks), multistage=flagged.variant == "multistage")
     for call, hits in enumerate(plan.searches):
         _search(frames, call, hits, next(blocks))
     ending = _answer(frames, plan, fault, next(blocks))
-    frames.steps.append(end_frame(ending))
+    if ending is not None or not has_fault(plan.faults, "no_end_frame"):
+        frames.steps.append(end_frame(ending))  # no_end_frame: a success closes after `done` (C.8)
     return _shape(frames.steps, plan.faults, plan.reply.delay)
 
 
@@ -114,6 +119,23 @@ def _thinking(frames: _Frames, chunks: list[str], blocks: Any) -> None:
     frames.event("set", "block.stage", "block", {"id": stage_id, "parentId": "", "stage": stage})
 
 
+def _thinking_as_text(frames: _Frames, chunks: list[str], block_id: str, *, multistage: bool) -> None:
+    """Reasoning as ``block.text`` flagged ``thinking``, or as text inside a thinking ``block.multiStage``
+    (kimi-web-protocol.md C.8, shapes of peers' parsers)."""
+    first: dict[str, Any] = {"id": block_id, "parentId": "", "text": {"content": chunks[0]}}
+    if multistage:
+        first["multiStage"] = {"stages": [{"name": "STAGE_NAME_THINKING", "status": "STAGE_STATUS_START"}]}
+        frames.event("set", "block.multiStage,block.text", "block", first)
+    else:
+        first["text"]["flags"] = "thinking"
+        frames.event("set", "block.text", "block", first)
+    for chunk in chunks[1:]:
+        frames.event("append", "block.text.content", "block", {"id": block_id, "text": {"content": chunk}})
+    if multistage:
+        done = {"stages": [{"name": "STAGE_NAME_THINKING", "status": "completed"}]}
+        frames.event("set", "block.multiStage", "block", {"id": block_id, "multiStage": done})
+
+
 def search_result(call: int, index: int, hit: SearchHit) -> dict[str, Any]:
     base = {"title": hit.title, "url": hit.url, "siteName": hit.site, "snippet": hit.snippet}
     return {"id": str(index + 1), "refIndex": f"web_search:{call}#{index}", "base": base}
@@ -139,8 +161,14 @@ def _answer(frames: _Frames, plan: TurnPlan, fault: Fault | None, block_id: str)
     kind = fault.kind if fault else ""
     comma = has_fault(plan.faults, "comma_masks") is not None
     deltas = [] if kind == "empty_reply" else plan.deltas
+    shape = _TextShape(
+        comma=comma,
+        opless=has_fault(plan.faults, "opless"),
+        split=has_fault(plan.faults, "split_blocks") is not None,
+        hidden=has_fault(plan.faults, "blocks_only") is not None,
+    )
     if kind == "overloaded":
-        _text(frames, deltas[: fault.after_events], block_id, comma)  # type: ignore[union-attr]
+        _text(frames, deltas[: fault.after_events], block_id, shape)  # type: ignore[union-attr]
         frames.done()
         reason = fault.reason or "REASON_SERVER_OVERLOADED_FOR_FREE_USER"  # type: ignore[union-attr]
         return connect_error(fault.code or "resource_exhausted", fault.message or OVERLOAD_MESSAGE, reason)  # type: ignore[union-attr]
@@ -150,18 +178,24 @@ def _answer(frames: _Frames, plan: TurnPlan, fault: Fault | None, block_id: str)
         status = "MESSAGE_STATUS_CANCELLED"
     elif kind in ("block_exception", "content_filter"):
         assert fault is not None
-        _text(frames, deltas[: max(1, fault.after_events)], block_id, comma)
+        _text(frames, deltas[: max(1, fault.after_events)], block_id, shape)
         _exception(frames, fault, str(int(block_id) + 1))
         status = "MESSAGE_STATUS_CANCELLED" if kind == "content_filter" else status
     else:
-        _text(frames, deltas, block_id, comma)
+        _text(frames, deltas, block_id, shape)
         if plan.first_turn:
             frames.event("set", "chat.name", "chat", {"name": plan.title})
         frames.plain("heartbeat", {})
         if plan.searches:
             _refs(frames, plan)
     mask = "message.id,message.status" if comma else "message.status"
-    frames.event("set", mask, "message", {"id": plan.assistant_id, "status": status})
+    if shape.hidden:
+        # The answer only in the completed assistant message's blocks, no block.text frame (C.8).
+        blocks = [{"id": block_id, "text": {"content": "".join(deltas)}}]
+        finished = {"id": plan.assistant_id, "role": "assistant", "status": status, "blocks": blocks}
+        frames.event("set", "message", "message", finished | {"parentId": plan.user_message["id"]})
+    else:
+        frames.event("set", mask, "message", {"id": plan.assistant_id, "status": status})
     frames.done()
     if kind == "done_then_error":
         assert fault is not None
@@ -169,13 +203,39 @@ def _answer(frames: _Frames, plan: TurnPlan, fault: Fault | None, block_id: str)
     return None
 
 
-def _text(frames: _Frames, deltas: list[str], block_id: str, comma: bool) -> None:
-    if not deltas:
+@dataclasses.dataclass(frozen=True)
+class _TextShape:
+    """How the answer text is written: the modifier faults comma_masks, opless, split_blocks, blocks_only."""
+
+    comma: bool = False
+    opless: Fault | None = None  # variant "cumulative": each frame repeats the block so far
+    split: bool = False
+    hidden: bool = False
+
+
+def _text(frames: _Frames, deltas: list[str], block_id: str, shape: _TextShape) -> None:
+    if not deltas or shape.hidden:
         return
-    mask = "block.text,block.parentId" if comma else "block.text"
+    if shape.split and len(deltas) > 1:
+        # Two text blocks with their own ids: separate segments (C.8).
+        half = len(deltas) // 2
+        _text_block(frames, deltas[:half], block_id, shape)
+        _text_block(frames, deltas[half:], str(int(block_id) + 100), shape)
+    else:
+        _text_block(frames, deltas, block_id, shape)
+
+
+def _text_block(frames: _Frames, deltas: list[str], block_id: str, shape: _TextShape) -> None:
+    mask = "block.text,block.parentId" if shape.comma else "block.text"
     frames.event("set", mask, "block", {"id": block_id, "parentId": "", "text": {"content": deltas[0]}})
+    cumulative = shape.opless is not None and shape.opless.variant == "cumulative"
+    so_far = deltas[0]
     for delta in deltas[1:]:
-        frames.event("append", "block.text.content", "block", {"id": block_id, "text": {"content": delta}})
+        so_far += delta
+        # opless: no `op` key (C.8), the content a delta or (cumulative) everything so far.
+        op = None if shape.opless else "append"
+        content = so_far if cumulative else delta
+        frames.event(op, "block.text.content", "block", {"id": block_id, "text": {"content": content}})
 
 
 def _exception(frames: _Frames, fault: Fault, block_id: str) -> None:

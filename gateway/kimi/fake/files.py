@@ -197,8 +197,9 @@ async def legacy_file(fake: FakeKimi, req: Request, call: Call) -> None:
     body = req.json_object()
     call.body = body
     with fake.lock:
+        pending = has_fault(fake.state.script.take_faults("file", account.name), "file_pending") is not None
         record = _legacy_register(fake.state, account, body)
-        answer = None if record is None else _legacy_file_object(record)
+        answer = None if record is None else _legacy_file_object(record, pending=pending)
     if answer is None:
         await legacy_error(req, call, 400, "validation.error", "文件不存在", ["object not uploaded"])
         return
@@ -232,18 +233,23 @@ def _legacy_register(state: State, account: AccountState, body: dict[str, Any]) 
 
 def _legacy_status(record: FileRecord) -> str:
     if record.failed and time.monotonic() >= record.ready_at:
-        return "failed"
-    if record.kind == "image" or (record.registered and time.monotonic() >= record.ready_at):
-        return "parsed"
-    record.registered = True
-    return "initialized"
+        status = "failed"
+    elif record.kind == "image" or (record.registered and time.monotonic() >= record.ready_at):
+        status = "parsed"
+    else:
+        status = "initialized"
+    record.registered = True  # parse_process knows the file from now on
+    return status
 
 
-def _legacy_file_object(record: FileRecord) -> dict[str, Any]:
+def _legacy_file_object(record: FileRecord, *, pending: bool = False) -> dict[str, Any]:
+    """``pending`` (the ``file_pending`` fault): the object is not registered yet, so the client must
+    POST /api/file again until it is ``initialized`` (kimi-web-protocol.md C.12)."""
     now = rfc3339(time.time())
+    status = "uploading" if pending else _legacy_status(record)
     return {
         "id": record.id, "name": record.name, "parent_path": "", "type": record.kind, "size": len(record.data),
-        "status": _legacy_status(record), "presigned_url": "", "text_presigned_url": "",
+        "status": status, "presigned_url": "", "text_presigned_url": "",
         "uploaded_at": now, "created_at": now, "updated_at": now,
     }  # fmt: skip
 
@@ -251,7 +257,8 @@ def _legacy_file_object(record: FileRecord) -> dict[str, Any]:
 def parse_events(state: State, account: AccountState, ids: list[Any]) -> list[bytes] | None:
     """SSE ``resp`` events for ``parse_process``: ``parsing`` then ``parsed``/``failed`` (doc 1.14.1 step 4)."""
     records = [state.files.get(str(i)) for i in ids]
-    if any(r is None or r.account != account.name for r in records):
+    # A file /api/file never answered `initialized` (or later) for is unknown here (C.12).
+    if any(r is None or r.account != account.name or not r.registered for r in records):
         return None
     events = []
     for stage in ("parsing", "final"):

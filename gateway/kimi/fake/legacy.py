@@ -16,7 +16,7 @@ from gateway.kimi.fake.http import Request
 from gateway.kimi.fake.ids import xid
 from gateway.kimi.fake.legacy_turn import LegacyPlan, build_events
 from gateway.kimi.fake.records import AccountState, Call, MessageRecord
-from gateway.kimi.fake.script import DEFAULT_SEARCH, Fault, main_fault
+from gateway.kimi.fake.script import DEFAULT_SEARCH, Fault, has_fault, main_fault
 from gateway.kimi.fake.state import State
 from gateway.kimi.fake.writes import Pause, Step, shape_writes
 
@@ -186,7 +186,8 @@ def _prepare(
     deltas = cite_deltas(reply.deltas(state.options.default_reply), reply, (hits,) if hits else ())
     think_text = reply.thinking or DEFAULT_THINKING
     size = reply.chunk_size or 8
-    think = [think_text[i : i + size] for i in range(0, len(think_text), size)] if thinking else []
+    stray = has_fault(faults, "stray_thinking") is not None  # reasoning nobody asked for (C.6)
+    think = [think_text[i : i + size] for i in range(0, len(think_text), size)] if thinking or stray else []
     group, req_id, resp_id = xid(), xid(), xid()
     parent = chat.messages[-1].id if chat.messages else chat.id
     raw_refs = body.get("refs")

@@ -8,7 +8,11 @@ from typing import Any
 DEFAULT_CHUNK_SIZE = 8
 
 # Faults that change how a stream is written rather than what it says; they combine with one other fault.
-MODIFIERS = frozenset({"comma_masks", "unknown_kinds", "degrade", "split_writes", "coalesce"})
+# The second line: the stream shapes of kimi-web-protocol.md C.6 / C.8 that peers' parsers tolerate.
+MODIFIERS = frozenset(
+    {"comma_masks", "unknown_kinds", "degrade", "split_writes", "coalesce"}
+    | {"stray_thinking", "think_flags", "opless", "blocks_only", "no_end_frame", "split_blocks"}
+)
 
 _STREAM = frozenset({"chat", "stream"})
 DEFAULT_ON: dict[str, frozenset[str]] = {
@@ -34,6 +38,13 @@ DEFAULT_ON: dict[str, frozenset[str]] = {
     "split_writes": frozenset({"chat", "stream", "parse"}),
     "coalesce": frozenset({"chat", "stream", "parse"}),
     "parse_failed": frozenset({"upload"}),
+    "file_pending": frozenset({"file"}),
+    "stray_thinking": _STREAM,
+    "think_flags": frozenset({"chat"}),
+    "opless": frozenset({"chat"}),
+    "blocks_only": frozenset({"chat"}),
+    "no_end_frame": frozenset({"chat"}),
+    "split_blocks": frozenset({"chat"}),
 }
 FAULT_KINDS = frozenset(DEFAULT_ON)
 

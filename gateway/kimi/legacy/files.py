@@ -1,4 +1,5 @@
-"""Legacy file upload (protocol doc 1.14): pre-sign, PUT, register, wait for parse_process."""
+"""Legacy file upload (protocol doc 1.14): pre-sign, PUT, register (re-posted until the upstream has the
+object, C.12), wait for parse_process."""
 
 from __future__ import annotations
 
@@ -17,13 +18,16 @@ from gateway.kimi.transport.http import UpstreamHTTP, UpstreamResponse, request_
 if TYPE_CHECKING:
     from gateway.kimi.legacy.session import LegacySession
 
+REGISTER_SECONDS = 30.0  # how long kimi-free-api re-posts /api/file (C.12)
+_REGISTERED = ("initialized", "parsed", "failed")
+
 
 async def legacy_upload(session: LegacySession, blob: FileBlob) -> FileRef:
     """Upload ``blob`` and wait until it is parsed; FileRejected on refusal, failure or timeout."""
     try:
         presigned = await session.call("POST", "/api/pre-sign-url", json={"action": blob.kind, "name": blob.name})
         await _put(session.http, presigned, blob)
-        registered = await session.call("POST", "/api/file", json=_register_body(presigned, blob))
+        registered = await _register(session, _register_body(presigned, blob), name=blob.name)
     except BadRequest as exc:
         raise FileRejected(f"upstream refused {blob.name!r}: {exc.message}", status=exc.status) from None
     file_id = registered.get("id")
@@ -40,13 +44,35 @@ async def legacy_upload(session: LegacySession, blob: FileBlob) -> FileRef:
     )
 
 
+async def _register(session: LegacySession, body: dict[str, Any], *, name: str) -> dict[str, Any]:
+    """``POST /api/file``, repeated until its status is ``initialized`` or later (kimi-web-protocol.md
+    C.12: right after the PUT the object may not be registered yet), for at most ``REGISTER_SECONDS``
+    (and never longer than the parse timeout)."""
+    loop = asyncio.get_running_loop()
+    limit = min(REGISTER_SECONDS, settings.KIMIPROXY_PARSE_TIMEOUT)
+    deadline = loop.time() + limit
+    pause = 0.1
+    while True:
+        registered = await session.call("POST", "/api/file", json=body)
+        if registered.get("status") in _REGISTERED:
+            return registered
+        if loop.time() + pause > deadline:
+            raise FileRejected(f"upstream did not register {name!r} within {limit:g} s")
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
 async def _put(http: UpstreamHTTP, presigned: dict[str, Any], blob: FileBlob) -> None:
     url = presigned.get("url")
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
         raise ProtocolError("pre-sign answer has no upload URL")
     # The pre-signed URL is used exactly as returned; the storage host needs no Kimi headers (doc 1.14.1).
     request = http.build_request(
-        "PUT", url, content=blob.data, headers={"content-type": blob.mime_type}, timeout=request_timeout()
+        "PUT",
+        url,
+        content=blob.data,
+        headers={"content-type": blob.mime_type, "user-agent": settings.KIMIPROXY_USER_AGENT},
+        timeout=request_timeout(),
     )
     response = await send(http, request, stream=False, budget=UPLOAD_SECONDS)
     if response.status_code == 413 or 400 <= response.status_code < 500:

@@ -37,6 +37,7 @@ from gateway.kimi.tokens import TokenPair
 from gateway.kimi.transport.http import (
     UpstreamHTTP,
     UpstreamResponse,
+    client_headers,
     identity_headers,
     request_timeout,
     upstream_client,
@@ -67,7 +68,8 @@ def stream_body(request: TurnRequest) -> dict[str, Any]:
         "use_search": request.search,
         "extend": {"sidebar": True},
     }
-    if request.thinking:
+    # The legacy stream has no effort: any effort but "none" asks for the thinking model (doc 1.12, C.6).
+    if request.reasons:
         body["model"] = THINKING_MODEL
     return body
 
@@ -104,6 +106,13 @@ def error_from_response(response: UpstreamResponse, *, continuing: bool = False)
         return error
     if status == 401:
         return AuthError("upstream rejected the access token", status=status)
+    retry_after = _retry_after(response)
+    if status == 429 and retry_after is not None:
+        # A bare 429 with Retry-After: rate-limited for that long (kimi-web-protocol.md C.8, C.13); without
+        # the header it stays an anonymous overload (Unavailable).
+        return RateLimited(
+            f"upstream rate limit (HTTP 429, retry after {retry_after:g} s)", retry_after=retry_after, status=status
+        )
     if status == 404:
         return ChatNotFound("chat not found", status=status) if continuing else BadRequest("not found", status=status)
     if 400 <= status < 500 and status != 429:
@@ -133,7 +142,7 @@ async def refresh_tokens(http: UpstreamHTTP, refresh_token: str) -> TokenPair:
     request = http.build_request(
         "GET",
         settings.KIMI_LEGACY_BASE_URL + REFRESH_PATH,
-        headers={"authorization": f"Bearer {refresh_token}"},
+        headers=client_headers() | {"authorization": f"Bearer {refresh_token}"},
         timeout=request_timeout(),
     )
     response = await send(http, request, stream=False)

@@ -111,12 +111,23 @@ def request_timeout(*, read: float | None = None) -> httpx.Timeout:
     )
 
 
+def client_headers() -> dict[str, str]:
+    """Headers of every upstream call, refreshes included (kimi-web-protocol.md C.4): the two that
+    change the answer, ``x-language`` and ``r-timezone``, and an honest ``user-agent``. Never
+    ``Origin``, ``Referer`` or a web-app version: the gateway is not the web page."""
+    return {
+        "user-agent": settings.KIMIPROXY_USER_AGENT,
+        "x-language": settings.KIMIPROXY_LANGUAGE,
+        "r-timezone": settings.KIMIPROXY_TIMEZONE,
+    }
+
+
 def identity_headers(access_token: str) -> dict[str, str]:
-    """``authorization`` plus the ``x-msh-*`` trio derived from the access JWT's claims (doc 1.2,
-    2.3). A claim the token lacks (legacy tokens have no device id) leaves its header out rather than
-    inventing one."""
+    """``client_headers()``, ``authorization`` and the ``x-msh-*`` trio derived from the access JWT's
+    claims (doc 1.2, 2.3). A claim the token lacks (legacy tokens have no device id) leaves its header
+    out rather than inventing one."""
     claims = jwt_claims(access_token) or {}
-    headers = {"authorization": f"Bearer {access_token}", "x-msh-platform": "web"}
+    headers = client_headers() | {"authorization": f"Bearer {access_token}", "x-msh-platform": "web"}
     for header, claim in (("x-msh-device-id", "device_id"), ("x-msh-session-id", "ssid"), ("x-traffic-id", "sub")):
         value = claims.get(claim)
         if isinstance(value, str | int) and str(value):

@@ -121,6 +121,41 @@ def test_it_sends_thinking_as_reasoning_content(e2e, protocol):
     assert reasoning == "Let me think about it carefully."
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("stream", [False, True])
+def test_it_hides_and_counts_reasoning_the_client_did_not_ask_for(e2e, protocol, stream):
+    # kimi-web-protocol.md C.6: the upstream may reason anyway; it is dropped and counted in the log.
+    client, _ = setup_pool(e2e, protocol=protocol)
+    e2e.fake.reply(text="42.", thinking="Unasked reasoning.")
+    e2e.fake.fault("stray_thinking")
+    raw = client.chat.completions.with_raw_response.create(
+        model="kimi", messages=[{"role": "user", "content": "q"}], stream=stream
+    )
+    if stream:
+        chunks = [c for c in raw.parse() if c.choices]
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == "42."
+        assert not any((c.choices[0].delta.model_extra or {}).get("reasoning_content") for c in chunks)
+    else:
+        message = raw.parse().choices[0].message
+        assert message.content == "42." and not (message.model_extra or {}).get("reasoning_content")
+    log = wait_for_final_log(raw.headers["x-request-id"])
+    assert f"dropped_reasoning:{len('Unasked reasoning.')}" in log.flags
+
+
+@pytest.mark.parametrize(("effort", "shown"), [("low", True), ("none", False)])
+def test_it_takes_the_reasoning_effort_of_the_request(e2e, effort, shown):
+    client, _ = setup_pool(e2e, protocol="connect")
+    e2e.fake.reply(text="42.", thinking="Reasoned.")
+    raw = client.chat.completions.with_raw_response.create(
+        model="kimi-thinking", messages=[{"role": "user", "content": "q"}], reasoning_effort=effort
+    )
+    message = raw.parse().choices[0].message
+    assert (message.model_extra or {}).get("reasoning_content") == ("Reasoned." if shown else None)
+    options = [c for c in e2e.fake.calls if c.kind == "chat"][-1].body["options"]
+    assert options["reasoning_effort"] == f"REASONING_EFFORT_{effort.upper()}"
+    assert f"effort:{effort}" in wait_for_final_log(raw.headers["x-request-id"]).flags
+
+
 def test_it_wraps_thinking_in_think_tags_on_request(e2e):
     client, _ = setup_pool(e2e)
     e2e.fake.reply(text="42.", thinking="Hmm.")
