@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from django.conf import settings
 from django.db import transaction
 
+from accounts.choices import LeaseOutcome
 from accounts.models import KimiAccount
 from accounts.pool import Lease, lease_release
 from gateway import lifecycle
@@ -61,13 +62,17 @@ class Plan:
     flags: tuple[str, ...] = ()  # as logged on accept
 
 
-def lease_outcome(exc: KimiError) -> str:
-    """The pool's name for how an attempt ended (accounts.pool.lease_release outcomes)."""
+def lease_outcome(exc: KimiError) -> LeaseOutcome:
+    """The pool's name for how an attempt ended (what the account gets is accounts/pool/rules.py's table).
+
+    Every timeout is one outcome, a refused file is the client's bad request; every other upstream
+    error's ``code`` is a lease outcome of the same name (a bare KimiError's is ``upstream_error``).
+    """
     if isinstance(exc, UpstreamTimeout):
-        return "timeout"
+        return LeaseOutcome.TIMEOUT
     if isinstance(exc, BadRequest | FileRejected):
-        return "bad_request"
-    return exc.code
+        return LeaseOutcome.BAD_REQUEST
+    return LeaseOutcome(exc.code)
 
 
 async def _content_filter_as_done(events: AsyncIterator[KimiEvent]) -> AsyncIterator[KimiEvent]:
@@ -212,7 +217,7 @@ async def attempt_abandon(attempt: Attempt, exc: KimiError) -> None:
 def _release_failed_attempt(
     *,
     lease: Lease,
-    outcome: str,
+    outcome: LeaseOutcome,
     refund: bool,
     retry_after: float | None,
     message: str,
@@ -228,5 +233,5 @@ def _release_failed_attempt(
 class AttemptCancelled(KimiError):
     """How an attempt is settled when its request was cancelled (the client went away) mid-open."""
 
-    code = "client_closed"
+    code = LeaseOutcome.CLIENT_CLOSED.value
     refundable = True

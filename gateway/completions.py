@@ -8,7 +8,7 @@ Database work per request (no connection is held while the upstream answers)::
     finish      final log + lease release + settle  one statement / transaction   (after the answer and the
                                                                                    chat delete, in a task)
 
-On PostgreSQL the common cases are hand-written SQL (gateway/accept_sql.py, accounts/pool_sql.py,
+On PostgreSQL the common cases are hand-written SQL (gateway/accept_sql.py, accounts/pool/pg.py,
 gateway/finish_sql.py), run on the event loop's own connection pool (gateway/dbasync.py); the ORM
 services are the reference and serve SQLite and the rare paths, in worker threads (gateway/dbcall.py).
 
@@ -26,9 +26,8 @@ from collections.abc import AsyncIterator
 from django.conf import settings
 from django.utils import timezone
 
-from accounts import pool_sql
 from accounts.models import KimiAccount
-from accounts.pool import Lease, NoAccountAvailable, account_reserve, account_unavailable, lease_of_reserved
+from accounts.pool import Lease, NoAccountAvailable, account_reserve, account_unavailable, pg
 from gateway import dbasync, lifecycle
 from gateway.attempts import Attempt, AttemptCancelled, Plan, attempt_abandon
 from gateway.dbcall import db_call
@@ -63,12 +62,13 @@ async def _reserve_once(plan: Plan, exclude: set[int]) -> tuple[Lease, KimiAccou
     Raises ``NoAccountAvailable`` (saying why, which takes the ORM) when no account can take the turn."""
     if dbasync.async_db_enabled():
         account_ids = _reservable_ids(plan)
-        statement = pool_sql.reserve_statement(
+        statement = pg.reserve_statement(
             now=timezone.now(), request_id=plan.request_id, protocol=None, account_ids=account_ids, exclude=exclude
         )
-        account = pool_sql.reserved_account(await dbasync.fetchone(*statement))
-        if account is not None:
-            return lease_of_reserved(account), account
+        lease = pg.reserved_lease(await dbasync.fetchone(*statement))
+        if lease is not None:
+            assert lease.account is not None  # the statement returns the row it updated
+            return lease, lease.account
         raise await db_call(account_unavailable, account_ids=account_ids, exclude=exclude)
     return await db_call(_reserve, plan, exclude)
 

@@ -10,6 +10,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
+from accounts.choices import LeaseOutcome
 from gateway import lifecycle
 from gateway.attempts import Attempt, Plan, lease_outcome
 from gateway.choices import Outcome
@@ -38,10 +39,10 @@ class Ending:
     """How the request ended, for the final log write."""
 
     status: int
-    outcome: str
+    outcome: str  # the request log's Outcome (gateway/choices.py)
     error_code: str = ""
     error_message: str = ""
-    lease_outcome: str = "ok"
+    lease_outcome: LeaseOutcome = LeaseOutcome.OK  # what the pool is told (not ``outcome``, the log's)
     refund: bool = False
     retry_after: float | None = None
 
@@ -141,7 +142,7 @@ def ending_for_error(error: GatewayError, *, cause: KimiError | None = None) -> 
         outcome=log_outcome(error.status),
         error_code=error.code or "",
         error_message=error.message,
-        lease_outcome=lease_outcome(cause) if cause else "ok",
+        lease_outcome=lease_outcome(cause) if cause else LeaseOutcome.OK,
         refund=bool(cause and cause.refundable),
         retry_after=getattr(cause, "retry_after", None),
     )
@@ -153,5 +154,5 @@ def ending_client_closed() -> Ending:
         outcome=Outcome.CLIENT_CLOSED,
         error_code="client_closed",
         error_message="client closed the connection",
-        lease_outcome="client_closed",
+        lease_outcome=LeaseOutcome.CLIENT_CLOSED,
     )
