@@ -23,3 +23,25 @@ class TurnStatus(models.TextChoices):
     IN_FLIGHT = "in_flight", "In flight"
     DONE = "done", "Done"
     REFUNDED = "refunded", "Refunded"
+
+
+class LeaseOutcome(models.TextChoices):
+    """How a turn ended, as the pool is told on release (``Turn.outcome``); what each does to the
+    account is the table in accounts/pool/rules.py. Not the request log's ``Outcome``
+    (gateway/choices.py), which groups whole requests for the dashboard and shares some values."""
+
+    OK = "ok", "OK"
+    AUTH = "auth", "Token rejected"
+    RATE_LIMITED = "rate_limited", "Rate limited"
+    OVERLOADED = "overloaded", "Overloaded"
+    UNAVAILABLE = "unavailable", "Unavailable"
+    TIMEOUT = "timeout", "Timed out"
+    STREAM_BUSY = "stream_busy", "Stream busy"
+    PROTOCOL_ERROR = "protocol_error", "Protocol error"
+    # The code of a bare KimiError (gateway/kimi/base.py): treated like a 5xx.
+    UPSTREAM_ERROR = "upstream_error", "Upstream error"
+    CLIENT_CLOSED = "client_closed", "Client closed"
+    BAD_REQUEST = "bad_request", "Bad request"
+    CONTENT_FILTERED = "content_filtered", "Content filtered"
+    # Written by lease_reclaim_stale only, never passed to a release.
+    LEASE_EXPIRED = "lease_expired", "Lease expired"

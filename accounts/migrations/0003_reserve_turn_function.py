@@ -1,4 +1,4 @@
-"""The pool's reservation on PostgreSQL as one server-side function (accounts/pool_sql.py calls it).
+"""The pool's reservation on PostgreSQL as one server-side function (installed at the time; accounts/pool/pg.py now installs a versioned copy from accounts/pool/sql/).
 
 Before, the reservation was a transaction of four round trips (BEGIN, choose and lock, check and take,
 COMMIT) driven from Python; as a function it is one autocommit statement. The rules are unchanged and
@@ -14,7 +14,9 @@ If step 2 finds the account full after all (the ranking's counts were stale), th
 and step 1 runs again; if step 1 finds nothing unlocked, it runs once more with a blocking lock (in
 rank order, so skipped rows never look "exhausted").
 
-Changing these rules means a new migration that replaces the function (CREATE OR REPLACE).
+History: the function is now rendered from accounts/pool/sql/reserve_turn.sql under a versioned name
+and installed by post_migrate (accounts/pool/README.md). This one, ``kimiproxy_reserve_turn``, stays
+for the workers of older releases during a rolling deploy; nothing in the current code calls it.
 """
 
 from django.db import migrations

@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from django.conf import settings
 from django.db import transaction
 
+from accounts.choices import LeaseOutcome
 from accounts.models import KimiAccount
 from accounts.pool import Lease, lease_release
 from gateway import lifecycle
@@ -249,5 +250,5 @@ def _release_failed_attempt(*, lease: Lease, end: LeaseEnd, conversation_id: int
 class AttemptCancelled(KimiError):
     """How an attempt is settled when its request was cancelled (the client went away) mid-open."""
 
-    code = "client_closed"
+    code = LeaseOutcome.CLIENT_CLOSED.value
     refundable = True

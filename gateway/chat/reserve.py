@@ -15,9 +15,8 @@ import time
 from django.conf import settings
 from django.utils import timezone
 
-from accounts import pool_sql
 from accounts.models import KimiAccount
-from accounts.pool import Lease, NoAccountAvailable, account_reserve, account_unavailable, lease_of_reserved
+from accounts.pool import Lease, NoAccountAvailable, account_reserve, account_unavailable, pg
 from gateway.chat.attempt import Attempt, attempt_abandon
 from gateway.chat.turn import Job
 from gateway.chat.waiting import slot_waiters
@@ -53,12 +52,13 @@ async def _reserve_once(job: Job, exclude: set[int]) -> tuple[Lease, KimiAccount
     Raises ``NoAccountAvailable`` (saying why, which takes the ORM) when no account can take the turn."""
     if eventloop.async_db_enabled():
         account_ids = _reservable_ids(job)
-        statement = pool_sql.reserve_statement(
+        statement = pg.reserve_statement(
             now=timezone.now(), request_id=job.request_id, protocol=None, account_ids=account_ids, exclude=exclude
         )
-        account = pool_sql.reserved_account(await eventloop.fetchone(*statement))
-        if account is not None:
-            return lease_of_reserved(account), account
+        lease = pg.reserved_lease(await eventloop.fetchone(*statement))
+        if lease is not None:
+            assert lease.account is not None  # the statement returns the row it updated
+            return lease, lease.account
         raise await db_call(account_unavailable, account_ids=account_ids, exclude=exclude)
     return await db_call(_reserve, job, exclude)
 

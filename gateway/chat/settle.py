@@ -1,7 +1,8 @@
 """How a request and its leases end: the one mapping from an upstream failure to the lease's fate.
 
-Two vocabularies, kept apart: a **lease outcome** says what an attempt did to the account (the pool's
-rules turn it into a cooldown, ``exhausted``, ``invalid`` or healing, accounts/pool.py), and the
+Two vocabularies, kept apart: a **lease outcome** (``accounts.choices.LeaseOutcome``) says what an
+attempt did to the account (the pool's rules turn it into a cooldown, ``exhausted``, ``invalid`` or
+healing, accounts/pool/rules.py), and the
 request's **log outcome** (``gateway.choices.Outcome``) says how the request ended, for the dashboard.
 """
 
@@ -9,21 +10,24 @@ from __future__ import annotations
 
 import dataclasses
 
+from accounts.choices import LeaseOutcome
 from gateway.choices import Outcome
 from gateway.kimi.base import BadRequest, FileRejected, KimiError, UpstreamTimeout
 from gateway.openai.errors import GatewayError
 
-LEASE_OK = "ok"
-LEASE_CLIENT_CLOSED = "client_closed"
 
+def lease_outcome(exc: KimiError) -> LeaseOutcome:
+    """The pool's name for how an attempt failed (what the account gets is accounts/pool/rules.py's table).
 
-def lease_outcome(exc: KimiError) -> str:
-    """The pool's name for how an attempt failed (``accounts.pool.lease_release`` outcomes)."""
+    Every timeout is one outcome, a refused file or a too-long prompt is the client's bad request; every
+    other upstream error's ``code`` is a lease outcome of the same name (a bare KimiError's is
+    ``upstream_error``).
+    """
     if isinstance(exc, UpstreamTimeout):
-        return "timeout"
+        return LeaseOutcome.TIMEOUT
     if isinstance(exc, BadRequest | FileRejected):
-        return "bad_request"
-    return exc.code
+        return LeaseOutcome.BAD_REQUEST
+    return LeaseOutcome(exc.code)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +35,7 @@ class LeaseEnd:
     """What becomes of one attempt's lease: its outcome for the pool, whether the turn is given back,
     and the upstream's retry time (for a rate limit)."""
 
-    outcome: str = LEASE_OK
+    outcome: LeaseOutcome = LeaseOutcome.OK
     refund: bool = False
     retry_after: float | None = None
     message: str = ""
@@ -74,7 +78,7 @@ class Ending:
 
     def lease_end(self, *, generated: bool) -> LeaseEnd:
         if self.client_closed:
-            return LeaseEnd(outcome=LEASE_CLIENT_CLOSED, message=self.error_message)
+            return LeaseEnd(outcome=LeaseOutcome.CLIENT_CLOSED, message=self.error_message)
         return lease_end_for(self.cause, generated=generated, message=self.error_message)
 
 

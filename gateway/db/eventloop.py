@@ -4,14 +4,14 @@ Why it exists: a database step through ``gateway.db.threads.db_call`` costs a wo
 checkout through Django's connection layer, the statement, and the return: about twice the worker CPU
 of the same statement on psycopg's ``AsyncConnectionPool`` (bench/README.md, "Numbers behind the code").
 The four steps every chat request makes (accept, reservation, chat record, final
-write) are already hand-written SQL (gateway/db/accept_sql.py, accounts/pool_sql.py,
+write) are already hand-written SQL (gateway/db/accept_sql.py, accounts/pool/pg.py,
 gateway/records/conversations.py, gateway/db/finish_sql.py), so on the server's event loop they run here; the ORM
 paths, SQLite and every other event loop keep ``db_call``.
 
 One pool per serving event loop (marked at ASGI start-up, ``gateway.kimi.transport.http.mark_serving_loop``),
 opened on first use with Django's connection parameters (the same database, adapters and prepared-
 statement setting), closed at shutdown. Each step is one statement in autocommit (the reservation's
-two steps run inside a server-side function, accounts/pool_sql.py). psycopg's errors leave as
+two steps run inside a server-side function, accounts/pool/pg.py). psycopg's errors leave as
 Django's (``django.db.utils``), so callers and the JSON error middleware treat them as before (a
 database outage is a 503).
 """

@@ -4,9 +4,12 @@ Why it exists: it runs once per request, and the ORM version (``gateway/records/
 transaction of three or four statements) cost more CPU to build than Postgres took to run. One
 statement with data-modifying CTEs is atomic on its own, so it needs no BEGIN/COMMIT either.
 
-It covers the outcomes that change nothing on the account beyond healing it (``ok`` and the neutral
-ones: client closed, bad request, content filtered); error outcomes, which set cooldowns and backoff,
-take the ORM path. Like the ORM path, nothing but the log row changes when the row was already final.
+It covers the lease outcomes whose account change needs no read of the account (accounts/pool/rules.py
+``ONE_STATEMENT_EFFECTS``: healing on ``ok``, nothing for the client's outcomes); error outcomes, which
+set cooldowns and backoff, take the ORM path. The release's rules (which status a refund writes, the
+healed columns, the states a heal spares) are rendered from rules.py, the table the ORM's
+``lease_release`` applies; tests/postgres/parity/test_finish_parity.py compares the two. Like the ORM
+path, nothing but the log row changes when the row was already final.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from django.db import connection
 
 from accounts.choices import TurnStatus
 from accounts.models import KimiAccount, Turn
-from accounts.pool import NEUTRAL_OUTCOMES, OK_OUTCOMES
+from accounts.pool import rules
+from accounts.pool.pg import assignments, literal, literal_list, matches
+from gateway.choices import Outcome
 from gateway.db import eventloop
 from gateway.models import Conversation, RequestLog
 from gateway.records.conversations import conversation_settled_state
@@ -27,7 +32,6 @@ if TYPE_CHECKING:
     from gateway.records.logs import ConversationSettlement, LeaseSettlement
 
 LOG, TURN, ACCOUNT, CONVERSATION = (m._meta.db_table for m in (RequestLog, Turn, KimiAccount, Conversation))
-FAST_OUTCOMES = OK_OUTCOMES | NEUTRAL_OUTCOMES
 
 _LOG = (
     f"log AS (UPDATE {LOG} SET finished_at = %(now)s, status_code = %(status_code)s, outcome = %(outcome)s,"
@@ -36,17 +40,18 @@ _LOG = (
     " completion_chars = %(completion_chars)s, prompt_tokens = %(prompt_tokens)s,"
     " completion_tokens = %(completion_tokens)s, upstream_chat_id = %(upstream_chat_id)s,"
     " answer_preview = %(answer_preview)s, flags = COALESCE(%(flags)s::jsonb, flags)"
-    " WHERE id = %(log_id)s AND outcome = 'pending' RETURNING id)"
+    f" WHERE id = %(log_id)s AND outcome = {literal(Outcome.PENDING)} RETURNING id)"
 )
 _TURN = (
     f"turn AS (UPDATE {TURN} SET status = %(turn_status)s, released_at = %(now)s, outcome = %(lease_outcome)s"
-    " WHERE id = %(turn_id)s AND status = 'in_flight' AND EXISTS (SELECT 1 FROM log) RETURNING account_id)"
+    f" WHERE id = %(turn_id)s AND status = {literal(TurnStatus.IN_FLIGHT)} AND EXISTS (SELECT 1 FROM log)"
+    " RETURNING account_id)"
 )
-# A successful turn heals its account, writing nothing when it is already healthy.
+# A healing outcome heals its account, writing nothing when it is already healthy.
 _HEAL = (
-    f"heal AS (UPDATE {ACCOUNT} SET state = 'active', cooldown_until = NULL, backoff_level = 0,"
-    " updated_at = %(now)s WHERE id IN (SELECT account_id FROM turn) AND state NOT IN ('invalid', 'disabled')"
-    " AND NOT (state = 'active' AND cooldown_until IS NULL AND backoff_level = 0))"
+    f"heal AS (UPDATE {ACCOUNT} SET {assignments(rules.HEALED)}, updated_at = %(now)s"
+    " WHERE id IN (SELECT account_id FROM turn)"
+    f" AND state NOT IN {literal_list(rules.SPARED_STATES[rules.Effect.HEAL])} AND NOT ({matches(rules.HEALED)}))"
 )
 _CONVERSATION_DELETED = (
     f"conv AS (DELETE FROM {CONVERSATION} WHERE id = %(conversation_id)s AND EXISTS (SELECT 1 FROM log))"
@@ -62,7 +67,9 @@ _CONVERSATION_SETTLED = (
 
 
 def fast_path_applies(lease: LeaseSettlement | None) -> bool:
-    return eventloop.is_postgresql() and (lease is None or lease.outcome in FAST_OUTCOMES)
+    return eventloop.is_postgresql() and (
+        lease is None or rules.effect_of(lease.outcome) in rules.ONE_STATEMENT_EFFECTS
+    )
 
 
 def _finish_statement(
@@ -78,10 +85,10 @@ def _finish_statement(
         parts.append(_TURN)
         params.update(
             turn_id=lease.lease.turn_id,
-            turn_status=(TurnStatus.REFUNDED if lease.refund else TurnStatus.DONE).value,
+            turn_status=rules.released_status(refund=lease.refund).value,
             lease_outcome=lease.outcome,
         )
-        if lease.outcome in OK_OUTCOMES:
+        if rules.effect_of(lease.outcome) is rules.Effect.HEAL:
             parts.append(_HEAL)
     if conversation is not None:
         params["conversation_id"] = conversation.conversation_id

@@ -66,7 +66,7 @@ class LeaseSettlement:
     """How to release the lease of the last attempt (earlier attempts were released as they failed)."""
 
     lease: Lease
-    outcome: str
+    outcome: str  # a LeaseOutcome (accounts/choices.py), not the log row's Outcome
     refund: bool = False
     retry_after: float | None = None
     message: str = ""
@@ -216,14 +216,26 @@ def request_finish(
     On PostgreSQL the common outcomes are one statement (gateway/db/finish_sql.py).
     """
     now = now or timezone.now()
-    fields = _finish_fields(finish)
     if finish_sql.fast_path_applies(lease):
         return finish_sql.request_finish_statement(
-            log_fields=_statement_log_fields(fields, log_id=log_id, flags=finish.flags),
+            log_fields=_statement_log_fields(_finish_fields(finish), log_id=log_id, flags=finish.flags),
             lease=lease,
             conversation=conversation,
             now=now,
         )
+    return request_finish_orm(log_id=log_id, finish=finish, lease=lease, conversation=conversation, now=now)
+
+
+def request_finish_orm(
+    *,
+    log_id: int,
+    finish: LogFinish,
+    lease: LeaseSettlement | None,
+    conversation: ConversationSettlement | None,
+    now: datetime,
+) -> bool:
+    """``request_finish`` on the ORM: the reference the one statement (gateway/db/finish_sql.py) follows."""
+    fields = _finish_fields(finish)
     with transaction.atomic():
         updated = RequestLog.objects.filter(pk=log_id, outcome=Outcome.PENDING).update(
             finished_at=now, **fields, **({"flags": finish.flags} if finish.flags is not None else {})

@@ -68,7 +68,7 @@ def _used_turns(account: KimiAccount, count: int, *, now: datetime) -> None:
 
 
 def test_it_counts_exactly_past_the_ranking_cap() -> None:
-    # Postgres ranks by at most pool_sql.RANK_CAP (100) counted turns; the limit check stays exact.
+    # The ranking counts at most rules.RANK_CAP (100) turns; the limit check stays exact.
     full = make_account(limit=150, window_hours=1)
     roomy = make_account(limit=200, window_hours=1)
     _used_turns(full, 150, now=at(0))
@@ -226,36 +226,6 @@ def test_it_uses_passthrough_accounts_only_when_asked_by_id() -> None:
     with pytest.raises(pool.NoAccountAvailable):
         pool.account_reserve(now=at(0))
     assert pool.account_reserve(now=at(0), account_ids=[account.pk]).account_id == account.pk
-
-
-def test_it_waits_for_a_busy_account_to_free_a_slot() -> None:
-    make_account(max_concurrent=1)
-    held = pool.account_reserve()
-    sleeps: list[float] = []
-
-    def release_on_first_sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        pool.lease_release(lease=held, outcome="ok")
-
-    lease = pool.account_reserve_waiting(timeout=30, sleep=release_on_first_sleep)
-    assert lease.account_id == held.account_id and len(sleeps) == 1
-
-
-def test_it_gives_up_waiting_after_the_timeout_and_does_not_wait_for_exhaustion() -> None:
-    make_account(max_concurrent=1, limit=1)
-    pool.account_reserve()
-    with pytest.raises(pool.NoAccountAvailable) as exc:
-        pool.account_reserve_waiting(timeout=0, sleep=pytest.fail)
-    # At the limit too, so the answer is "exhausted" at once rather than "busy".
-    assert exc.value.reason == "exhausted"
-
-
-def test_it_gives_up_waiting_on_busy_after_the_timeout() -> None:
-    make_account(max_concurrent=1, limit=5)
-    pool.account_reserve()
-    with pytest.raises(pool.NoAccountAvailable) as exc:
-        pool.account_reserve_waiting(timeout=0, sleep=pytest.fail)
-    assert exc.value.reason == "busy"
 
 
 def test_it_reserves_with_few_queries(django_assert_max_num_queries) -> None:

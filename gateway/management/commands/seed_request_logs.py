@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.choices import AccountState, TurnStatus
+from accounts.choices import AccountState, LeaseOutcome, TurnStatus
 from accounts.models import KimiAccount, Turn
 from gateway.dashboard.rollup import GRACE, rollup_hours
 from gateway.models import ApiKey, RequestLog
@@ -156,7 +156,7 @@ def seed_accounts(*, count: int, now: datetime, rng: random.Random) -> list[int]
         Turn.objects.filter(account=account, request_id__startswith="seed-").delete()
         Turn.objects.bulk_create(
             Turn(account=account, started_at=now - window * rng.random(), status=TurnStatus.DONE,
-                 lease_expires_at=now, released_at=now, outcome="ok", request_id=f"seed-turn-{n}-{i}")
+                 lease_expires_at=now, released_at=now, outcome=LeaseOutcome.OK, request_id=f"seed-turn-{n}-{i}")
             for i in range(used)
         )  # fmt: skip
         ids.append(account.pk)

@@ -1,5 +1,5 @@
 """The request path's database work on PostgreSQL: how many statements each step sends, and what the
-one-statement final write leaves behind (gateway/db/finish_sql.py, accounts/pool_sql.py).
+one-statement final write leaves behind (gateway/db/finish_sql.py, accounts/pool/pg.py).
 
 Counted with ``connection.execute_wrapper``, which sees every statement Django sends (BEGIN/COMMIT are
 protocol-level and are counted by the benchmark from the server log instead).
@@ -18,6 +18,7 @@ from django.utils import timezone
 from accounts import pool
 from accounts.choices import AccountState, TurnStatus
 from accounts.models import KimiAccount, Turn
+from accounts.pool import pg
 from gateway.choices import ConversationState, Outcome
 from gateway.models import Conversation, RequestLog
 from gateway.records.callers import caller_for_key
@@ -74,7 +75,7 @@ def test_the_reservation_is_one_statement() -> None:
     with statements() as seen:
         lease = pool.account_reserve(request_id="r-1")
     assert len(seen) == 1, seen
-    assert "kimiproxy_reserve_turn(" in seen[0]
+    assert f"{pg.function_name()}(" in seen[0]
     turn = Turn.objects.get(pk=lease.turn_id)
     assert (turn.status, turn.account_id, turn.request_id) == (TurnStatus.IN_FLIGHT, lease.account_id, "r-1")
     assert KimiAccount.objects.get(pk=lease.account_id).total_turns == 1

@@ -13,8 +13,8 @@ from django.db import connection, connections
 from django.db import utils as django_errors
 from django.utils import timezone
 
-from accounts import pool_sql
-from accounts.models import KimiAccount, Turn
+from accounts.models import Turn
+from accounts.pool import Lease, pg
 from gateway.db import eventloop
 from gateway.models import Conversation
 from tests.factories import make_account
@@ -55,19 +55,18 @@ async def test_the_loop_reservation_admits_exactly_the_limit_under_50_concurrent
     settings.KIMIPROXY_DB_ASYNC_POOL_MAX = 25  # 25 transactions at once contend for the two accounts' rows
     accounts = [await sync_to_async(make_account)(limit=3, max_concurrent=50) for _ in range(2)]
 
-    async def reserve_one() -> KimiAccount | None:
-        statement = pool_sql.reserve_statement(
-            now=timezone.now(), request_id="", protocol=None, account_ids=None, exclude=()
-        )
-        return pool_sql.reserved_account(await eventloop.fetchone(*statement))
+    async def reserve_one() -> Lease | None:
+        statement = pg.reserve_statement(now=timezone.now(), request_id="", protocol=None, account_ids=None, exclude=())
+        return pg.reserved_lease(await eventloop.fetchone(*statement))
 
     try:
         results = await asyncio.gather(*(reserve_one() for _ in range(50)))
     finally:
         await close_connections()
 
-    taken = [account for account in results if account is not None]
-    assert Counter(account.pk for account in taken) == {a.pk: 3 for a in accounts}
+    taken = [lease for lease in results if lease is not None]
+    assert Counter(lease.account_id for lease in taken) == {a.pk: 3 for a in accounts}
+    assert all(lease.account is not None and lease.account.pk == lease.account_id for lease in taken)
     assert await sync_to_async(Turn.objects.count)() == 6
 
 
