@@ -20,7 +20,7 @@ from accounts.services import account_for_passthrough_token
 from gateway.authentication import ApiKeyAuthentication
 from gateway.callers import caller_authenticate
 from gateway.kimi.http import run_upstream
-from gateway.kimi.tokens import account_check
+from gateway.kimi.probes import account_probe
 from gateway.openai.errors import GatewayError, InvalidRequest, NotFound
 from gateway.openai.model_names import advertised_models
 from gateway.openapi import OPENAPI_SCHEMA
@@ -98,5 +98,5 @@ def token_check(request: HttpRequest) -> JsonResponse:
         return JsonResponse(error.body(), status=error.status)
     account = account_for_passthrough_token(token=token.strip())
     started = time.monotonic()
-    live = run_upstream(account_check, account_id=account.pk)
+    live = run_upstream(account_probe, account_id=account.pk).live  # no chat turn spent (C.10)
     return JsonResponse({"live": live, "checked_in_ms": int((time.monotonic() - started) * 1000)})

@@ -33,6 +33,7 @@ DEFAULT_ON: dict[str, frozenset[str]] = {
     "split_writes": frozenset({"chat", "stream", "parse"}),
     "coalesce": frozenset({"chat", "stream", "parse"}),
     "parse_failed": frozenset({"upload"}),
+    "forbidden_html": frozenset({"refresh"}),
 }
 FAULT_KINDS = frozenset(DEFAULT_ON)
 
@@ -148,7 +149,7 @@ class Script:
         return taken
 
 
-GENERIC = frozenset({"http_5xx", "http_429", "access_expired"})
+GENERIC = frozenset({"http_5xx", "http_429", "access_expired", "forbidden_html"})
 
 
 def take_generic(script: Script, kind: str, account: str | None) -> Fault | None:
