@@ -38,14 +38,16 @@ STATE_COLOURS: dict[str, str] = {
     AccountState.INVALID: "#c62828",
     AccountState.DISABLED: "#616161",
 }
-ADD_FIELDS = ["name", "new_token", "protocol", "turn_limit", "window_seconds", "max_concurrent"]
+ADD_FIELDS = ["name", "new_token", "protocol", "origin", "turn_limit", "window_seconds", "max_concurrent"]
 CHANGE_FIELDS = [
-    "name", "masked_token", "new_token", "protocol", "source", "state",
+    "name", "masked_token", "new_token", "protocol", "origin", "source", "state",
     "turn_limit", "window_seconds", "max_concurrent",
-    "cooldown_until", "backoff_level", "access_expires_at", "last_used_at",
-    "last_error_code", "last_error_message", "last_error_at", "total_turns", "total_errors", "created_at",
+    "cooldown_until", "backoff_level", "token_expires_at", "access_expires_at", "last_used_at",
+    "last_error_code", "last_error_message", "last_error_at", "refresh_failures", "refresh_failing_since",
+    "plan", "subscription_status", "membership_level", "checked_at",
+    "total_turns", "total_errors", "created_at",
 ]  # fmt: skip
-EDITABLE = {"name", "new_token", "protocol", "turn_limit", "window_seconds", "max_concurrent"}
+EDITABLE = {"name", "new_token", "protocol", "origin", "turn_limit", "window_seconds", "max_concurrent"}
 
 
 @admin.register(KimiAccount)
@@ -55,13 +57,15 @@ class KimiAccountAdmin(_KimiAccountAdminBase):
         "name",
         "masked_token",
         "protocol",
+        "origin",
         "state_badge",
         "usage",
         "in_flight_streams",
         "last_used_at",
+        "plan",
         "last_error",
     ]
-    list_filter = ["state", "protocol", "source"]
+    list_filter = ["state", "protocol", "origin", "source"]
     search_fields = ["name"]
     actions = ["enable_accounts", "disable_accounts", "check_accounts", "reset_windows"]
 
@@ -111,12 +115,15 @@ class KimiAccountAdmin(_KimiAccountAdminBase):
         token = form.cleaned_data.get("new_token", "")
         if change:
             super().save_model(request, obj, form, change)
+            if "origin" in form.changed_data:  # drops the other deployment's cached access token (C.5)
+                services.account_set_origin(account=obj, origin=obj.origin)
             warnings = services.account_set_token(account=obj, token=token) if token else []
         else:
             account, warnings = services.account_create(
                 name=obj.name,
                 token=token,
                 protocol=obj.protocol or None,
+                origin=obj.origin or None,
                 limit=obj.turn_limit,
                 window_hours=obj.window_seconds / 3600,
                 max_concurrent=obj.max_concurrent,
@@ -140,12 +147,14 @@ class KimiAccountAdmin(_KimiAccountAdminBase):
             services.account_disable(account=account)
         self.message_user(request, f"Disabled {len(queryset)} account(s).")
 
-    @admin.action(description="Check now (refresh the token)")
+    @admin.action(description="Check now (refresh and read the plan; no chat turn)")
     def check_accounts(self, request: HttpRequest, queryset: QuerySet[KimiAccount]) -> None:
         for account in queryset:
-            live = services.account_check_now(account=account)
-            level = messages.SUCCESS if live else messages.ERROR
-            self.message_user(request, f"{account.name}: {'live' if live else 'invalid'}", level)
+            result = services.account_check_now(account=account)
+            level = messages.SUCCESS if result.live else messages.ERROR
+            facts = result.facts
+            detail = f"plan {facts.plan or 'unknown'}" if facts else result.message
+            self.message_user(request, f"{account.name}: {result.verdict} ({detail})", level)
 
     @admin.action(description="Reset usage window")
     def reset_windows(self, request: HttpRequest, queryset: QuerySet[KimiAccount]) -> None:

@@ -6,6 +6,13 @@ class Protocol(models.TextChoices):
     LEGACY = "legacy", "Legacy REST+SSE"
 
 
+class Origin(models.TextChoices):
+    """The deployment an account's calls go to (kimi-web-protocol.md C.5): the one that issued its token."""
+
+    KIMI_COM = "kimi.com", "www.kimi.com"
+    KIMI_AI = "kimi.ai", "www.kimi.ai"
+
+
 class AccountState(models.TextChoices):
     ACTIVE = "active", "Active"
     COOLING = "cooling", "Cooling down"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 from django import forms
 from django.conf import settings
 
-from accounts.choices import Protocol
+from accounts.choices import Origin, Protocol
 from accounts.models import KimiAccount
 from accounts.services import token_inspect, token_normalize
 
@@ -33,7 +33,7 @@ class KimiAccountForm(_KimiAccountFormBase):
 
     class Meta:
         model = KimiAccount
-        fields = ["name", "protocol", "turn_limit", "window_seconds", "max_concurrent"]
+        fields = ["name", "protocol", "origin", "turn_limit", "window_seconds", "max_concurrent"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -42,6 +42,11 @@ class KimiAccountForm(_KimiAccountFormBase):
             self.fields["new_token"].help_text = "The account's refresh token (from kimi.com localStorage)."
             self.fields["protocol"] = forms.ChoiceField(
                 choices=[("", "Detect from the token"), *Protocol.choices], required=False
+            )
+            self.fields["origin"] = forms.ChoiceField(
+                choices=[("", "Detect from the token"), *Origin.choices],
+                required=False,
+                help_text="The deployment the account's calls go to (kimi.ai tokens: www.kimi.ai).",
             )
             self.initial.setdefault("turn_limit", settings.KIMIPROXY_DEFAULT_TURN_LIMIT)
             self.initial.setdefault("window_seconds", round(settings.KIMIPROXY_DEFAULT_WINDOW_HOURS * 3600))
@@ -57,6 +62,10 @@ class KimiAccountForm(_KimiAccountFormBase):
         if self.instance.pk is None and not data.get("protocol"):
             # Without a valid token the form fails anyway; connect keeps the model from adding a second error.
             data["protocol"] = token_inspect(token).protocol if token else Protocol.CONNECT
+        if self.instance.pk is None and not data.get("origin"):
+            # Legacy accounts have one host; a Connect account goes where its token was issued (C.5).
+            detected = token_inspect(token).origin if token else Origin.KIMI_COM
+            data["origin"] = Origin.KIMI_COM if data.get("protocol") == Protocol.LEGACY else detected
         return data
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from accounts.choices import AccountSource, AccountState, Protocol, TurnStatus
+from accounts.choices import AccountSource, AccountState, Origin, Protocol, TurnStatus
 
 
 class KimiAccount(models.Model):
@@ -19,13 +19,22 @@ class KimiAccount(models.Model):
     Invariants: tokens are stored only encrypted (``accounts.crypto``); ``refresh_token_enc`` is empty
     only for an access-token-only account (which cannot be renewed). ``token_hash`` identifies
     pass-through accounts by the SHA-256 of the client's token and is unique when set. ``__str__`` and
-    ``repr`` never show a token.
+    ``repr`` never show a token. ``origin`` is the deployment every call of the account goes to
+    (kimi-web-protocol.md C.5); legacy accounts always use ``KIMI_LEGACY_BASE_URL`` and so keep
+    ``kimi.com``. ``refresh_failures`` counts refusals of the refresh in a row that did not say the
+    token is dead, since ``refresh_failing_since`` (C.11); a successful refresh zeroes both.
     """
 
     name = models.CharField(max_length=100, unique=True)
     source = models.CharField(max_length=16, choices=AccountSource.choices, default=AccountSource.POOL)
     token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
     protocol = models.CharField(max_length=16, choices=Protocol.choices, default=Protocol.CONNECT)
+    origin = models.CharField(
+        max_length=16,
+        choices=Origin.choices,
+        default=Origin.KIMI_COM,
+        help_text="The deployment this account's calls go to: the one that issued its token.",
+    )
 
     refresh_token_enc = models.TextField(blank=True, default="", editable=False)
     token_last4 = models.CharField(max_length=4, blank=True, default="", editable=False)
@@ -33,6 +42,10 @@ class KimiAccount(models.Model):
     access_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Single-flight refresh claim (protocol-neutral): set by the one worker refreshing the token.
     refreshing_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the stored refresh token expires (its JWT ``exp``; None when unknown or not a JWT).
+    token_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    refresh_failures = models.PositiveSmallIntegerField(default=0, editable=False)
+    refresh_failing_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     turn_limit = models.PositiveIntegerField(default=30, help_text="Turns allowed per window.")
     window_seconds = models.PositiveIntegerField(default=3 * 3600, help_text="Sliding window length.")
@@ -49,6 +62,12 @@ class KimiAccount(models.Model):
     total_turns = models.PositiveIntegerField(default=0)
     total_errors = models.PositiveIntegerField(default=0)
 
+    # What the last check learnt without spending a turn (kimi-web-protocol.md C.10); "" / None = unknown.
+    plan = models.CharField(max_length=100, blank=True, default="", editable=False)
+    subscription_status = models.CharField(max_length=64, blank=True, default="", editable=False)
+    membership_level = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+    checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -62,6 +81,10 @@ class KimiAccount(models.Model):
             models.CheckConstraint(
                 condition=Q(source=AccountSource.POOL) | Q(token_hash__isnull=False),
                 name="passthrough_has_token_hash",
+            ),
+            models.CheckConstraint(
+                condition=Q(protocol=Protocol.CONNECT) | Q(origin=Origin.KIMI_COM),
+                name="legacy_account_origin_kimi_com",
             ),
         ]
         indexes = [models.Index(fields=["state", "protocol"])]

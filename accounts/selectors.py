@@ -137,3 +137,45 @@ def usage_from_annotations(*, account: KimiAccount, now: datetime) -> limits.Usa
     """Usage of an account loaded through ``accounts_for_admin`` (no query)."""
     counts = TurnCounts(account.used, account.in_flight, account.oldest_counted)  # type: ignore[attr-defined]
     return usage_of(account=account, counts=counts, now=now)
+
+
+# Columns of ``kimi_accounts list`` (text) in order; ``--json`` prints every key of ``account_summary``.
+SUMMARY_COLUMNS = ("name", "protocol", "origin", "state", "reason", "until", "used/limit", "plan", "token", "expires")
+_REASON_STATES = ("cooling", "exhausted", "invalid")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def account_summary(*, account: KimiAccount, now: datetime) -> dict[str, object]:
+    """One account as plain data for scripts: state and why, usage, origin, check facts, token masked
+    (last 4 characters at most). ``account`` comes from ``accounts_for_admin`` (no query here)."""
+    usage = usage_from_annotations(account=account, now=now)
+    reason = account.last_error_code if account.state in _REASON_STATES else ""
+    return {
+        "name": account.name,
+        "protocol": account.protocol,
+        "origin": account.origin,
+        "source": account.source,
+        "state": account.state,
+        "reason": reason,
+        "reason_message": account.last_error_message if reason else "",
+        "until": _iso(account.cooldown_until) if account.state in ("cooling", "exhausted") else None,
+        "used": usage.used,
+        "limit": usage.limit,
+        "used/limit": f"{usage.used}/{usage.limit}",
+        "window_seconds": account.window_seconds,
+        "in_flight": usage.in_flight,
+        "max_concurrent": usage.max_concurrent,
+        "next_free_at": _iso(usage.next_free_at),
+        "plan": account.plan,
+        "subscription_status": account.subscription_status,
+        "membership_level": account.membership_level,
+        "checked_at": _iso(account.checked_at),
+        "refresh_failures": account.refresh_failures,
+        "token": account.masked_token,
+        "expires": _iso(account.token_expires_at),
+        "access_expires_at": _iso(account.access_expires_at),
+        "last_used_at": _iso(account.last_used_at),
+    }

@@ -1,4 +1,5 @@
-"""Services that change accounts: create, import, enable, disable, reset window, replace token, check.
+"""Services that change accounts: create, import, enable, disable, reset window, replace token, set
+origin, check.
 
 Tokens enter here in clear and leave encrypted (``accounts.crypto``); nothing here logs, returns or
 puts a token in an error message. Errors are ``ValidationError`` with one message a person can act on.
@@ -17,8 +18,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts import crypto, limits
-from accounts.choices import AccountSource, AccountState, Protocol, TurnStatus
-from accounts.jwt_claims import jwt_claims, jwt_expiry, protocol_from_claims
+from accounts.checks import CheckResult
+from accounts.choices import AccountSource, AccountState, Origin, Protocol, TurnStatus
+from accounts.jwt_claims import jwt_claims, jwt_expiry, origin_from_claims, protocol_from_claims
 from accounts.models import KimiAccount, Turn
 
 MIN_TOKEN_LENGTH = 20  # real Kimi JWTs are hundreds of characters; shorter is a copy-paste slip
@@ -32,6 +34,7 @@ class TokenInfo:
 
     token: str = dataclasses.field(repr=False)
     protocol: str
+    origin: str  # the deployment that issued it (kimi-web-protocol.md C.5)
     is_access: bool
     expires_at: datetime | None
     is_jwt: bool
@@ -58,6 +61,7 @@ def token_inspect(raw: str) -> TokenInfo:
     return TokenInfo(
         token=token,
         protocol=protocol_from_claims(claims),
+        origin=origin_from_claims(claims),
         is_access=bool(claims and claims.get("typ") == "access"),
         expires_at=jwt_expiry(token),
         is_jwt=claims is not None,
@@ -78,14 +82,22 @@ def _token_warnings(info: TokenInfo, now: datetime) -> list[str]:
 def _token_fields(info: TokenInfo) -> dict[str, object]:
     """Model fields for a token: a refresh token, or an access token with its expiry."""
     enc = crypto.token_encrypt(info.token)
+    fields: dict[str, object] = {"token_last4": info.token[-4:], "token_expires_at": info.expires_at}
     if info.is_access:
-        return {
-            "refresh_token_enc": "",
-            "access_token_enc": enc,
-            "access_expires_at": info.expires_at,
-            "token_last4": info.token[-4:],
-        }
-    return {"refresh_token_enc": enc, "access_token_enc": "", "access_expires_at": None, "token_last4": info.token[-4:]}
+        return fields | {"refresh_token_enc": "", "access_token_enc": enc, "access_expires_at": info.expires_at}
+    return fields | {"refresh_token_enc": enc, "access_token_enc": "", "access_expires_at": None}
+
+
+def _origin_for(*, protocol: str, origin: str | None, info: TokenInfo) -> str:
+    """The account's origin: as given, else the token's (C.5); a legacy account is always kimi.com
+    (its one host is ``KIMI_LEGACY_BASE_URL``)."""
+    if origin and origin not in Origin.values:
+        raise ValidationError(f"Unknown origin {origin!r} (choose {' or '.join(Origin.values)}).")
+    if protocol == Protocol.LEGACY:
+        if origin and origin != Origin.KIMI_COM:
+            raise ValidationError("A legacy account has no kimi.ai origin (it uses KIMI_LEGACY_BASE_URL).")
+        return Origin.KIMI_COM
+    return origin or info.origin
 
 
 def _limit_fields(*, limit: int | None, window_hours: float | None, max_concurrent: int | None) -> dict[str, int]:
@@ -117,16 +129,20 @@ def account_create(
     name: str,
     token: str,
     protocol: str | None = None,
+    origin: str | None = None,
     limit: int | None = None,
     window_hours: float | None = None,
     max_concurrent: int | None = None,
 ) -> tuple[KimiAccount, list[str]]:
-    """Create a pool account; return it with warnings to show the operator."""
+    """Create a pool account; return it with warnings to show the operator. ``protocol`` and
+    ``origin`` default to what the token says."""
     name = _clean_name(name)
     info = token_inspect(token)
     if protocol and protocol not in Protocol.values:
         raise ValidationError(f"Unknown protocol {protocol!r} (choose {' or '.join(Protocol.values)}).")
-    fields = _limit_fields(limit=limit, window_hours=window_hours, max_concurrent=max_concurrent)
+    fields: dict[str, object] = {**_limit_fields(limit=limit, window_hours=window_hours, max_concurrent=max_concurrent)}
+    protocol = protocol or info.protocol
+    fields["origin"] = _origin_for(protocol=protocol, origin=origin, info=info)
     if KimiAccount.objects.filter(name=name).exists():
         raise ValidationError(f"An account named {name!r} already exists.")
     try:
@@ -134,7 +150,7 @@ def account_create(
             account = KimiAccount.objects.create(
                 name=name,
                 source=AccountSource.POOL,
-                protocol=protocol or info.protocol,
+                protocol=protocol,
                 **fields,
                 **_token_fields(info),
             )
@@ -156,7 +172,22 @@ def account_set_token(*, account: KimiAccount, token: str) -> list[str]:
     warnings = _token_warnings(info, timezone.now())
     if info.is_jwt and info.protocol != account.protocol:
         warnings.append(f"The token looks like a {info.protocol} token but the account uses {account.protocol}.")
+    elif info.is_jwt and account.protocol == Protocol.CONNECT and info.origin != account.origin:
+        warnings.append(f"The token was issued by {info.origin} but the account's origin is {account.origin}.")
     return warnings
+
+
+def account_set_origin(*, account: KimiAccount, origin: str) -> None:
+    """Send every later call of the account to ``origin`` (C.5); the cached access token is dropped,
+    since it was issued by the other deployment."""
+    if origin not in Origin.values:
+        raise ValidationError(f"Unknown origin {origin!r} (choose {' or '.join(Origin.values)}).")
+    if account.protocol == Protocol.LEGACY and origin != Origin.KIMI_COM:
+        raise ValidationError("A legacy account has no kimi.ai origin (it uses KIMI_LEGACY_BASE_URL).")
+    KimiAccount.objects.filter(pk=account.pk).update(
+        origin=origin, access_token_enc="", access_expires_at=None, updated_at=timezone.now()
+    )
+    account.refresh_from_db()
 
 
 def account_enable(*, account: KimiAccount) -> None:
@@ -193,14 +224,14 @@ def account_reset_window(*, account: KimiAccount, now: datetime | None = None) -
     return refunded
 
 
-def account_check_now(*, account: KimiAccount) -> bool:
-    """Refresh the access token now; True when the account is live. The upstream lives in
-    ``gateway.kimi`` (one seam: ``tokens.account_check``), imported late so ``accounts`` never
-    imports the gateway at load time."""
-    from gateway.kimi.tokens import account_check
+def account_check_now(*, account: KimiAccount, now: datetime | None = None) -> CheckResult:
+    """Check the account without spending a turn (refresh + account RPCs, kimi-web-protocol.md C.10)
+    and record what it says. The upstream lives in ``gateway.kimi`` (one seam:
+    ``probes.account_probe``), imported late so ``accounts`` never imports the gateway at load time."""
+    from gateway.kimi.probes import account_probe
     from gateway.kimi.transport.http import run_upstream
 
-    return bool(run_upstream(account_check, account_id=account.pk))
+    return run_upstream(account_probe, account_id=account.pk, now=now)
 
 
 def account_for_passthrough_token(*, token: str, now: datetime | None = None) -> KimiAccount:
@@ -221,6 +252,7 @@ def account_for_passthrough_token(*, token: str, now: datetime | None = None) ->
                 source=AccountSource.PASSTHROUGH,
                 token_hash=digest,
                 protocol=info.protocol,
+                origin=_origin_for(protocol=info.protocol, origin=None, info=info),
                 **_limit_fields(limit=None, window_hours=None, max_concurrent=None),
                 **_token_fields(info),
             )

@@ -59,6 +59,8 @@ def main() -> None:
         KIMI_BASE_URL=fake_url,
         KIMI_AUTH_URL=fake_url,
         KIMI_LEGACY_BASE_URL=fake_url,
+        KIMI_AI_BASE_URL=fake_url,  # the fake answers both deployments on every port
+        KIMI_AI_AUTH_URL=fake_url,
     )
     (ROOT / "data").mkdir(exist_ok=True)
     # A fresh database each run: the fake forgets its accounts when it stops.

@@ -54,6 +54,8 @@ class Stack:
             KIMI_BASE_URL=self.fake_url,
             KIMI_AUTH_URL=self.fake_url,
             KIMI_LEGACY_BASE_URL=self.fake_url,
+            KIMI_AI_BASE_URL=self.fake_url,  # the fake answers both deployments on every port
+            KIMI_AI_AUTH_URL=self.fake_url,
             LOG_LEVEL="WARNING",
             PYTHONUNBUFFERED="1",
         )

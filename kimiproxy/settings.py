@@ -189,6 +189,9 @@ KIMIPROXY_TOKEN_KEYS = _token_keys
 KIMI_BASE_URL = env.str("KIMI_BASE_URL", default="https://www.kimi.com").rstrip("/")
 KIMI_AUTH_URL = env.str("KIMI_AUTH_URL", default="https://auth.kimi.com").rstrip("/")
 KIMI_LEGACY_BASE_URL = env.str("KIMI_LEGACY_BASE_URL", default="https://www.kimi.com").rstrip("/")
+# The second deployment (kimi-web-protocol.md C.5): accounts whose token was issued on kimi.ai use these.
+KIMI_AI_BASE_URL = env.str("KIMI_AI_BASE_URL", default="https://www.kimi.ai").rstrip("/")
+KIMI_AI_AUTH_URL = env.str("KIMI_AI_AUTH_URL", default="https://auth.kimi.ai").rstrip("/")
 KIMIPROXY_CONNECT_TIMEOUT = env.float("KIMIPROXY_CONNECT_TIMEOUT", default=10.0)
 KIMIPROXY_FIRST_BYTE_TIMEOUT = env.float("KIMIPROXY_FIRST_BYTE_TIMEOUT", default=60.0)
 KIMIPROXY_IDLE_TIMEOUT = env.float("KIMIPROXY_IDLE_TIMEOUT", default=90.0)
@@ -220,6 +223,11 @@ try:
     zoneinfo.ZoneInfo(KIMIPROXY_TIMEZONE)
 except (ValueError, zoneinfo.ZoneInfoNotFoundError):
     raise ImproperlyConfigured("KIMIPROXY_TIMEZONE must be an IANA time zone name such as Europe/Berlin.") from None
+# C.11: refusals of a refresh that do not say the token is dead only cool the account down; this many in a
+# row (spread over at least ten minutes) mark it invalid.
+KIMIPROXY_REFRESH_FAILURES_BEFORE_INVALID = env.int("KIMIPROXY_REFRESH_FAILURES_BEFORE_INVALID", default=3)
+if KIMIPROXY_REFRESH_FAILURES_BEFORE_INVALID < 1:
+    raise ImproperlyConfigured("KIMIPROXY_REFRESH_FAILURES_BEFORE_INVALID must be at least 1.")
 
 # --- Pool and API ---------------------------------------------------------------------------------------
 KIMIPROXY_DEFAULT_TURN_LIMIT = env.int("KIMIPROXY_DEFAULT_TURN_LIMIT", default=30)

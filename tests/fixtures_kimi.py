@@ -1,7 +1,7 @@
 """Fake Kimi server fixtures (owned by the fake-server work; see gateway/kimi/fake/README.md).
 
 ``fake_kimi_server`` starts one fake per test session on a socket bound to 127.0.0.1:0; ``fake_kimi``
-resets it for a test and points the Kimi URL settings at it.
+resets it for a test and points the Kimi URL settings at it (kimi.com and kimi.ai at its two ports).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def fake_kimi_server() -> Iterator[FakeKimi]:
 def fake_kimi(fake_kimi_server: FakeKimi, settings: Any) -> FakeKimi:
     fake_kimi_server.reset()
     settings.KIMI_BASE_URL = settings.KIMI_AUTH_URL = settings.KIMI_LEGACY_BASE_URL = fake_kimi_server.url
+    settings.KIMI_AI_BASE_URL = settings.KIMI_AI_AUTH_URL = fake_kimi_server.url_ai  # the second deployment (C.5)
     return fake_kimi_server
 
 

@@ -10,7 +10,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from accounts.services import account_for_passthrough_token
-from gateway.kimi.tokens import account_check
+from gateway.kimi.probes import account_probe
 from gateway.kimi.transport.http import run_upstream
 from gateway.openai.errors import GatewayError, InvalidRequest
 
@@ -31,5 +31,5 @@ def token_check(request: HttpRequest) -> JsonResponse:
         return JsonResponse(error.body(), status=error.status)
     account = account_for_passthrough_token(token=token.strip())
     started = time.monotonic()
-    live = run_upstream(account_check, account_id=account.pk)
+    live = run_upstream(account_probe, account_id=account.pk).live  # no chat turn spent (C.10)
     return JsonResponse({"live": live, "checked_in_ms": int((time.monotonic() - started) * 1000)})

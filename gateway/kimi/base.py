@@ -19,6 +19,7 @@ upstream did no generation work, so the turn should not count against the accoun
      ├── Overloaded             upstream too busy (Connect resource_exhausted for free users, completion overload)
      ├── StreamBusy             the chat is already generating an answer
      ├── Unavailable            5xx, HTTP 429 with an empty body, connection refused/reset
+     │    └── RefreshRefused    a refresh refused without saying the token is dead (C.11): cool down
      ├── UpstreamTimeout
      │    ├── ConnectTimeout
      │    ├── FirstByteTimeout
@@ -204,6 +205,12 @@ class Unavailable(KimiError):
     code = "unavailable"
     retryable = True
     refundable = True
+
+
+class RefreshRefused(Unavailable):
+    """The refresh was refused (400/403/5xx, an HTML page) without the explicit dead-token answer
+    (kimi-web-protocol.md C.11): a filter or a changed request shape, not proof the token is dead.
+    The account cools down; only repeated refusals mark it invalid (``gateway.kimi.tokens``)."""
 
 
 class UpstreamTimeout(KimiError):

@@ -5,8 +5,13 @@ and reused until fewer than ``KIMIPROXY_TOKEN_REFRESH_MARGIN`` seconds remain. O
 a time: it claims the account with a conditional UPDATE of ``refreshing_until`` (the sendalerts
 pattern; works on SQLite and PostgreSQL), calls the upstream with no transaction open, and stores the
 new access token and the rotated refresh token in one UPDATE. Other workers poll the row meanwhile.
-A rejected refresh marks the account ``invalid``. The refresh call itself is the protocol's
-(``connect.refresh_tokens`` / ``legacy.refresh_tokens``), passed in as ``refresher``.
+The refresh call itself is the protocol's (``connect.refresh_tokens`` / ``legacy.refresh_tokens``),
+passed in as ``refresher``.
+
+Refusals (kimi-web-protocol.md C.11): the explicit dead-token answer (``AuthError``) marks the account
+``invalid`` at once. Any other refusal (``RefreshRefused``: a filter's 403, a 400, 5xx, HTML) cools it
+down with backoff and counts; ``KIMIPROXY_REFRESH_FAILURES_BEFORE_INVALID`` of them in a row, spread
+over at least ``REFRESH_FAILURE_SPAN`` seconds, mark it invalid. A successful refresh zeroes the count.
 """
 
 from __future__ import annotations
@@ -19,15 +24,17 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts import limits
 from accounts.choices import AccountState
 from accounts.crypto import token_decrypt, token_encrypt
 from accounts.jwt_claims import jwt_expiry
 from accounts.models import KimiAccount
 from gateway.db.threads import db_call
-from gateway.kimi.base import AuthError
+from gateway.kimi.base import AuthError, RefreshRefused
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,10 @@ OPAQUE_TOKEN_LIFETIME = 300.0
 # How long a refresh claim holds: past it, a crashed refresher's claim is taken over.
 CLAIM_SECONDS = 30.0
 POLL_SECONDS = 0.05
+# C.11: refusals must be "some minutes apart" before they count as a dead token; ten minutes outlasts a
+# filter's or a deploy's bad spell, and three failures still invalidate a dead account within the hour.
+REFRESH_FAILURE_SPAN = 600.0
+REFRESH_REFUSED = "refresh_refused"  # last_error_code of a refusal that only cooled the account down
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +70,7 @@ class _Row:
     refreshing_until: datetime | None
     state: str
     last_error_at: datetime | None
+    last_error_code: str
 
     @property
     def refresh(self) -> str:
@@ -77,15 +89,23 @@ class _Row:
 class DbTokenSource:
     """``base.TokenSource`` for one account, backed by its ``KimiAccount`` row."""
 
-    def __init__(self, *, account_id: int, refresher: Refresher, preloaded: KimiAccount | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        account_id: int,
+        refresher: Refresher,
+        preloaded: KimiAccount | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.account_id = account_id
         self._refresher = refresher
+        self._clock = clock or timezone.now  # dates refresh failures (tests move it instead of sleeping)
         # The row the caller has just read (the lease's account): the first lookup uses it instead of
         # a query of its own. A stale token still gets a 401, and the retry (``rejected``) re-reads the row.
         self._preloaded = preloaded if preloaded is not None and _has_token_fields(preloaded) else None
 
     async def access_token(self, *, rejected: str | None = None) -> str:
-        started = timezone.now()
+        started = self._clock()  # the clock refusals are dated with: "since I asked" compares like with like
         deadline = asyncio.get_running_loop().time() + CLAIM_SECONDS + 5
         while True:
             now = timezone.now()
@@ -96,8 +116,11 @@ class DbTokenSource:
                 return row.access
             if not row.refresh_enc:
                 return await self._access_only(row, rejected=rejected, now=now)
-            if row.state == AccountState.INVALID and row.last_error_at and row.last_error_at >= started:
-                raise AuthError("refresh token rejected by upstream")  # another worker just found out
+            if row.last_error_at and row.last_error_at >= started:  # another worker just found out
+                if row.state == AccountState.INVALID:
+                    raise AuthError("refresh token rejected by upstream")
+                if row.last_error_code == REFRESH_REFUSED:
+                    raise RefreshRefused("refresh refused by upstream")
             if await db_call(_claim, self.account_id, now, seen=row.access_enc):
                 return await self._refresh(row.refresh)
             if asyncio.get_running_loop().time() > deadline:
@@ -110,6 +133,7 @@ class DbTokenSource:
 
     async def refresh_now(self) -> str:
         """Refresh even if the cached token is still good (the admin's "check now")."""
+        self._preloaded = None  # calls after this one must see the token it stores, not the row read before
         row = await db_call(_load, self.account_id)
         return await self.access_token(rejected=row.access or None)
 
@@ -126,7 +150,11 @@ class DbTokenSource:
         try:
             pair = await self._refresher(refresh_token)
         except AuthError as exc:
-            await db_call(_mark_invalid, self.account_id, exc.message)
+            await db_call(_mark_invalid, self.account_id, exc.message, now=self._clock())
+            raise
+        except RefreshRefused as exc:
+            if await db_call(_note_refusal, self.account_id, exc.message, now=self._clock()):
+                raise AuthError(f"refresh refused repeatedly; last: {exc.message}", status=exc.status) from exc
             raise
         except BaseException:
             await asyncio.shield(db_call(_release, self.account_id))
@@ -149,6 +177,7 @@ _TOKEN_FIELDS = (
     "refreshing_until",
     "state",
     "last_error_at",
+    "last_error_code",
 )
 
 
@@ -176,6 +205,7 @@ def _row_of(account: KimiAccount) -> _Row:
         refreshing_until=account.refreshing_until,
         state=account.state,
         last_error_at=account.last_error_at,
+        last_error_code=account.last_error_code,
     )
 
 
@@ -194,22 +224,26 @@ def _release(account_id: int) -> None:
 
 
 def _store(account_id: int, pair: TokenPair) -> None:
-    """New access token and rotated refresh token in one UPDATE (one transaction)."""
+    """New access token and rotated refresh token in one UPDATE (one transaction); a success ends any
+    run of refused refreshes (C.11)."""
     now = timezone.now()
     values: dict[str, object] = {
         "access_token_enc": token_encrypt(pair.access_token),
         "access_expires_at": access_expiry(pair.access_token, now=now),
         "refreshing_until": None,
+        "refresh_failures": 0,
+        "refresh_failing_since": None,
         "updated_at": now,
     }
     if pair.refresh_token:
         values["refresh_token_enc"] = token_encrypt(pair.refresh_token)
         values["token_last4"] = pair.refresh_token[-4:]
+        values["token_expires_at"] = jwt_expiry(pair.refresh_token)
     KimiAccount.objects.filter(pk=account_id).update(**values)
 
 
-def _mark_invalid(account_id: int, message: str) -> None:
-    now = timezone.now()
+def _mark_invalid(account_id: int, message: str, *, now: datetime | None = None) -> None:
+    now = now or timezone.now()
     KimiAccount.objects.filter(pk=account_id).update(
         state=AccountState.INVALID,
         last_error_code="auth",
@@ -223,10 +257,33 @@ def _mark_invalid(account_id: int, message: str) -> None:
     log.warning("account %s marked invalid: %s", account_id, message[:200])
 
 
-async def account_check(*, account_id: int) -> bool:
-    """Refresh the account's access token now; True when the account is live (admin "check now",
-    ``kimi_accounts check``). A rejected token marks the account invalid and returns False."""
-    from gateway.kimi import session_for  # here to avoid an import cycle (the sessions use this module)
-
-    account = await db_call(KimiAccount.objects.get, pk=account_id)
-    return await session_for(account).check()
+def _note_refusal(account_id: int, message: str, *, now: datetime) -> bool:
+    """Count one refused refresh (C.11): cool the account down with backoff, or mark it invalid when
+    this makes ``KIMIPROXY_REFRESH_FAILURES_BEFORE_INVALID`` in a row over ``REFRESH_FAILURE_SPAN``.
+    True when the account is now invalid. A disabled or invalid account keeps its state."""
+    with transaction.atomic():
+        account = KimiAccount.objects.select_for_update().get(pk=account_id)
+        failures = account.refresh_failures + 1
+        since = account.refresh_failing_since or now
+        spread = (now - since).total_seconds() >= REFRESH_FAILURE_SPAN
+        if failures >= settings.KIMIPROXY_REFRESH_FAILURES_BEFORE_INVALID and spread:
+            KimiAccount.objects.filter(pk=account_id).update(refresh_failures=failures, refresh_failing_since=since)
+            _mark_invalid(account_id, f"{message} ({failures} times since {since:%Y-%m-%d %H:%M} UTC)", now=now)
+            return True
+        changes: dict[str, object] = {
+            "refresh_failures": min(failures, 32767),
+            "refresh_failing_since": since,
+            "refreshing_until": None,
+            "last_error_code": REFRESH_REFUSED,
+            "last_error_message": message[:500],
+            "last_error_at": now,
+            "updated_at": now,
+        }
+        if account.state not in (AccountState.INVALID, AccountState.DISABLED):
+            level = account.backoff_level + 1
+            wait = limits.cooldown_seconds(base=settings.KIMIPROXY_COOLDOWN_SECONDS, level=level)
+            changes |= {"state": AccountState.COOLING, "backoff_level": min(level, 100)}
+            changes["cooldown_until"] = now + timedelta(seconds=wait)
+        KimiAccount.objects.filter(pk=account_id).update(**changes)
+    log.warning("account %s: refresh refused (%d in a row), cooling down: %s", account_id, failures, message[:200])
+    return False

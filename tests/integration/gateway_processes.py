@@ -75,6 +75,8 @@ def gateway_env(*, database_url: str, kimi_url: str = "http://127.0.0.1:9", **ex
         "KIMI_BASE_URL": kimi_url,
         "KIMI_AUTH_URL": kimi_url,
         "KIMI_LEGACY_BASE_URL": kimi_url,
+        "KIMI_AI_BASE_URL": kimi_url,  # one fake port answers both deployments' paths
+        "KIMI_AI_AUTH_URL": kimi_url,
         "KIMIPROXY_DATA_DIR": str(ROOT / "data" / "test"),
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",

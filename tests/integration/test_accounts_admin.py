@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from unittest import mock
-
 import pytest
 from django.db import connection
 from django.test import Client
@@ -13,6 +11,7 @@ from django.urls import reverse
 from accounts import crypto, pool
 from accounts.choices import AccountState
 from accounts.models import KimiAccount
+from gateway.kimi.fake import FakeKimi
 from tests.factories import make_account, make_jwt
 
 pytestmark = [
@@ -123,6 +122,7 @@ def test_it_replaces_the_token_from_the_change_page(admin_client: Client) -> Non
         "name": account.name,
         "new_token": new,
         "protocol": "connect",
+        "origin": "kimi.com",
         "turn_limit": 30,
         "window_seconds": 10800,
         "max_concurrent": 3,
@@ -166,14 +166,35 @@ def test_it_enables_disables_and_resets_through_actions(admin_client: Client) ->
     assert pool.account_reserve().account_id == account.pk
 
 
-def test_it_checks_accounts_now_through_the_token_seam(admin_client: Client) -> None:
-    live, dead = make_account(name="live-one"), make_account(name="dead-one")
+@pytest.mark.django_db(transaction=True)
+def test_it_checks_accounts_without_spending_a_turn(admin_client: Client, fake_kimi: FakeKimi) -> None:
+    live = make_account(name="live-one", token=fake_kimi.mint_account("live-one").refresh_token)
+    dead = make_account(name="dead-one", token=fake_kimi.mint_account("dead-one").refresh_token)
+    fake_kimi.revoke_refresh("dead-one")
 
-    async def fake_check(*, account_id: int) -> bool:
-        return account_id == live.pk
+    page = html(run_action(admin_client, "check_accounts", live, dead))
 
-    with mock.patch("gateway.kimi.tokens.account_check", autospec=True, side_effect=fake_check) as check:
-        page = html(run_action(admin_client, "check_accounts", live, dead))
+    assert "Live-one: live (plan free)" in page and "Dead-one: invalid" in page  # the admin capitalises
+    assert fake_kimi.count("chat") == 0 and fake_kimi.count("refresh") == 2  # C.10: no turn spent
+    live.refresh_from_db()
+    assert (live.plan, live.membership_level) == ("free", 10) and live.checked_at is not None
 
-    assert sorted(c.kwargs["account_id"] for c in check.call_args_list) == sorted([live.pk, dead.pk])
-    assert "Live-one: live" in page and "Dead-one: invalid" in page  # the admin capitalises messages
+
+def test_it_shows_and_edits_the_origin(admin_client: Client) -> None:
+    account = make_account(name="ai", token=make_jwt(aud=["kimi.ai"]))
+    assert account.origin == "kimi.ai"
+    page = html(admin_client.get(reverse(CHANGELIST), {"origin__exact": "kimi.ai"}))
+    assert "www.kimi.ai" in page and ">ai<" in page
+    data = {"name": "ai", "protocol": "connect", "origin": "kimi.com"}
+    data |= {"turn_limit": 30, "window_seconds": 10800, "max_concurrent": 3, "new_token": ""}
+
+    admin_client.post(reverse("admin:accounts_kimiaccount_change", args=[account.pk]), data, follow=True)
+
+    account.refresh_from_db()
+    assert account.origin == "kimi.com"
+    legacy = make_account(name="old", protocol="legacy")
+    refused = admin_client.post(
+        reverse("admin:accounts_kimiaccount_change", args=[legacy.pk]),
+        data | {"name": "old", "protocol": "legacy", "origin": "kimi.ai"},
+    )
+    assert refused.status_code == 200 and KimiAccount.objects.get(pk=legacy.pk).origin == "kimi.com"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
-from unittest import mock
 
 import pytest
 from django.conf import settings
@@ -16,6 +16,8 @@ from django.core.management.base import CommandError
 from accounts import pool
 from accounts.choices import AccountState
 from accounts.models import KimiAccount
+from accounts.selectors import SUMMARY_COLUMNS
+from gateway.kimi.fake import FakeKimi
 from tests.factories import make_account, make_jwt
 
 pytestmark = pytest.mark.django_db
@@ -70,10 +72,56 @@ def test_it_lists_accounts_tab_separated_with_usage_and_masks() -> None:
     out, _ = run("list")
 
     lines = out.splitlines()
-    assert lines[0].split("\t") == ["name", "protocol", "state", "used/limit", "token"]
-    assert lines[1].split("\t") == ["a1", "connect", "active", "1/5", f"...{token[-4:]}"]
-    assert lines[2].split("\t")[:4] == ["b2", "legacy", "disabled", "0/30"]
+    header = ["name", "protocol", "origin", "state", "reason", "until", "used/limit", "plan", "token", "expires"]
+    assert lines[0].split("\t") == header
+    row = dict(zip(header, lines[1].split("\t"), strict=True))
+    assert row | {"expires": "?"} == {
+        "name": "a1",
+        "protocol": "connect",
+        "origin": "kimi.com",
+        "state": "active",
+        "reason": "-",
+        "until": "-",
+        "used/limit": "1/5",
+        "plan": "-",
+        "token": f"...{token[-4:]}",
+        "expires": "?",
+    }
+    assert row["expires"].startswith("20")  # the refresh token's exp
+    assert lines[2].split("\t")[:5] == ["b2", "legacy", "kimi.com", "disabled", "-"]
     assert token not in out
+
+
+def test_it_lists_one_json_object_per_account_with_every_text_column() -> None:
+    token = make_jwt(aud=["kimi.ai"])
+    make_account(name="ai", token=token, limit=5)
+    cooling = make_account(name="cool")
+    KimiAccount.objects.filter(pk=cooling.pk).update(
+        state="cooling", cooldown_until="2030-01-01T00:00:00Z", last_error_code="refresh_refused"
+    )
+
+    out, _ = run("list", "--json")
+
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [row["name"] for row in rows] == ["ai", "cool"]
+    assert all(set(SUMMARY_COLUMNS) <= set(row) for row in rows)
+    assert (rows[0]["origin"], rows[0]["used"], rows[0]["limit"]) == ("kimi.ai", 0, 5)
+    assert rows[0]["token"] == f"...{token[-4:]}"
+    assert rows[1]["state"] == "cooling" and rows[1]["reason"] == "refresh_refused"
+    assert rows[1]["until"].startswith("2030-01-01T00:00:00")
+    assert token not in out and token[:-4] not in out
+
+
+def test_it_adds_with_the_origin_of_the_token_and_changes_it() -> None:
+    run("add", "--name", "ai", "--token", make_jwt(aud=["kimi.ai"]))
+    run("add", "--name", "com", "--token", make_jwt(), "--origin", "kimi.ai")
+    assert dict(KimiAccount.objects.values_list("name", "origin")) == {"ai": "kimi.ai", "com": "kimi.ai"}
+
+    assert run("origin", "com", "kimi.com")[0].strip() == "com: origin kimi.com"
+    assert KimiAccount.objects.get(name="com").origin == "kimi.com"
+    make_account(name="old", protocol="legacy")
+    with pytest.raises(CommandError, match="legacy account has no kimi.ai origin"):
+        run("origin", "old", "kimi.ai")
 
 
 def test_it_imports_a_file_and_exits_non_zero_on_errors(tmp_path: Path) -> None:
@@ -101,19 +149,20 @@ def test_it_enables_and_disables_by_name() -> None:
     assert account.state == AccountState.ACTIVE
 
 
-def test_it_checks_accounts_and_fails_when_one_is_invalid() -> None:
-    live, dead = make_account(name="live"), make_account(name="dead")
+@pytest.mark.django_db(transaction=True)
+def test_it_checks_accounts_without_a_chat_and_fails_when_one_is_invalid(fake_kimi: FakeKimi) -> None:
+    make_account(name="live", token=fake_kimi.mint_account("live", paid=True).refresh_token)
+    make_account(name="dead", token=fake_kimi.mint_account("dead").refresh_token)
+    fake_kimi.revoke_refresh("dead")
 
-    async def fake_check(*, account_id: int) -> bool:
-        return account_id == live.pk
+    assert run("check", "live")[0].strip() == "live\tlive\tplan Moderato level 40"
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="1 of 2 account"):
+        call_command("kimi_accounts", "check", stdout=out)
 
-    with mock.patch("gateway.kimi.tokens.account_check", autospec=True, side_effect=fake_check):
-        assert run("check", "live")[0].strip() == "live\tlive"
-        out = io.StringIO()
-        with pytest.raises(CommandError, match="1 of 2 account"):
-            call_command("kimi_accounts", "check", stdout=out)
-    assert "dead\tinvalid" in out.getvalue() and "live\tlive" in out.getvalue()
-    assert dead.pk != live.pk
+    assert "dead\tinvalid\t" in out.getvalue() and "live\tlive" in out.getvalue()
+    assert fake_kimi.count("chat") == 0  # a check costs no turn (C.10)
+    assert KimiAccount.objects.get(name="dead").state == AccountState.INVALID
 
 
 def test_it_exits_non_zero_with_one_line_from_the_shell() -> None:
@@ -133,4 +182,5 @@ def test_it_exits_non_zero_with_one_line_from_the_shell() -> None:
 
 
 def test_it_lists_only_the_header_without_accounts() -> None:
-    assert run("list")[0] == "name\tprotocol\tstate\tused/limit\ttoken\n"
+    assert run("list")[0] == "\t".join(SUMMARY_COLUMNS) + "\n"
+    assert run("list", "--json")[0] == ""

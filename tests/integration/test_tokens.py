@@ -18,9 +18,9 @@ from accounts.crypto import token_decrypt, token_encrypt
 from accounts.jwt_claims import jwt_expiry
 from accounts.models import KimiAccount
 from gateway.kimi import session_for
-from gateway.kimi.base import AuthError, Done, TurnRequest
+from gateway.kimi.base import AuthError, Done, RefreshRefused, TurnRequest
 from gateway.kimi.fake import FakeKimi
-from gateway.kimi.tokens import account_check
+from gateway.kimi.probes import account_probe
 from gateway.kimi.transport.http import upstream_client_close
 from tests.integration.kimi_client_helpers import aaccount_for, close_worker_connections, http, run_turn
 
@@ -73,20 +73,43 @@ async def test_it_refreshes_once_for_concurrent_requests(fake_kimi: FakeKimi, ht
     assert fake_kimi.count("refresh") == 1
 
 
-@pytest.mark.parametrize(
-    ("protocol", "variant"), [("connect", None), ("connect", "403"), ("legacy", None), ("legacy", "400")]
-)
-async def test_it_marks_the_account_invalid_when_refresh_is_refused(
-    fake_kimi: FakeKimi, http: httpx.AsyncClient, protocol: str, variant: str | None
+@pytest.mark.parametrize("protocol", ["connect", "legacy"])
+async def test_it_marks_the_account_invalid_when_refresh_says_the_token_is_dead(
+    fake_kimi: FakeKimi, http: httpx.AsyncClient, protocol: str
 ) -> None:
+    # C.11: Connect 401 `unauthenticated`, legacy `auth.token.invalid`: invalid at the first answer.
     account = await aaccount_for(fake_kimi.mint_account("alice", protocol=protocol))
-    fake_kimi.fault("refresh_invalid", variant=variant)
+    fake_kimi.fault("refresh_invalid")
     events, error = await run_turn(session_for(account, http=http), TurnRequest(text="hello"))
     assert isinstance(error, AuthError) and events == []
     stored = await reload(account)
     assert stored.state == AccountState.INVALID
     assert stored.last_error_code == "auth" and stored.last_error_at is not None
     assert "rejected" in stored.last_error_message
+    assert fake_kimi.count("chat") + fake_kimi.count("create_chat") == 0
+
+
+@pytest.mark.parametrize(
+    ("protocol", "fault", "variant"),
+    [
+        ("connect", "refresh_invalid", "403"),  # 403 permission_denied: not the dead-token code
+        ("legacy", "refresh_invalid", "400"),  # the risk-control 400 of doc 1.4.2
+        ("connect", "forbidden_html", None),  # a filter's HTML page
+        ("legacy", "forbidden_html", None),
+        ("connect", "http_5xx", None),
+    ],
+)
+async def test_it_cools_the_account_down_when_refresh_is_refused_otherwise(
+    fake_kimi: FakeKimi, http: httpx.AsyncClient, protocol: str, fault: str, variant: str | None
+) -> None:
+    account = await aaccount_for(fake_kimi.mint_account("alice", protocol=protocol))
+    fake_kimi.fault(fault, variant=variant, on=["refresh"])
+    events, error = await run_turn(session_for(account, http=http), TurnRequest(text="hello"))
+    assert isinstance(error, RefreshRefused) and error.retryable and events == []
+    stored = await reload(account)
+    assert stored.state == AccountState.COOLING and stored.cooldown_until is not None
+    assert (stored.refresh_failures, stored.last_error_code) == (1, "refresh_refused")
+    assert stored.refreshing_until is None
     assert fake_kimi.count("chat") + fake_kimi.count("create_chat") == 0
 
 
@@ -122,15 +145,15 @@ async def test_it_uses_an_access_only_account_until_it_expires(fake_kimi: FakeKi
     assert (await reload(account)).state == AccountState.INVALID
 
 
-async def test_account_check_reports_live_and_dead_accounts(fake_kimi: FakeKimi) -> None:
+async def test_account_probe_reports_live_and_dead_accounts(fake_kimi: FakeKimi) -> None:
     live = await aaccount_for(fake_kimi.mint_account("alice"))
     dead = await aaccount_for(fake_kimi.mint_account("bob", protocol="legacy"))
     fake_kimi.revoke_refresh("bob")
     try:
-        assert await account_check(account_id=live.pk) is True
-        assert await account_check(account_id=live.pk) is True  # "check now" refreshes every time
-        assert await account_check(account_id=dead.pk) is False
+        assert (await account_probe(account_id=live.pk)).live
+        assert (await account_probe(account_id=live.pk)).live  # "check now" refreshes every time
+        assert (await account_probe(account_id=dead.pk)).verdict == "invalid"
     finally:
-        await upstream_client_close()  # account_check uses the process's shared client
+        await upstream_client_close()  # account_probe uses the process's shared client
     assert fake_kimi.count("refresh", "alice") == 2
     assert (await reload(dead)).state == AccountState.INVALID

@@ -1,10 +1,12 @@
-"""``manage.py kimi_accounts add|list|import|check|enable|disable``: thin wrappers over the services.
+"""``manage.py kimi_accounts add|list|import|check|origin|enable|disable``: thin wrappers over the services.
 
-Errors print one line and exit non-zero (``CommandError``); no token is ever printed.
+Errors print one line and exit non-zero (``CommandError``); no token is ever printed (the last 4
+characters at most). ``list --json`` prints one JSON object per account and line, for scripts.
 """
 
 from __future__ import annotations
 
+import json
 from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from accounts import selectors, services
-from accounts.choices import Protocol
+from accounts.checks import CheckResult
+from accounts.choices import Origin, Protocol
 from accounts.models import KimiAccount
 
 
@@ -23,6 +26,19 @@ def _account(name: str) -> KimiAccount:
         return KimiAccount.objects.get(name=name)
     except KimiAccount.DoesNotExist:
         raise CommandError(f"No account named {name!r}.") from None
+
+
+def _cell(value: object) -> str:
+    return "-" if value in (None, "") else str(value)
+
+
+def _check_detail(result: CheckResult) -> str:
+    """What the check learnt (plan, level) or why it failed; a check never spends a turn (C.10)."""
+    if result.facts is None:
+        return result.message
+    facts = result.facts
+    level = "" if facts.membership_level is None else f" level {facts.membership_level}"
+    return f"plan {facts.plan or 'unknown'}{level}"
 
 
 class Command(BaseCommand):
@@ -34,14 +50,19 @@ class Command(BaseCommand):
         add.add_argument("--name", required=True)
         add.add_argument("--token", required=True, help="The refresh token (or an access token).")
         add.add_argument("--protocol", choices=Protocol.values, help="Default: detected from the token.")
+        add.add_argument("--origin", choices=Origin.values, help="Deployment; default: the token's issuer.")
         add.add_argument("--limit", type=int, help="Turns per window.")
         add.add_argument("--window-hours", type=float, dest="window_hours", help="Window length in hours.")
         add.add_argument("--max-concurrent", type=int, dest="max_concurrent", help="Open streams at once.")
-        sub.add_parser("list", help="List accounts with their usage.")
+        listing = sub.add_parser("list", help="List accounts with their usage.")
+        listing.add_argument("--json", action="store_true", help="One JSON object per account and line.")
         imp = sub.add_parser("import", help="Import tokens from a file: 'token' or 'name,token' per line.")
         imp.add_argument("file")
-        check = sub.add_parser("check", help="Refresh tokens now and report live/invalid.")
+        check = sub.add_parser("check", help="Refresh and ask the account's plan (no chat turn); report it.")
         check.add_argument("names", nargs="*", metavar="NAME")
+        origin = sub.add_parser("origin", help="Send an account's calls to another deployment.")
+        origin.add_argument("name")
+        origin.add_argument("origin", choices=Origin.values)
         for action in ("enable", "disable"):
             sub.add_parser(action, help=f"{action.capitalize()} an account.").add_argument("name")
 
@@ -54,6 +75,7 @@ class Command(BaseCommand):
                 name=options["name"],
                 token=options["token"],
                 protocol=options["protocol"],
+                origin=options["origin"],
                 limit=options["limit"],
                 window_hours=options["window_hours"],
                 max_concurrent=options["max_concurrent"],
@@ -62,15 +84,19 @@ class Command(BaseCommand):
             raise CommandError(" ".join(exc.messages)) from None
         for warning in warnings:
             self.stderr.write(f"warning: {warning}")
-        self.stdout.write(f"added {account.name} ({account.protocol}, token {account.masked_token})")
+        self.stdout.write(f"added {account.name} ({account.protocol}, {account.origin}, token {account.masked_token})")
 
     def do_list(self, options: dict[str, Any]) -> None:
         now = timezone.now()
-        self.stdout.write("name\tprotocol\tstate\tused/limit\ttoken")
-        for account in selectors.accounts_for_admin(now=now).order_by("name"):
-            usage = selectors.usage_from_annotations(account=account, now=now)
-            row = [account.name, account.protocol, account.state, f"{usage.used}/{usage.limit}", account.masked_token]
-            self.stdout.write("\t".join(row))
+        rows = [selectors.account_summary(account=a, now=now) for a in selectors.accounts_for_admin(now=now)]
+        rows.sort(key=lambda row: str(row["name"]))
+        if options["json"]:
+            for row in rows:
+                self.stdout.write(json.dumps(row, ensure_ascii=False))
+            return
+        self.stdout.write("\t".join(selectors.SUMMARY_COLUMNS))
+        for row in rows:
+            self.stdout.write("\t".join(_cell(row[column]) for column in selectors.SUMMARY_COLUMNS))
 
     def do_import(self, options: dict[str, Any]) -> None:
         path = Path(options["file"])
@@ -92,13 +118,20 @@ class Command(BaseCommand):
     def do_check(self, options: dict[str, Any]) -> None:
         names = options["names"]
         accounts = [_account(name) for name in names] if names else list(KimiAccount.objects.filter(source="pool"))
-        invalid = 0
+        failed = 0
         for account in accounts:
-            live = services.account_check_now(account=account)
-            invalid += not live
-            self.stdout.write(f"{account.name}\t{'live' if live else 'invalid'}")
-        if invalid:
-            raise CommandError(f"{invalid} of {len(accounts)} account(s) invalid.")
+            result = services.account_check_now(account=account)
+            failed += not result.live
+            self.stdout.write(f"{account.name}\t{result.verdict}\t{_check_detail(result)}")
+        if failed:
+            raise CommandError(f"{failed} of {len(accounts)} account(s) not live.")
+
+    def do_origin(self, options: dict[str, Any]) -> None:
+        try:
+            services.account_set_origin(account=_account(options["name"]), origin=options["origin"])
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
+        self.stdout.write(f"{options['name']}: origin {options['origin']}")
 
     def do_enable(self, options: dict[str, Any]) -> None:
         services.account_enable(account=_account(options["name"]))

@@ -57,7 +57,7 @@ async def _send_upload(session: ConnectSession, blob: FileBlob, token: str) -> U
     headers = identity_headers(token) | {"accept": "application/json, text/plain, */*"}
     request = session.http.build_request(
         "POST",
-        settings.KIMI_BASE_URL + UPLOAD_PATH,
+        session.base_url + UPLOAD_PATH,
         files={"file": (blob.name, blob.data, blob.mime_type)},  # field name "file" (doc 2.11.1)
         headers=headers,
         timeout=request_timeout(),
@@ -72,7 +72,7 @@ async def _wait_parsed(session: ConnectSession, *, file_id: str, name: str) -> N
     deadline = loop.time() + limit
     pause = 0.1
     while True:
-        answer = await session.unary(settings.KIMI_BASE_URL + PROGRESS_PATH, {"file_ids": [file_id]})
+        answer = await session.unary(session.base_url + PROGRESS_PATH, {"file_ids": [file_id]})
         status = _status_of(answer, file_id)
         if status in _SUCCESS:
             return

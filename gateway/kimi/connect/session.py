@@ -26,12 +26,14 @@ from gateway.kimi.base import (
     KimiEvent,
     ProtocolError,
     RateLimited,
+    RefreshRefused,
     TokenSource,
     TurnRequest,
     Unavailable,
 )
 from gateway.kimi.connect.events import ConnectTranslator, connect_error
 from gateway.kimi.framing import ConnectDecoder, encode_envelope
+from gateway.kimi.origins import Endpoints
 from gateway.kimi.stream import EventStream, send
 from gateway.kimi.tokens import TokenPair
 from gateway.kimi.transport.http import (
@@ -139,20 +141,31 @@ def _retry_after(response: UpstreamResponse) -> float | None:
         return None
 
 
-async def refresh_tokens(http: UpstreamHTTP, refresh_token: str) -> TokenPair:
-    """``AuthService/RefreshToken`` (doc 2.5.1): rotates both tokens. AuthError when refused."""
+def refresh_refusal(response: UpstreamResponse) -> KimiError:
+    """A refused refresh (C.11): AuthError only for the explicit dead-token answer, HTTP 401 with code
+    ``unauthenticated``; anything else (a filter's 403, a 400, 5xx, an HTML page) is RefreshRefused."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code == 401 and isinstance(body, dict) and body.get("code") == "unauthenticated":
+        return AuthError("refresh token rejected by upstream", upstream_code="unauthenticated", status=401)
+    return RefreshRefused(f"refresh refused by upstream (HTTP {response.status_code})", status=response.status_code)
+
+
+async def refresh_tokens(http: UpstreamHTTP, refresh_token: str, *, auth_url: str | None = None) -> TokenPair:
+    """``AuthService/RefreshToken`` (doc 2.5.1) on the account's auth host (C.5): rotates both tokens.
+    AuthError when the token is dead, RefreshRefused for any other refusal (C.11)."""
     request = http.build_request(
         "POST",
-        settings.KIMI_AUTH_URL + REFRESH_PATH,
+        (auth_url or settings.KIMI_AUTH_URL) + REFRESH_PATH,
         json={"refresh_token": refresh_token},
         headers=client_headers() | {"connect-protocol-version": "1"},
         timeout=request_timeout(),
     )
     response = await send(http, request, stream=False)
-    if response.status_code in (400, 401, 403):
-        raise AuthError("refresh token rejected by upstream", status=response.status_code)
     if response.status_code != 200:
-        raise error_from_response(response)
+        raise refresh_refusal(response)
     body = _json_object(response)
     wrapped = body.get("data")
     data: dict[str, Any] = wrapped if isinstance(wrapped, dict) else body  # tolerate a wrapper (doc 2.5.1)
@@ -178,9 +191,17 @@ class ConnectSession:
 
     protocol: ClassVar[str] = "connect"
 
-    def __init__(self, *, tokens: TokenSource, http: UpstreamHTTP | None = None) -> None:
+    def __init__(
+        self, *, tokens: TokenSource, http: UpstreamHTTP | None = None, endpoints: Endpoints | None = None
+    ) -> None:
         self.tokens = tokens
         self._http = http
+        self._endpoints = endpoints
+
+    @property
+    def base_url(self) -> str:
+        """The account's deployment (C.5); ``KIMI_BASE_URL`` for a session built without one."""
+        return self._endpoints.base if self._endpoints else settings.KIMI_BASE_URL
 
     @property
     def http(self) -> UpstreamHTTP:
@@ -211,7 +232,7 @@ class ConnectSession:
         }
         continuing = bool(request.chat_id)
         http_request = self.http.build_request(
-            "POST", settings.KIMI_BASE_URL + CHAT_PATH, content=envelope, headers=headers, timeout=_stream_timeout()
+            "POST", self.base_url + CHAT_PATH, content=envelope, headers=headers, timeout=_stream_timeout()
         )
         sent_at = asyncio.get_running_loop().time()
         response = await send(self.http, http_request, stream=True)
@@ -245,7 +266,7 @@ class ConnectSession:
 
     async def delete_chat(self, chat_id: str) -> None:
         try:
-            await self.unary(settings.KIMI_BASE_URL + DELETE_PATH, {"chat_id": chat_id}, continuing=True)
+            await self.unary(self.base_url + DELETE_PATH, {"chat_id": chat_id}, continuing=True)
         except ChatNotFound:
             log.debug("chat to delete was already gone")
 

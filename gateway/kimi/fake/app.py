@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from gateway.kimi.fake import connect, connect_chat, files, legacy
-from gateway.kimi.fake.common import auth_refused, connect_unary_error, legacy_error, new_call, respond_http_fault
+from gateway.kimi.fake.common import (
+    auth_refused,
+    connect_unary_error,
+    field,
+    legacy_error,
+    new_call,
+    respond_http_fault,
+)
 from gateway.kimi.fake.control import FakeKimi
 from gateway.kimi.fake.control_http import handle_control
 from gateway.kimi.fake.http import Receive, Request, Scope, Send, read_body
@@ -26,6 +33,7 @@ _CONNECT_KINDS = {
     "ListMessages": "list_messages",
     "CancelChat": "cancel",
     "GetSubscriptionStats": "subscription",
+    "GetSubscription": "plan",
     "GetUserStorageQuota": "quota",
 }
 _TRAFFIC = (
@@ -129,8 +137,11 @@ _FAULTS_IN_HANDLER = frozenset({"chat", "stream", "create_chat"})
 
 
 async def _generic_fault(fake: FakeKimi, req: Request, call: Call) -> bool:
-    """``http_5xx`` / ``http_429`` / ``access_expired`` aimed at any other call kind with ``on=``."""
-    token = req.bearer()
+    """``http_5xx`` / ``http_429`` / ``access_expired`` / ``forbidden_html`` aimed at any other call kind
+    with ``on=``. The account is the bearer's, or the Connect refresh body's (doc 2.5.1)."""
+    body = req.json() if call.kind == "refresh" else None
+    token = req.bearer() or field(body, "refresh_token")
+    token = token if isinstance(token, str) else None
     claims = jwt_payload(token) if token else None
     with fake.lock:
         account = fake.state.by_user.get(str(claims.get("sub"))) if claims else None

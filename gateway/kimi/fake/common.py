@@ -25,6 +25,8 @@ HEADER_KEYS = (
     "user-agent",
 )
 BAD_GATEWAY_HTML = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+# What a web application firewall answers instead of the API (C.11: says nothing about the token).
+FORBIDDEN_HTML = b"<html><head><title>403 Forbidden</title></head><body><h1>Access denied</h1></body></html>"
 TOKEN_KEYS = ("refresh_token", "refreshToken", "access_token", "accessToken")
 
 # Connect code -> HTTP status for unary errors (doc 2.13.1).
@@ -52,7 +54,9 @@ def new_call(fake: FakeKimi, req: Request, protocol: str, kind: str) -> Call:
     headers = {k: req.headers[k] for k in HEADER_KEYS if k in req.headers}
     if "authorization" in req.headers:
         headers["authorization"] = "Bearer ***"
+    deployment = fake.deployment_of(req.port)
     call = Call(protocol=protocol, kind=kind, account=None, path=req.path, body=None, headers=headers)
+    call.deployment = deployment
     with fake.lock:
         fake.state.record(call)
     return call
@@ -109,7 +113,10 @@ async def authenticate(fake: FakeKimi, req: Request, call: Call, *, protocol: st
     """The account of the Bearer access token, or None after answering 401 in the protocol's shape."""
     token = req.bearer()
     with fake.lock:
-        account, why = fake.state.check_token(token, typ="access") if token else (None, "token is missing")
+        if token:
+            account, why = fake.state.check_token(token, typ="access", deployment=call.deployment)
+        else:
+            account, why = None, "token is missing"
         enforce = fake.state.options.enforce_msh_headers
     if account is not None and protocol == "connect" and enforce and not _msh_headers_match(req, account):
         account, why = None, "x-msh headers do not match the token"
@@ -134,9 +141,12 @@ def retry_headers(fault: Fault) -> list[tuple[str, str]]:
 
 
 async def respond_http_fault(req: Request, call: Call, fault: Fault) -> bool:
-    """``http_5xx`` / ``http_429``: the same plain HTTP answer on every call kind and protocol; True
-    when ``fault`` was one of them and has been answered."""
-    if fault.kind == "http_5xx":
+    """``http_5xx`` / ``http_429`` / ``forbidden_html``: the same plain HTTP answer on every call kind
+    and protocol; True when ``fault`` was one of them and has been answered."""
+    if fault.kind == "forbidden_html":
+        call.status = 403
+        await req.respond(403, FORBIDDEN_HTML, "text/html")
+    elif fault.kind == "http_5xx":
         call.status = fault.status or 502
         body, ctype = (b"", None) if fault.variant == "empty" else (BAD_GATEWAY_HTML, "text/html")
         await req.respond(call.status, body, ctype, retry_headers(fault))

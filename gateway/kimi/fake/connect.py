@@ -84,7 +84,11 @@ async def refresh(fake: FakeKimi, req: Request, call: Call) -> None:
         call.body = scrub(body)
         token = field(body, "refresh_token")
     with fake.lock:
-        account, why = fake.state.check_token(token, typ="refresh") if isinstance(token, str) else (None, "missing")
+        account, why = (
+            fake.state.check_token(token, typ="refresh", deployment=call.deployment)
+            if isinstance(token, str)
+            else (None, "missing")
+        )
     fault = None
     if account is not None:
         attach(fake, call, account)
@@ -229,6 +233,15 @@ def _subscription(fake: FakeKimi, account: AccountState, body: Any) -> Answer:
     return 200, {"subscriptionBalance": balance}
 
 
+def _plan(fake: FakeKimi, account: AccountState, body: Any) -> Answer:
+    """``SubscriptionService/GetSubscription`` (C.10; the shape of the peers that read it): a paid
+    account's plan, or no subscription at all for a free one."""
+    if not account.paid:
+        return 200, {"subscribed": False}
+    subscription = {"goods": {"title": "Moderato"}, "status": "SUBSCRIPTION_STATUS_ACTIVE"}
+    return 200, {"subscription": subscription, "subscribed": True}
+
+
 def _quota(fake: FakeKimi, account: AccountState, body: Any) -> Answer:
     return 200, {"quota": {"limitBytes": "524288000"}}
 
@@ -248,6 +261,7 @@ _METHODS = {
     "ListMessages": _list_messages,
     "CancelChat": _cancel,
     "GetSubscriptionStats": _subscription,
+    "GetSubscription": _plan,
     "GetUserStorageQuota": _quota,
     "GetConfig": _other,
 }

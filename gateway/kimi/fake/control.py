@@ -19,7 +19,13 @@ class FakeKimi:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.state = State()
-        self.url = ""
+        self.url = ""  # the kimi.com deployment (www, auth and legacy hosts)
+        self.url_ai = ""  # the kimi.ai deployment (kimi-web-protocol.md C.5)
+        self.deployment_ports: dict[int, str] = {}  # listening port -> deployment, set by the server
+
+    def deployment_of(self, port: int) -> str:
+        """The deployment a port serves; an unknown port (an ASGI test client) counts as kimi.com."""
+        return self.deployment_ports.get(port, "kimi.com")
 
     # ---- set-up
 
@@ -43,10 +49,16 @@ class FakeKimi:
         access_ttl: int = 900,
         refresh_ttl: int = 7_776_000,
         paid: bool = False,
+        deployment: str = "kimi.ai",
     ) -> FakeAccount:
         with self.lock:
             account = self.state.mint(
-                name=name, protocol=protocol, access_ttl=access_ttl, refresh_ttl=refresh_ttl, paid=paid
+                name=name,
+                protocol=protocol,
+                access_ttl=access_ttl,
+                refresh_ttl=refresh_ttl,
+                paid=paid,
+                deployment=deployment,
             )
             return account.public()
 

@@ -18,6 +18,7 @@ def _account_json(fake: FakeKimi, name: str) -> dict[str, Any]:
         "refresh_token": account.refresh_token,
         "access_token": account.access_token,
         "paid": account.paid,
+        "deployment": account.deployment,
     }
 
 

@@ -29,6 +29,8 @@ class Request:
         self.send = send
         host = self.headers.get("host", "127.0.0.1")
         self.base_url = f"{scope.get('scheme', 'http')}://{host}"
+        server = scope.get("server") or ("", 0)
+        self.port: int = int(server[1] or 0)  # the listening port, which tells the deployment (C.5)
         self._json: Any = None
 
     def json(self) -> Any:

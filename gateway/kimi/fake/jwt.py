@@ -47,14 +47,15 @@ def jwt_signature_ok(token: str, secret: bytes) -> bool:
     return hmac.compare_digest(expected, signature)
 
 
-def identity_claims(*, protocol: str, user_id: str, paid: bool) -> dict[str, Any]:
-    """The per-account claims that stay the same across every token of the account."""
+def identity_claims(*, protocol: str, user_id: str, paid: bool, deployment: str = "kimi.ai") -> dict[str, Any]:
+    """The per-account claims that stay the same across every token of the account. Connect tokens
+    name their deployment in ``aud`` (doc 2.4.2: ``["kimi.ai"]``; C.5)."""
     if protocol == "legacy":  # doc 1.4.3
         return {"iss": "user-center", "sub": user_id, "space_id": xid(), "abstract_user_id": xid()}
     level = 40 if paid else 10  # doc 2.4.2: 10 seen on a free account; the paid number is invented
     return {
         "iss": "account",
-        "aud": ["kimi.ai"],
+        "aud": [deployment],
         "app_id": "kimi",
         "sub": user_id,
         "abstract_user_id": xid(),

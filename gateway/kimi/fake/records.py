@@ -17,6 +17,7 @@ class FakeAccount:
     refresh_token: str = dataclasses.field(repr=False)
     access_token: str = dataclasses.field(repr=False)
     paid: bool = False
+    deployment: str = "kimi.com"  # which deployment issued the tokens (kimi-web-protocol.md C.5)
 
 
 @dataclasses.dataclass
@@ -27,6 +28,7 @@ class AccountState:
     protocol: str
     user_id: str
     paid: bool
+    deployment: str
     access_ttl: int
     refresh_ttl: int
     secret: bytes = dataclasses.field(repr=False)
@@ -39,7 +41,9 @@ class AccountState:
     research_used: int = 0
 
     def public(self) -> FakeAccount:
-        return FakeAccount(self.name, self.protocol, self.user_id, self.refresh_token, self.access_token, self.paid)
+        return FakeAccount(
+            self.name, self.protocol, self.user_id, self.refresh_token, self.access_token, self.paid, self.deployment
+        )
 
 
 @dataclasses.dataclass
@@ -55,6 +59,7 @@ class Call:
     upload: bytes | None = None
     at: float = dataclasses.field(default_factory=time.time)
     status: int = 200
+    deployment: str = "kimi.com"  # the deployment (port) the call reached (C.5)
 
     def as_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

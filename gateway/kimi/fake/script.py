@@ -45,6 +45,7 @@ DEFAULT_ON: dict[str, frozenset[str]] = {
     "blocks_only": frozenset({"chat"}),
     "no_end_frame": frozenset({"chat"}),
     "split_blocks": frozenset({"chat"}),
+    "forbidden_html": frozenset({"refresh"}),
 }
 FAULT_KINDS = frozenset(DEFAULT_ON)
 
@@ -171,7 +172,7 @@ class Script:
         return taken
 
 
-GENERIC = frozenset({"http_5xx", "http_429", "access_expired"})
+GENERIC = frozenset({"http_5xx", "http_429", "access_expired", "forbidden_html"})
 
 
 def take_generic(script: Script, kind: str, account: str | None) -> Fault | None:

@@ -17,6 +17,7 @@ from gateway.kimi.fake.records import AccountState, Call, ChatRecord, FileRecord
 from gateway.kimi.fake.script import Script
 
 CALLS_KEPT = 10_000
+DEPLOYMENTS = ("kimi.com", "kimi.ai")  # C.5: served on separate ports (server.py)
 _MAX_ACCESS_JTIS = 1_000
 
 
@@ -30,6 +31,7 @@ class Options:
     research_total: int = 30
     default_reply: str = "Hello from fake Kimi."
     amount_used_ratio: float = 0.0
+    strict_deployments: bool = False
 
 
 class State:
@@ -52,9 +54,14 @@ class State:
 
     # ---- accounts and tokens
 
-    def mint(self, *, name: str, protocol: str, access_ttl: int, refresh_ttl: int, paid: bool) -> AccountState:
+    def mint(
+        self, *, name: str, protocol: str, access_ttl: int, refresh_ttl: int, paid: bool, deployment: str
+    ) -> AccountState:
         if protocol not in ("connect", "legacy"):
             raise ValueError("protocol must be 'connect' or 'legacy'")
+        if deployment not in DEPLOYMENTS:
+            raise ValueError(f"deployment must be one of {DEPLOYMENTS}")
+        deployment = "kimi.com" if protocol == "legacy" else deployment  # legacy: one host (doc 1.1)
         old = self.accounts.pop(name, None)
         if old is not None:
             self.by_user.pop(old.user_id, None)
@@ -64,10 +71,11 @@ class State:
             protocol=protocol,
             user_id=user_id,
             paid=paid,
+            deployment=deployment,
             access_ttl=access_ttl,
             refresh_ttl=refresh_ttl,
             secret=secrets.token_bytes(32),
-            identity=identity_claims(protocol=protocol, user_id=user_id, paid=paid),
+            identity=identity_claims(protocol=protocol, user_id=user_id, paid=paid, deployment=deployment),
         )
         self.issue(account)
         self.accounts[name] = account
@@ -89,12 +97,15 @@ class State:
         previous = {jti: grace for jti, deadline in account.refresh_jtis.items() if deadline is None}
         account.refresh_jtis = {**previous, refresh["jti"]: None}
 
-    def check_token(self, token: str, *, typ: str) -> tuple[AccountState | None, str]:
-        """The account a token belongs to, or None and the reason (for the error message)."""
+    def check_token(self, token: str, *, typ: str, deployment: str | None = None) -> tuple[AccountState | None, str]:
+        """The account a token belongs to, or None and the reason (for the error message). With
+        ``strict_deployments``, a token presented at the other deployment than its issuer is refused."""
         claims = jwt_payload(token)
         account = self.by_user.get(str(claims.get("sub"))) if claims else None
         if claims is None or account is None or not jwt_signature_ok(token, account.secret):
             return None, "token is malformed"
+        if self.options.strict_deployments and deployment and deployment != account.deployment:
+            return None, f"token was issued by {account.deployment}, not {deployment}"
         if claims.get("typ") != typ:
             return None, "wrong token type"
         if time.time() >= float(claims.get("exp", 0)):

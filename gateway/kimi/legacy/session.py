@@ -26,12 +26,14 @@ from gateway.kimi.base import (
     KimiEvent,
     ProtocolError,
     RateLimited,
+    RefreshRefused,
     TokenSource,
     TurnRequest,
     Unavailable,
 )
 from gateway.kimi.framing import SSEDecoder
 from gateway.kimi.legacy.events import LegacyTranslator, legacy_error
+from gateway.kimi.origins import Endpoints
 from gateway.kimi.stream import EventStream, send
 from gateway.kimi.tokens import TokenPair
 from gateway.kimi.transport.http import (
@@ -137,19 +139,32 @@ def json_object(response: UpstreamResponse) -> dict[str, Any]:
     return body
 
 
-async def refresh_tokens(http: UpstreamHTTP, refresh_token: str) -> TokenPair:
-    """``GET /api/auth/token/refresh`` with the refresh token as Bearer (doc 1.4.2); both rotate."""
+def refresh_refusal(response: UpstreamResponse) -> KimiError:
+    """A refused refresh (C.11): AuthError only for the explicit ``auth.token.invalid`` answer (doc
+    1.4.2); anything else (the 400 of a risk-controlled account, a filter's 403, 5xx, HTML) is
+    RefreshRefused."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("error_type") == "auth.token.invalid":
+        status = response.status_code
+        return AuthError("refresh token rejected by upstream", upstream_code="auth.token.invalid", status=status)
+    return RefreshRefused(f"refresh refused by upstream (HTTP {response.status_code})", status=response.status_code)
+
+
+async def refresh_tokens(http: UpstreamHTTP, refresh_token: str, *, auth_url: str | None = None) -> TokenPair:
+    """``GET /api/auth/token/refresh`` with the refresh token as Bearer (doc 1.4.2); both rotate.
+    AuthError when the token is dead, RefreshRefused for any other refusal (C.11)."""
     request = http.build_request(
         "GET",
-        settings.KIMI_LEGACY_BASE_URL + REFRESH_PATH,
+        (auth_url or settings.KIMI_LEGACY_BASE_URL) + REFRESH_PATH,
         headers=client_headers() | {"authorization": f"Bearer {refresh_token}"},
         timeout=request_timeout(),
     )
     response = await send(http, request, stream=False)
-    if response.status_code in (400, 401, 403):  # 400: risk-controlled account (doc 1.4.2)
-        raise AuthError("refresh token rejected by upstream", status=response.status_code)
     if response.status_code != 200:
-        raise error_from_response(response)
+        raise refresh_refusal(response)
     body = json_object(response)
     access = body.get("access_token")
     if not isinstance(access, str) or not access:
@@ -162,9 +177,17 @@ class LegacySession:
 
     protocol: ClassVar[str] = "legacy"
 
-    def __init__(self, *, tokens: TokenSource, http: UpstreamHTTP | None = None) -> None:
+    def __init__(
+        self, *, tokens: TokenSource, http: UpstreamHTTP | None = None, endpoints: Endpoints | None = None
+    ) -> None:
         self.tokens = tokens
         self._http = http
+        self._endpoints = endpoints
+
+    @property
+    def base_url(self) -> str:
+        """The account's host (C.5); ``KIMI_LEGACY_BASE_URL`` for a session built without one."""
+        return self._endpoints.base if self._endpoints else settings.KIMI_LEGACY_BASE_URL
 
     @property
     def http(self) -> UpstreamHTTP:
@@ -210,7 +233,7 @@ class LegacySession:
     ) -> UpstreamResponse:
         request = self.http.build_request(
             method,
-            settings.KIMI_LEGACY_BASE_URL + path,
+            self.base_url + path,
             json=json,
             headers=identity_headers(token),
             timeout=timeout or request_timeout(),

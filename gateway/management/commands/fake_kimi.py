@@ -1,6 +1,8 @@
-"""``python manage.py fake_kimi --port 9000 [--host 127.0.0.1]``: the fake Kimi upstream in the foreground.
+"""``python manage.py fake_kimi --port 9000 [--ai-port 9001] [--host 127.0.0.1]``: the fake Kimi upstream.
 
-Point KIMI_BASE_URL, KIMI_AUTH_URL and KIMI_LEGACY_BASE_URL at the printed URL; drive it over ``/_fake/``
+Point KIMI_BASE_URL, KIMI_AUTH_URL and KIMI_LEGACY_BASE_URL at the printed URL, and KIMI_AI_BASE_URL and
+KIMI_AI_AUTH_URL at the kimi.ai one (or at the same URL: every port answers every path, the port only
+says which deployment a call is recorded as having reached); drive it over ``/_fake/``
 (gateway/kimi/fake/README.md). For demos, benchmarks and multi-process tests; never for production.
 """
 
@@ -19,11 +21,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=9000, help="TCP port (0: any free port)")
+        parser.add_argument("--ai-port", type=int, default=0, dest="ai_port", help="kimi.ai port (0: any free port)")
         parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        server = FakeKimiServer(FakeKimi(), host=options["host"], port=options["port"])
-        self.stdout.write(f"fake Kimi listening on {server.url}", ending="\n")
+        server = FakeKimiServer(FakeKimi(), host=options["host"], port=options["port"], ai_port=options["ai_port"])
+        self.stdout.write(f"fake Kimi listening on {server.url} (kimi.ai: {server.url_ai})", ending="\n")
         self.stdout.flush()
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the captured SIGINT after shutting down
             server.serve_forever()

@@ -17,6 +17,7 @@ from tests.integration.api.helpers import client_for, pool_account
 RETRYABLE = [
     ("access_expired", {}),  # refresh + retry on the same account works; counted as one attempt
     ("refresh_invalid", {}),
+    ("forbidden_html", {}),  # a filter's 403 on the refresh: cooling, not invalid (C.11)
     ("rate_limited", {}),
     ("overloaded", {}),
     ("http_5xx", {}),

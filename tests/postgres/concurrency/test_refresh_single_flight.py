@@ -29,7 +29,7 @@ def _database_url(settings_dict: dict[str, Any]) -> str:
 def _worker(database_url: str, fake_url: str, account_id: int, barrier: Any, results: Any) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     os.environ["DATABASE_URL"] = database_url
-    for name in ("KIMI_BASE_URL", "KIMI_AUTH_URL", "KIMI_LEGACY_BASE_URL"):
+    for name in ("KIMI_BASE_URL", "KIMI_AUTH_URL", "KIMI_LEGACY_BASE_URL", "KIMI_AI_BASE_URL", "KIMI_AI_AUTH_URL"):
         os.environ[name] = fake_url
     import asyncio
 

@@ -110,7 +110,8 @@ def test_it_never_exceeds_an_account_limit_and_loses_nothing_across_two_replicas
         )
         out = manage("shell", "-c", SETUP.format(tokens=tokens, limit=LIMIT), env=env)
         key = next(line.split()[1] for line in out.splitlines() if line.startswith("KEY "))
-        gateway_envs = {**env, "KIMI_BASE_URL": fake.url, "KIMI_AUTH_URL": fake.url, "KIMI_LEGACY_BASE_URL": fake.url}
+        urls = ("KIMI_BASE_URL", "KIMI_AUTH_URL", "KIMI_LEGACY_BASE_URL", "KIMI_AI_BASE_URL", "KIMI_AI_AUTH_URL")
+        gateway_envs = {**env, **dict.fromkeys(urls, fake.url)}
         gateways = [start_gateway(gateway_envs, name=f"replica-{i}") for i in range(2)]
         processes += gateways
         for gateway in gateways:
