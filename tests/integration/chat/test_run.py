@@ -167,7 +167,7 @@ async def test_a_bug_in_a_collected_sink_is_raised_after_its_ending_is_recorded(
 
 @pytest.mark.parametrize("how", ["aclose", "cancel"])
 async def test_the_client_going_away_mid_stream_still_finishes_the_request(pool, how):
-    pool.fake.reply(text="x" * 200, chunk_size=4, delay=0.05)
+    pool.fake.reply(text="x" * 200, chunk_size=4, delay=0.2)
     reply = await opened(pool)
     body = run(reply, RecordingSink(streams=True))
     assert (await anext(body)).startswith(b"text:")
@@ -175,7 +175,7 @@ async def test_the_client_going_away_mid_stream_still_finishes_the_request(pool,
         await body.aclose()
     else:
         reading = asyncio.ensure_future(anext(body))
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0)  # the read has begun: it waits for the next upstream frame
         reading.cancel()
         with pytest.raises(asyncio.CancelledError):
             await reading
