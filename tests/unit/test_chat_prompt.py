@@ -1,0 +1,114 @@
+"""gateway/chat/prompt.py: what Kimi reads for one account — the flattened history for a new chat, only
+the newest user message for a continued one, with the model's flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from gateway.chat.prompt import prompt_text, upstream_turn
+from gateway.chat.turn import Job, Turn
+from gateway.kimi.base import FileBlob, FileRef, TurnRequest
+from gateway.openai.flatten import LATEST_HEADING
+from gateway.openai.messages import Message
+from gateway.openai.model_names import parse_model
+from gateway.records.callers import Caller
+from gateway.records.conversations import ContinuedConversation
+
+HISTORY = (
+    Message(role="system", text="Be brief."),
+    Message(role="user", text="What is 2+2?"),
+    Message(role="assistant", text="4"),
+    Message(role="user", text="And 3+3?"),
+)
+CALLER = Caller(api_key_id=7, owner_hash="key:7", rpm_limit=None, max_concurrent=None, owners=("key:7",))
+
+
+class NoUploads:
+    """The upstream session as the prompt stage sees it; a job without files must never upload."""
+
+    def __init__(self) -> None:
+        self.uploads: list[FileBlob] = []
+
+    async def upload(self, blob: FileBlob) -> FileRef:
+        self.uploads.append(blob)
+        raise AssertionError("uploaded a file for a job without files")
+
+
+def job(turn: Turn, *, continued: ContinuedConversation | None = None, prompt: str | None = None) -> Job:
+    return Job(
+        request_id="r1",
+        log_id=1,
+        caller=CALLER,
+        api_key=None,
+        turn=turn,
+        prompt_text=prompt_text(turn) if prompt is None else prompt,
+        started=time.monotonic(),
+        continued=continued,
+    )
+
+
+def test_a_lone_user_message_is_the_prompt_as_written():
+    assert prompt_text(Turn(model=parse_model("kimi"), messages=(Message(role="user", text="  hi\n"),))) == "  hi\n"
+
+
+def test_a_history_is_flattened_into_one_message_ending_with_the_latest_question():
+    text = prompt_text(Turn(model=parse_model("kimi"), messages=HISTORY))
+    assert text.startswith("Be brief.\n\n")
+    assert "user: What is 2+2?\nassistant: 4" in text
+    assert text.endswith(f"{LATEST_HEADING}\nAnd 3+3?")
+
+
+async def test_a_new_chat_gets_the_jobs_prompt_text_and_no_chat_to_continue():
+    session = NoUploads()
+    # The job's prompt_text (as logged and counted) is what is sent, not a second flattening.
+    request = await upstream_turn(
+        job(Turn(model=parse_model("kimi"), messages=HISTORY), prompt="P"), session=session, account_id=1
+    )  # type: ignore[arg-type]
+    assert request == TurnRequest(text="P")
+    assert session.uploads == []
+
+
+async def test_a_continued_chat_gets_only_the_newest_user_message_and_where_to_continue():
+    continued = ContinuedConversation(conversation_id=3, account_id=1, chat_id="chat-9", parent_message_id="msg-5")
+    turn = Turn(model=parse_model("kimi"), messages=HISTORY, continue_chat="chat-9")
+    request = await upstream_turn(job(turn, continued=continued), session=NoUploads(), account_id=1)  # type: ignore[arg-type]
+    assert (request.text, request.chat_id, request.parent_id, request.files) == ("And 3+3?", "chat-9", "msg-5", ())
+
+
+async def test_a_continued_chat_without_a_parent_message_sends_none():
+    """Legacy chats have no parent message id; an empty one must not be sent as ""."""
+    continued = ContinuedConversation(conversation_id=3, account_id=1, chat_id="chat-9", parent_message_id="")
+    turn = Turn(model=parse_model("kimi"), messages=HISTORY, continue_chat="chat-9")
+    request = await upstream_turn(job(turn, continued=continued), session=NoUploads(), account_id=1)  # type: ignore[arg-type]
+    assert request.parent_id is None
+
+
+@pytest.mark.parametrize(
+    ("model", "flags"),
+    [
+        ("kimi", {}),
+        ("kimi-thinking", {"thinking": True}),
+        ("kimi-search", {"search": True}),
+        ("kimi-research", {"research": True}),
+        ("kimi-math", {"math": True}),
+        ("kimi-silent", {"search": True}),
+        ("kimi-agent", {"agent_id": "kimi-agent"}),
+        ("k2d6-chat", {"model": "k2d6-chat"}),
+    ],
+)
+@pytest.mark.parametrize("continued", [False, True])
+async def test_the_turn_carries_the_models_flags(model, flags, continued):
+    conversation = ContinuedConversation(conversation_id=3, account_id=1, chat_id="c", parent_message_id="m")
+    turn = Turn(model=parse_model(model), messages=(Message(role="user", text="hi"),))
+    request = await upstream_turn(
+        job(turn, continued=conversation if continued else None),
+        session=NoUploads(),  # type: ignore[arg-type]
+        account_id=1,
+    )
+    expected = dataclasses.replace(TurnRequest(text="hi"), **flags)
+    if continued:
+        expected = dataclasses.replace(expected, chat_id="c", parent_id="m")
+    assert request == expected
