@@ -42,7 +42,9 @@ def attach_up_front(job: Job) -> bool:
     return history_attachable(job) and len(job.prompt_text.encode()) > limit
 
 
-async def upstream_turn(job: Job, *, session: KimiSession, account_id: int, attach_history: bool) -> TurnRequest:
+async def upstream_turn(
+    job: Job, *, session: KimiSession, account_id: int, attach_history: bool = False
+) -> TurnRequest:
     """The turn to send on this account: its text, its files (uploaded here, once per account) and,
     for a continued chat, where to continue (protocol doc 2.9: Connect needs the parent message id)."""
     blobs = list(job.blobs)

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from gateway.chat import prompt
 from gateway.chat.prompt import prompt_text, upstream_turn
 from gateway.chat.turn import Job, Turn
 from gateway.kimi.base import FileBlob, FileRef, TurnRequest
@@ -112,3 +113,43 @@ async def test_the_turn_carries_the_models_flags(model, flags, continued):
     if continued:
         expected = dataclasses.replace(expected, chat_id="c", parent_id="m")
     assert request == expected
+
+
+LONG_HISTORY = (
+    Message(role="system", text="Be brief."),
+    Message(role="user", text="first question"),
+    Message(role="assistant", text="first answer"),
+    Message(role="user", text="latest question"),
+    Message(role="tool", text="a late tool result", name="lookup"),
+)
+
+
+def test_a_long_history_is_split_into_an_inline_message_and_a_file():
+    text, history = prompt._split_history(Turn(model=parse_model("kimi"), messages=LONG_HISTORY))
+    assert text == (
+        "Be brief.\n\n"
+        + prompt.HISTORY_NOTE
+        + "\n\nLatest message from user (answer this one):\nlatest question\n\ntool (lookup): a late tool result"
+    )
+    assert (history.name, history.mime_type) == (prompt.HISTORY_FILE, "text/plain")
+    assert history.data.decode() == "user: first question\nassistant: first answer"
+
+
+def test_only_a_new_chat_with_earlier_turns_can_move_its_history():
+    long = Turn(model=parse_model("kimi"), messages=LONG_HISTORY)
+    single = Turn(
+        model=parse_model("kimi"), messages=(Message(role="system", text="s"), Message(role="user", text="u"))
+    )
+    conversation = ContinuedConversation(conversation_id=3, account_id=1, chat_id="c", parent_message_id="m")
+    assert prompt.history_attachable(job(long))
+    assert not prompt.history_attachable(job(single))
+    assert not prompt.history_attachable(job(long, continued=conversation))
+
+
+def test_the_up_front_limit_counts_utf8_bytes(settings):
+    turn = Turn(model=parse_model("kimi"), messages=(*LONG_HISTORY[:3], Message(role="user", text="问" * 40)))
+    the_job = job(turn)
+    settings.KIMIPROXY_PROMPT_ATTACH_BYTES = len(the_job.prompt_text) + 10  # characters would fit, bytes do not
+    assert prompt.attach_up_front(the_job)
+    settings.KIMIPROXY_PROMPT_ATTACH_BYTES = len(the_job.prompt_text.encode())
+    assert not prompt.attach_up_front(the_job)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from accounts.choices import LeaseOutcome
 from gateway.chat.attempt import AttemptCancelled
 from gateway.chat.settle import (
-    LEASE_CLIENT_CLOSED,
-    LEASE_OK,
     Ending,
     LeaseEnd,
     ending_client_closed,
@@ -37,6 +36,7 @@ EXPECTED: dict[type[kimi.KimiError], tuple[str, bool]] = {
     kimi.Overloaded: ("overloaded", True),
     kimi.StreamBusy: ("stream_busy", True),
     kimi.Unavailable: ("unavailable", True),
+    kimi.RefreshRefused: ("unavailable", True),
     kimi.UpstreamTimeout: ("timeout", True),
     kimi.ConnectTimeout: ("timeout", True),
     kimi.FirstByteTimeout: ("timeout", True),
@@ -45,6 +45,7 @@ EXPECTED: dict[type[kimi.KimiError], tuple[str, bool]] = {
     kimi.ContentFiltered: ("content_filtered", False),
     kimi.BadRequest: ("bad_request", False),
     kimi.ChatNotFound: ("bad_request", False),
+    kimi.ContextTooLong: ("bad_request", True),  # the upstream did no work: not counted, no cooldown
     kimi.FileRejected: ("bad_request", False),
     kimi.ProtocolError: ("protocol_error", False),
     AttemptCancelled: ("client_closed", True),
@@ -90,7 +91,7 @@ def test_the_message_given_wins_over_the_upstream_one():
 
 
 def test_no_failure_is_an_ok_lease_that_still_counts():
-    assert lease_end_for(None, generated=False) == LeaseEnd(outcome=LEASE_OK, refund=False, retry_after=None)
+    assert lease_end_for(None, generated=False) == LeaseEnd(outcome=LeaseOutcome.OK, refund=False, retry_after=None)
     assert lease_end_for(None, generated=False, message="note").message == "note"
 
 
@@ -117,7 +118,7 @@ def test_the_log_outcome_follows_the_status(status, outcome):
 def test_success_ends_with_200_ok_and_an_ok_lease():
     ending = ending_success()
     assert (ending.status, ending.outcome, ending.error_code, ending.cause) == (200, "ok", "", None)
-    assert ending.lease_end(generated=True) == LeaseEnd(outcome=LEASE_OK)
+    assert ending.lease_end(generated=True) == LeaseEnd(outcome=LeaseOutcome.OK)
 
 
 def test_an_upstream_failure_ends_the_request_and_settles_the_lease_by_its_cause():
@@ -145,7 +146,7 @@ def test_a_gateway_error_without_upstream_cause_leaves_the_lease_ok(error, statu
     """Our own refusals and bugs say nothing about the account: its lease ends ``ok`` (counted)."""
     ending = ending_for_error(error)
     assert (ending.status, ending.outcome, ending.error_code, ending.cause) == (status, outcome, code, None)
-    assert ending.lease_end(generated=False) == LeaseEnd(outcome=LEASE_OK, message=error.message)
+    assert ending.lease_end(generated=False) == LeaseEnd(outcome=LeaseOutcome.OK, message=error.message)
 
 
 def test_a_client_that_went_away_is_499_and_a_neutral_unrefunded_lease():
@@ -154,13 +155,13 @@ def test_a_client_that_went_away_is_499_and_a_neutral_unrefunded_lease():
     assert ending.client_closed
     for generated in (False, True):
         assert ending.lease_end(generated=generated) == LeaseEnd(
-            outcome=LEASE_CLIENT_CLOSED, refund=False, message="client closed the connection"
+            outcome=LeaseOutcome.CLIENT_CLOSED, refund=False, message="client closed the connection"
         )
 
 
 def test_client_closed_wins_over_a_cause():
     ending = Ending(status=499, outcome="client_closed", cause=kimi.Overloaded(), client_closed=True)
-    assert ending.lease_end(generated=False).outcome == LEASE_CLIENT_CLOSED
+    assert ending.lease_end(generated=False).outcome == LeaseOutcome.CLIENT_CLOSED
 
 
 def test_the_internal_error_tells_the_client_nothing_of_the_bug():
