@@ -24,7 +24,6 @@ from gateway.chat.prompt import prompt_text
 from gateway.chat.settle import ending_client_closed, ending_for_error
 from gateway.chat.turn import Job, Turn
 from gateway.db.accept_sql import FastAccept, api_key_accept, api_key_accept_async, fast_accept_supported
-from gateway.db.eventloop import async_db_enabled
 from gateway.db.threads import db_call
 from gateway.kimi.base import FileBlob, FileRejected
 from gateway.kimi.uploads import blob_from_url
@@ -135,9 +134,10 @@ def _authenticate_and_accept(
 async def _accept_step(
     authorization: str, start: LogStart, turn: Turn | None, parse_error: GatewayError | None
 ) -> tuple[Caller, ApiKey | None, int, ContinuedConversation | None]:
-    """The accept step: in the common case one statement on the event loop (gateway/db/eventloop.py); what
-    it leaves undecided, or everything off PostgreSQL's serving loop, in a worker thread."""
-    key_hash = _fast_accept_key_hash(authorization, turn, parse_error) if async_db_enabled() else None
+    """The accept step: on PostgreSQL, in the common case, one statement (gateway/db/accept_sql.py; where
+    it runs is gateway/db/run.py's choice); what it leaves undecided, and everything on SQLite, through
+    the ORM in a worker thread."""
+    key_hash = _fast_accept_key_hash(authorization, turn, parse_error)
     if key_hash is None:
         return await db_call(_authenticate_and_accept, authorization, start, turn, parse_error)
     assert turn is not None

@@ -17,7 +17,8 @@ from gateway.chat.turn import Job
 from gateway.chat.waiting import slot_waiters
 from gateway.choices import Outcome
 from gateway.records.conversations import chat_delete
-from gateway.records.logs import ConversationSettlement, LeaseSettlement, LogFinish, request_finish_async
+from gateway.records.logs import request_finish_async
+from gateway.records.settlements import ConversationSettlement, LeaseSettlement, LogFinish
 
 
 @dataclasses.dataclass(frozen=True)

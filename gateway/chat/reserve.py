@@ -20,7 +20,7 @@ from accounts.pool import Lease, NoAccountAvailable, account_reserve, account_un
 from gateway.chat.attempt import Attempt, attempt_abandon
 from gateway.chat.turn import Job
 from gateway.chat.waiting import slot_waiters
-from gateway.db import eventloop
+from gateway.db import eventloop, run
 from gateway.db.threads import db_call
 from gateway.kimi.base import KimiError
 from gateway.openai.errors import (
@@ -48,14 +48,15 @@ def _reserve(job: Job, exclude: set[int]) -> tuple[Lease, KimiAccount]:
 
 
 async def _reserve_once(job: Job, exclude: set[int]) -> tuple[Lease, KimiAccount]:
-    """One reservation: on the event loop when it can (gateway/db/eventloop.py), else in a worker thread.
-    Raises ``NoAccountAvailable`` (saying why, which takes the ORM) when no account can take the turn."""
-    if eventloop.async_db_enabled():
+    """One reservation: on PostgreSQL one statement (accounts/pool/pg.py; gateway/db/run.py chooses where
+    it runs), elsewhere the ORM reference in a worker thread. Raises ``NoAccountAvailable`` (saying why,
+    which takes the ORM) when no account can take the turn."""
+    if eventloop.is_postgresql():
         account_ids = _reservable_ids(job)
         statement = pg.reserve_statement(
             now=timezone.now(), request_id=job.request_id, protocol=None, account_ids=account_ids, exclude=exclude
         )
-        lease = pg.reserved_lease(await eventloop.fetchone(*statement))
+        lease = pg.reserved_lease(await run.fetchone(*statement))
         if lease is not None:
             assert lease.account is not None  # the statement returns the row it updated
             return lease, lease.account

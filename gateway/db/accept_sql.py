@@ -31,7 +31,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Field, Model
 
-from gateway.db import eventloop
+from gateway.db import eventloop, run
 from gateway.models import ApiKey, RequestLog
 from gateway.records.keys import LAST_USED_RESOLUTION, api_key_last_used_stale
 from gateway.records.logs import LogStart, request_log_accept_fields
@@ -160,8 +160,8 @@ def api_key_accept(*, key_hash: str, start: LogStart, model: str, now: datetime)
 
 
 async def api_key_accept_async(*, key_hash: str, start: LogStart, model: str, now: datetime) -> FastAccept | None:
-    """``api_key_accept`` on the event loop's own connection pool (gateway/db/eventloop.py)."""
+    """``api_key_accept`` from async code (the statement's path is gateway/db/run.py's choice)."""
     params = _accept_statement(key_hash=key_hash, start=start, model=model, now=now)
     if params is None:
         return None
-    return _fast_accept_of(await eventloop.fetchone(_statement().sql, params), now=now)
+    return _fast_accept_of(await run.fetchone(_statement().sql, params), now=now)

@@ -15,7 +15,7 @@ path, nothing but the log row changes when the row was already final.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import connection
 
@@ -24,12 +24,10 @@ from accounts.models import KimiAccount, Turn
 from accounts.pool import rules
 from accounts.pool.pg import assignments, literal, literal_list, matches
 from gateway.choices import Outcome
-from gateway.db import eventloop
+from gateway.db import eventloop, run
 from gateway.models import Conversation, RequestLog
 from gateway.records.conversations import conversation_settled_state
-
-if TYPE_CHECKING:
-    from gateway.records.logs import ConversationSettlement, LeaseSettlement
+from gateway.records.settlements import ConversationSettlement, LeaseSettlement
 
 LOG, TURN, ACCOUNT, CONVERSATION = (m._meta.db_table for m in (RequestLog, Turn, KimiAccount, Conversation))
 
@@ -128,7 +126,7 @@ async def request_finish_statement_async(
     conversation: ConversationSettlement | None,
     now: datetime,
 ) -> bool:
-    """``request_finish_statement`` on the event loop's own connection pool (gateway/db/eventloop.py)."""
+    """``request_finish_statement`` from async code (the statement's path is gateway/db/run.py's choice)."""
     sql, params = _finish_statement(log_fields=log_fields, lease=lease, conversation=conversation, now=now)
-    row = await eventloop.fetchone(sql, params)
+    row = await run.fetchone(sql, params)
     return bool(row and row[0])

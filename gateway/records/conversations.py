@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from accounts.models import KimiAccount
 from gateway.choices import ConversationState
-from gateway.db import eventloop
+from gateway.db import eventloop, run
 from gateway.db.threads import db_call
 from gateway.kimi import session_for
 from gateway.kimi.base import KimiError
@@ -83,9 +83,7 @@ async def conversation_record_async(
     """``conversation_record`` from async code: on the event loop's own connection pool when it can
     (gateway/db/eventloop.py), else in a worker thread."""
     params = _record_params(account_id, chat_id, api_key_id, owner_hash, request_id, now)
-    if not eventloop.async_db_enabled():
-        return await db_call(_insert_record, params)
-    created = await eventloop.fetchone(_RECORD, params)
+    created = await run.fetchone(_RECORD, params)
     assert created is not None
     return int(created[0])
 

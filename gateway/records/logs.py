@@ -18,14 +18,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import KimiAccount
-from accounts.pool import Lease, lease_release
+from accounts.pool import lease_release
 from gateway.choices import Outcome
-from gateway.db import eventloop, finish_sql
+from gateway.db import finish_sql
 from gateway.db.threads import db_call
 from gateway.models import ApiKey, RequestLog
 from gateway.openai.errors import RateLimitExceeded
 from gateway.records.callers import Caller
 from gateway.records.conversations import conversation_settle
+from gateway.records.settlements import ConversationSettlement, LeaseSettlement, LogFinish
 
 PREVIEW_CHARS = 200
 
@@ -41,47 +42,6 @@ class LogStart:
     user: str = ""
     prompt_chars: int = 0
     prompt_preview: str = ""
-
-
-@dataclasses.dataclass
-class LogFinish:
-    status_code: int
-    outcome: str
-    error_code: str = ""
-    error_message: str = ""
-    latency_ms: int | None = None
-    ttft_ms: int | None = None
-    attempts: int = 0
-    account_id: int | None = None
-    completion_chars: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    upstream_chat_id: str = ""
-    answer_preview: str = ""
-    flags: list[str] | None = None  # replaces the accept-time flags (adds what the upstream ignored)
-
-
-@dataclasses.dataclass(frozen=True)
-class LeaseSettlement:
-    """How to release the lease of the last attempt (earlier attempts were released as they failed)."""
-
-    lease: Lease
-    outcome: str  # a LeaseOutcome (accounts/choices.py), not the log row's Outcome
-    refund: bool = False
-    retry_after: float | None = None
-    message: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class ConversationSettlement:
-    """What becomes of the request's upstream chat: kept, or already deleted upstream (``deleted``),
-    or its delete failed (``delete_error``), or neither yet (queued for deletion)."""
-
-    conversation_id: int
-    keep: bool
-    parent_message_id: str = ""
-    deleted: bool = False
-    delete_error: str = ""
 
 
 def _preview(text: str) -> str:
@@ -270,9 +230,10 @@ async def request_finish_async(
     lease: LeaseSettlement | None = None,
     conversation: ConversationSettlement | None = None,
 ) -> bool:
-    """``request_finish`` from async code: the one-statement outcomes (gateway/db/finish_sql.py) on the
-    event loop's own connection pool (gateway/db/eventloop.py), everything else in a worker thread."""
-    if not (eventloop.async_db_enabled() and finish_sql.fast_path_applies(lease)):
+    """``request_finish`` from async code: the one-statement outcomes on PostgreSQL
+    (gateway/db/finish_sql.py, run where gateway/db/run.py chooses), everything else through the ORM in a
+    worker thread."""
+    if not finish_sql.fast_path_applies(lease):
         return await db_call(request_finish, log_id=log_id, finish=finish, lease=lease, conversation=conversation)
     return await finish_sql.request_finish_statement_async(
         log_fields=_statement_log_fields(_finish_fields(finish), log_id=log_id, flags=finish.flags),

@@ -29,7 +29,7 @@ from gateway.choices import Outcome
 from gateway.db import finish_sql
 from gateway.models import ApiKey, Conversation, RequestLog
 from gateway.records import logs
-from gateway.records.logs import ConversationSettlement, LeaseSettlement, LogFinish
+from gateway.records.settlements import ConversationSettlement, LeaseSettlement, LogFinish
 
 pytestmark = [pytest.mark.postgres]
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

@@ -1,0 +1,52 @@
+"""What a request's final write settles, as plain data: the log row's last fields (``LogFinish``), the
+lease of the last attempt (``LeaseSettlement``) and the fate of its upstream chat
+(``ConversationSettlement``). The ORM service (records/logs.py ``request_finish``) and the one-statement
+path on PostgreSQL (gateway/db/finish_sql.py) both take these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from accounts.pool import Lease
+
+
+@dataclasses.dataclass
+class LogFinish:
+    status_code: int
+    outcome: str
+    error_code: str = ""
+    error_message: str = ""
+    latency_ms: int | None = None
+    ttft_ms: int | None = None
+    attempts: int = 0
+    account_id: int | None = None
+    completion_chars: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    upstream_chat_id: str = ""
+    answer_preview: str = ""
+    flags: list[str] | None = None  # replaces the accept-time flags (adds what the upstream ignored)
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseSettlement:
+    """How to release the lease of the last attempt (earlier attempts were released as they failed)."""
+
+    lease: Lease
+    outcome: str  # a LeaseOutcome (accounts/choices.py), not the log row's Outcome
+    refund: bool = False
+    retry_after: float | None = None
+    message: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversationSettlement:
+    """What becomes of the request's upstream chat: kept, or already deleted upstream (``deleted``),
+    or its delete failed (``delete_error``), or neither yet (queued for deletion)."""
+
+    conversation_id: int
+    keep: bool
+    parent_message_id: str = ""
+    deleted: bool = False
+    delete_error: str = ""
