@@ -42,6 +42,8 @@ class LeaseOutcome(models.TextChoices):
     RATE_LIMITED = "rate_limited", "Rate limited"
     OVERLOADED = "overloaded", "Overloaded"
     UNAVAILABLE = "unavailable", "Unavailable"
+    # A refused token refresh (C.11): the token layer has already cooled the account, with its own count.
+    REFRESH_REFUSED = "refresh_refused", "Refresh refused"
     TIMEOUT = "timeout", "Timed out"
     STREAM_BUSY = "stream_busy", "Stream busy"
     PROTOCOL_ERROR = "protocol_error", "Protocol error"

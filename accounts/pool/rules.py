@@ -95,6 +95,9 @@ OUTCOME_EFFECTS: Mapping[str, Effect] = MappingProxyType(
         LeaseOutcome.RATE_LIMITED: Effect.EXHAUST,
         LeaseOutcome.OVERLOADED: Effect.COOL,
         LeaseOutcome.UNAVAILABLE: Effect.COOL,
+        # The refresh's own policy (gateway/kimi/tokens.py, kimi-web-protocol.md C.11) already cooled
+        # the account with backoff and counts the refusals; cooling it again here would double the backoff.
+        LeaseOutcome.REFRESH_REFUSED: Effect.NONE,
         LeaseOutcome.TIMEOUT: Effect.COOL,
         LeaseOutcome.STREAM_BUSY: Effect.COOL,
         LeaseOutcome.PROTOCOL_ERROR: Effect.COOL,

@@ -212,6 +212,8 @@ class RefreshRefused(Unavailable):
     (kimi-web-protocol.md C.11): a filter or a changed request shape, not proof the token is dead.
     The account cools down; only repeated refusals mark it invalid (``gateway.kimi.tokens``)."""
 
+    code = "refresh_refused"
+
 
 class UpstreamTimeout(KimiError):
     code = "timeout"

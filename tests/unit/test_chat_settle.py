@@ -36,7 +36,7 @@ EXPECTED: dict[type[kimi.KimiError], tuple[str, bool]] = {
     kimi.Overloaded: ("overloaded", True),
     kimi.StreamBusy: ("stream_busy", True),
     kimi.Unavailable: ("unavailable", True),
-    kimi.RefreshRefused: ("unavailable", True),
+    kimi.RefreshRefused: ("refresh_refused", True),  # cooled by the token layer, not again by the pool
     kimi.UpstreamTimeout: ("timeout", True),
     kimi.ConnectTimeout: ("timeout", True),
     kimi.FirstByteTimeout: ("timeout", True),

@@ -55,6 +55,9 @@ def test_it_fails_over_to_a_second_account(e2e, protocol, fault, options):
     wait_for_background_tasks()
     first.refresh_from_db()
     assert first.state in {"refresh_invalid": "invalid"}.get(fault, ("cooling", "exhausted"))
+    if fault == "forbidden_html":
+        # Cooled once, by the refresh's own policy (C.11); the lease release does not cool it again.
+        assert (first.refresh_failures, first.backoff_level) == (1, 1)
     # A failed attempt that did no work upstream does not count against the limit; one whose partial
     # answer was retracted did cost a turn.
     counted = Turn.objects.filter(account=first).exclude(status="refunded").count()
