@@ -34,6 +34,7 @@ from gateway.kimi.base import (
     ThinkingDelta,
 )
 from gateway.records.conversations import (
+    chat_delete,
     conversation_delete_upstream,
     conversation_record_async,
     conversation_settle,
@@ -127,6 +128,8 @@ class Attempt:
         if conversation_id is not None:
             delete = conversation_delete_upstream(conversation_id=conversation_id, known=(self.account, self.chat_id))
             lifecycle.spawn(delete, name="delete-chat")
+        elif self.chat_id:  # its record failed: at least delete it
+            lifecycle.spawn(chat_delete(self.account, self.chat_id), name="delete-chat")
         self.chat_id, self.conversation_id, self.turn_cm, self.events_in = "", None, None, None
 
     async def _read_to_first_content(self) -> list[KimiEvent]:
