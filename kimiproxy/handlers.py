@@ -7,13 +7,14 @@ get their own handler with only the middleware they need (``KIMIPROXY_API_MIDDLE
 the dashboard keep the full stack. Both share the URLconf, so routing and error handlers are the same.
 
 ``handle`` also saves the two thread hops Django makes around every request (the ``request_started``
-receivers, then ``response.close()`` with the ``request_finished`` receivers): about 1.2 ms of worker CPU
-per chat request on the bench machine (bench/README.md). Those receivers close or reset the database
-connections of the request. An async view such as ``/v1/chat/completions`` never opens one in its
-request (its database steps run in gateway.db.threads's threads, which close their own, or on
-gateway.db.eventloop's pool, which is not Django's), so for it they run on the event loop. A sync view
-(DRF's) opened its connection in asgiref's sync thread, where only that thread can see and close it:
-there the handler hops exactly as Django does.
+receivers, then ``response.close()`` with the ``request_finished`` receivers), which takes a copy of
+Django's ``ASGIHandler.handle``: kimiproxy/README.md says what that saves over Django's documented API
+alone, as measured, and how to review the copy on a Django upgrade. Those receivers close or reset the
+database connections of the request (and call the caches' ``close()``, a no-op for ours). An async
+view such as ``/v1/chat/completions`` never opens one in its request (its database steps run in
+gateway.db.threads's threads, which close their own, or on gateway.db.eventloop's pool, which is not Django's),
+so for it they run on the event loop. A sync view (DRF's) opened its connection in asgiref's sync
+thread, where only that thread can see and close it: there the handler hops exactly as Django does.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class ApiASGIHandler(ASGIHandler):
     async def handle(self, scope: Any, receive: Any, send: Any) -> None:
         """Django 5.2's ``ASGIHandler.handle``, step for step, except that the signals and
         ``response.close()`` go through the functions above (tests/integration/test_asgi_handlers.py
-        fails when Django's version of this method changes, so the copy is reviewed on upgrades)."""
+        fails when Django's version of this method changes; kimiproxy/README.md has the checklist)."""
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:

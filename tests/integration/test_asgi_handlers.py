@@ -6,16 +6,28 @@ import asyncio
 import hashlib
 import inspect
 import time
+import weakref
 
 import httpx
 from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
 from django.db import connections
+from django.dispatch import Signal
+from django.http import HttpResponseBase
 
 from kimiproxy.handlers import is_api_path
 from tests.factories import make_api_key
 
-DJANGO_HANDLE_SHA256 = "98faeb5bef800331e6a8002fbc96b30e4122a23438ae45a047190a531ea11323"
+# What kimiproxy/handlers.py copies or relies on, as of Django 5.2.19 (requirements.txt): sha256 of each
+# function's source. A change fails the test below; kimiproxy/README.md has the upgrade checklist.
+DJANGO_FINGERPRINTS = {
+    # copied into ApiASGIHandler.handle, with the request signals and response.close() swapped
+    "ASGIHandler.handle": "98faeb5bef800331e6a8002fbc96b30e4122a23438ae45a047190a531ea11323",
+    # overridden by ApiASGIHandler.__call__ (no per-request ThreadSensitiveContext)
+    "ASGIHandler.__call__": "f756809e9c9308dcccb78a301fccf09196e80cdc4745690f80384d09b69dd102",
+    # called on the event loop for async views: resource closers, then request_finished
+    "HttpResponseBase.close": "84589f5b23acbb23aa9010f3506ef411b72b1053f2fc2764590e2b3bf3470438",
+}
 
 
 def test_api_paths_are_recognised() -> None:
@@ -95,7 +107,26 @@ def test_a_sync_view_that_used_the_database_closes_its_connection_in_a_thread(e2
 
 
 def test_the_handler_copy_matches_the_django_version_it_was_made_from() -> None:
-    # ApiASGIHandler.handle is Django 5.2's ASGIHandler.handle with the signal/close calls swapped;
-    # when Django changes that method, review the copy and update this fingerprint.
-    source = inspect.getsource(ASGIHandler.handle)
-    assert hashlib.sha256(source.encode()).hexdigest() == DJANGO_HANDLE_SHA256
+    # ApiASGIHandler.handle is Django's ASGIHandler.handle with the signal/close calls swapped; when
+    # Django changes what it copies or relies on, follow kimiproxy/README.md and update the fingerprints.
+    functions = {f.__qualname__: f for f in (ASGIHandler.handle, ASGIHandler.__call__, HttpResponseBase.close)}
+    fingerprints = {name: hashlib.sha256(inspect.getsource(f).encode()).hexdigest() for name, f in functions.items()}
+    changed = sorted(name for name, digest in fingerprints.items() if DJANGO_FINGERPRINTS[name] != digest)
+    assert not changed, f"Django changed {changed}: review kimiproxy/handlers.py (kimiproxy/README.md)"
+
+
+def receivers_of(signal: Signal) -> set[str]:
+    # Signal.receivers holds (lookup key, receiver or weak reference, is_async) in Django 5.2.
+    found = [entry[1]() if isinstance(entry[1], weakref.ReferenceType) else entry[1] for entry in signal.receivers]
+    return {f"{r.__module__}.{r.__qualname__}" for r in found if r is not None}
+
+
+def test_the_request_signals_have_only_the_receivers_the_handler_may_run_on_the_loop() -> None:
+    # ApiASGIHandler runs these receivers on the event loop for async views: each must be quick and never
+    # block. A new receiver (an app, a dependency, another cache backend's close) needs a review first.
+    assert receivers_of(signals.request_started) == {"django.db.reset_queries", "django.db.close_old_connections"}
+    assert receivers_of(signals.request_finished) == {
+        "django.db.close_old_connections",
+        "django.core.cache.close_caches",  # calls close() of the caches in use: a no-op for locmem and Redis
+        "django.core.handlers.base.reset_urlconf",
+    }
