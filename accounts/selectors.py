@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts import limits
-from accounts.choices import TurnStatus
+from accounts.choices import AccountState, Origin, Protocol, TurnStatus
 from accounts.models import KimiAccount, Turn
 
 
@@ -104,6 +104,14 @@ def counted_starts(*, account: KimiAccount, now: datetime) -> list[datetime]:
         .order_by("started_at")
         .values_list("started_at", flat=True)
     )
+
+
+def connect_origins() -> list[str]:
+    """The deployments (kimi-web-protocol.md C.5) of the Connect accounts that are not disabled, in the
+    order of ``Origin``: whose model catalogues the gateway serves (C.7)."""
+    qs = KimiAccount.objects.filter(protocol=Protocol.CONNECT).exclude(state=AccountState.DISABLED)
+    found = set(qs.values_list("origin", flat=True).distinct())
+    return [origin for origin in Origin.values if origin in found]
 
 
 def accounts_for_admin(

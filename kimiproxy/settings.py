@@ -210,6 +210,11 @@ KIMIPROXY_PARSE_TIMEOUT = env.float("KIMIPROXY_PARSE_TIMEOUT", default=120.0)
 # (protocol doc C.9): agent steps of 40-50 KB stay inline, since no source gives the web chat's maximum
 # and a model follows inline instructions more reliably than a file's.
 KIMIPROXY_PROMPT_ATTACH_BYTES = env.int("KIMIPROXY_PROMPT_ATTACH_BYTES", default=131072)
+# Seconds a deployment's model catalogue (ConfigService/GetAvailableModels, protocol doc C.7) is used
+# before it is fetched again; 0 = never fetch, use the built-in table (gateway/kimi/connect/catalogue.py).
+KIMIPROXY_CATALOGUE_TTL = env.int("KIMIPROXY_CATALOGUE_TTL", default=300)
+if KIMIPROXY_CATALOGUE_TTL < 0:
+    raise ImproperlyConfigured("KIMIPROXY_CATALOGUE_TTL must be 0 or more (seconds).")
 KIMIPROXY_TOKEN_REFRESH_MARGIN = env.float("KIMIPROXY_TOKEN_REFRESH_MARGIN", default=60.0)
 # Headers that change the answer (kimi-web-protocol.md C.4): the reply's language and the time zone its
 # dates are in. The gateway identifies itself honestly; an operator may put their own string instead.

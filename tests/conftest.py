@@ -52,6 +52,9 @@ socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
 
 @pytest.fixture(autouse=True)
 def _reset_process_state() -> None:
+    from django.core.cache import cache
+
     from gateway import lifecycle
 
     lifecycle.reset_for_tests()
+    cache.clear()  # the model catalogue's copies (C.7): each test starts without one

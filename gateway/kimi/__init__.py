@@ -22,6 +22,8 @@ def session_for(
     client (``gateway.kimi.transport.http.upstream_client``); ``clock`` dates refresh failures (tests pass one)."""
     # Imported here so that ``gateway.kimi.base`` stays importable without Django set up.
     from gateway.kimi.connect import session as connect
+    from gateway.kimi.connect.catalogue import Catalogue
+    from gateway.kimi.connect.catalogue_cache import catalogue_get
     from gateway.kimi.legacy import session as legacy
     from gateway.kimi.origins import endpoints_for
     from gateway.kimi.tokens import DbTokenSource, TokenPair
@@ -40,4 +42,8 @@ def session_for(
     tokens = DbTokenSource(account_id=account.pk, refresher=refresher, preloaded=account, clock=clock)
     if module is legacy:
         return legacy.LegacySession(tokens=tokens, http=http, endpoints=endpoints)
-    return connect.ConnectSession(tokens=tokens, http=http, endpoints=endpoints)
+
+    async def catalogue() -> Catalogue:
+        return await catalogue_get(base_url=endpoints.base, http=http)  # the account's deployment (C.7)
+
+    return connect.ConnectSession(tokens=tokens, http=http, endpoints=endpoints, catalogue=catalogue)

@@ -92,7 +92,7 @@ class TurnRequest:
     research: bool = False
     math: bool = False
     agent_id: str | None = None  # legacy Kimi+ agent id, or "kimi-agent" for Connect's agent scenario
-    model: str | None = None  # Connect upstream model id, e.g. "k2d6-chat"; None = upstream default
+    model: str | None = None  # Connect upstream model id, e.g. "k2d6-chat"; None = the catalogue's default (C.7)
     chat_id: str | None = None
     parent_id: str | None = None
 

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable
 
 from gateway.kimi.base import FileRef, ReasoningEffort, TurnRequest
+from gateway.kimi.connect.catalogue import BUILTIN
 
 BASE = "kimi"
 CONNECT_AGENT = "kimi-agent"
-# Current Connect catalogue (protocol doc 2.12, 2026-09); other ids of the same shape pass through too.
-KNOWN_UPSTREAM_MODELS = ("k2d6-chat", "k28-agent-preview", "k3-agent", "k3-agent-swarm")
+# The built-in Connect catalogue (protocol doc 2.12, 2026-09); other ids of the same shape pass through too.
+KNOWN_UPSTREAM_MODELS = BUILTIN.model_ids()
 ADVERTISED_KIMI_MODELS = (
     "kimi",
     "kimi-search",
@@ -146,6 +148,9 @@ def _upstream_spec(name: str, tokens: list[str]) -> ModelSpec:
     return ModelSpec(requested=name, search="search" in ours or silent, silent=silent, upstream_model="-".join(tokens))
 
 
-def advertised_models() -> list[str]:
-    """Model ids listed by ``/v1/models``: our ``kimi-*`` names, then the known Connect model ids."""
-    return [*ADVERTISED_KIMI_MODELS, *KNOWN_UPSTREAM_MODELS]
+def advertised_models(upstream: Iterable[str] = KNOWN_UPSTREAM_MODELS) -> list[str]:
+    """Model ids listed by ``/v1/models``: our ``kimi-*`` names, then the upstream catalogue's ids bare
+    (kimi-web-protocol.md C.7), each once, in the order given. An upstream id this module would not pass
+    through as itself (``parse_model``) is left out: a listed name is always served as that model."""
+    passed = [m for m in upstream if parse_model(m).upstream_model == m.lower()]
+    return list(dict.fromkeys([*ADVERTISED_KIMI_MODELS, *passed]))

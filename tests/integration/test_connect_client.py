@@ -230,7 +230,8 @@ async def test_it_sends_the_configured_language_time_zone_and_user_agent(
         ({"thinking": True}, "REASONING_EFFORT_LOW"),  # k2d6-chat's catalogue effort (doc 2.12)
         ({"thinking": True, "agent_id": "kimi-agent"}, "REASONING_EFFORT_HIGH"),  # K3's
         ({"agent_id": "kimi-agent"}, "REASONING_EFFORT_LOW"),  # K3 offers no NONE
-        ({"reasoning_effort": "high"}, "REASONING_EFFORT_HIGH"),
+        ({"reasoning_effort": "high"}, "REASONING_EFFORT_LOW"),  # capped: k2d6-chat offers NONE, LOW (2.12)
+        ({"reasoning_effort": "high", "agent_id": "kimi-agent"}, "REASONING_EFFORT_HIGH"),
         ({"reasoning_effort": "low"}, "REASONING_EFFORT_LOW"),
         ({"thinking": True, "reasoning_effort": "none"}, "REASONING_EFFORT_NONE"),
     ],

@@ -184,3 +184,49 @@ def test_it_exits_non_zero_with_one_line_from_the_shell() -> None:
 def test_it_lists_only_the_header_without_accounts() -> None:
     assert run("list")[0] == "\t".join(SUMMARY_COLUMNS) + "\n"
     assert run("list", "--json")[0] == ""
+
+
+def test_models_prints_each_deployments_catalogue_and_where_it_came_from(fake_kimi: FakeKimi) -> None:
+    # kimi-web-protocol.md C.7: kimi.ai's own catalogue; kimi.com's fetch refused, so the built-in table.
+    k5 = {
+        "id": "k5-chat",
+        "scenario": "SCENARIO_K2D5",
+        "agentMode": "",
+        "defaultReasoningEffort": "REASONING_EFFORT_LOW",
+    }
+    k5["reasoningEffortOptions"] = [{"effort": "REASONING_EFFORT_NONE"}, {"effort": "REASONING_EFFORT_LOW"}]
+    fake_kimi.configure(catalogues={"kimi.ai": {"availableModels": [k5], "defaultScenario": {"model": "k5-chat"}}})
+    fake_kimi.fault("http_5xx", on="models", status=503)  # the first fetch: kimi.com's
+
+    out, _ = run("models")
+
+    lines = [line.split("\t") for line in out.splitlines()]
+    assert lines[0] == [
+        "origin",
+        "model",
+        "scenario",
+        "agent_mode",
+        "kimiplus_id",
+        "efforts",
+        "default_effort",
+        "source",
+    ]
+    assert lines[1:] == [
+        ["kimi.com", "k2d6-chat", "SCENARIO_CHAT", "-", "-", "none,low", "low", "builtin"],
+        ["kimi.com", "k28-agent-preview", "SCENARIO_OK_COMPUTER", "TYPE_NORMAL", "ok-computer", "-", "-", "builtin"],
+        [
+            "kimi.com",
+            "k3-agent",
+            "SCENARIO_OK_COMPUTER",
+            "TYPE_NORMAL",
+            "ok-computer",
+            "low,high,max",
+            "high",
+            "builtin",
+        ],
+        ["kimi.com", "k3-agent-swarm", "SCENARIO_OK_COMPUTER_SWARM", "TYPE_ULTRA", "ok-computer", "-", "-", "builtin"],
+        ["kimi.ai", "k5-chat (default)", "SCENARIO_K2D5", "-", "-", "none,low", "low", "upstream"],
+    ]
+    assert [(c.deployment, c.status) for c in fake_kimi.calls] == [("kimi.com", 503), ("kimi.ai", 200)]
+    only_ai, _ = run("models", "--origin", "kimi.ai")
+    assert [line.split("\t")[0] for line in only_ai.splitlines()[1:]] == ["kimi.ai"]

@@ -87,3 +87,11 @@ def test_it_advertises_only_names_it_understands() -> None:
     assert len(names) == len(set(names))
     assert not any(parse_model(n).unknown for n in names)
     assert all(parse_model(n).canonical in names or n == "kimi-silent" for n in names)
+
+
+def test_it_advertises_catalogue_ids_bare_once_each_and_only_those_it_passes_through() -> None:
+    # kimi-web-protocol.md C.7: the ids of the deployments' catalogues, merged, beside our names.
+    names = advertised_models(["k4-chat", "k2d6-chat", "k4-chat", "kimi", "k4-search", "moonshot-v9"])
+    assert names[-2:] == ["k4-chat", "k2d6-chat"] and names.count("kimi") == 1
+    assert "k4-search" not in names  # would be served as k4 with search, not as itself
+    assert "moonshot-v9" not in names  # not an upstream id to this gateway: served by the default model

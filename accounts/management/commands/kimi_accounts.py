@@ -1,4 +1,4 @@
-"""``manage.py kimi_accounts add|list|import|check|origin|enable|disable``: thin wrappers over the services.
+"""``manage.py kimi_accounts add|list|import|check|origin|models|enable|disable``: thin wrappers over the services.
 
 Errors print one line and exit non-zero (``CommandError``); no token is ever printed (the last 4
 characters at most). ``list --json`` prints one JSON object per account and line, for scripts.
@@ -41,6 +41,9 @@ def _check_detail(result: CheckResult) -> str:
     return f"plan {facts.plan or 'unknown'}{level}"
 
 
+MODEL_COLUMNS = ("origin", "model", "scenario", "agent_mode", "kimiplus_id", "efforts", "default_effort", "source")
+
+
 class Command(BaseCommand):
     help = "Manage the pool of Kimi accounts."
 
@@ -63,6 +66,8 @@ class Command(BaseCommand):
         origin = sub.add_parser("origin", help="Send an account's calls to another deployment.")
         origin.add_argument("name")
         origin.add_argument("origin", choices=Origin.values)
+        models = sub.add_parser("models", help="Print each deployment's model catalogue (upstream, stale or built-in).")
+        models.add_argument("--origin", choices=Origin.values, action="append", help="Default: every deployment.")
         for action in ("enable", "disable"):
             sub.add_parser(action, help=f"{action.capitalize()} an account.").add_argument("name")
 
@@ -132,6 +137,21 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
         self.stdout.write(f"{options['name']}: origin {options['origin']}")
+
+    def do_models(self, options: dict[str, Any]) -> None:
+        """The catalogue of each origin (kimi-web-protocol.md C.7, 2.12), one model per line."""
+        from gateway.kimi.connect.catalogue_cache import catalogues_for
+        from gateway.kimi.transport.http import run_upstream
+
+        catalogues = run_upstream(catalogues_for, origins=options["origin"] or Origin.values)
+        self.stdout.write("\t".join(MODEL_COLUMNS))
+        for origin, catalogue in catalogues.items():
+            for model in catalogue.models:
+                default = " (default)" if model.id == catalogue.default_model else ""
+                efforts = ",".join(e.removeprefix("REASONING_EFFORT_").lower() for e in model.efforts)
+                effort = model.default_effort.removeprefix("REASONING_EFFORT_").lower()
+                cells = (origin, model.id + default, model.scenario, model.agent_mode, model.kimiplus_id)
+                self.stdout.write("\t".join(_cell(c) for c in (*cells, efforts, effort, catalogue.source)))
 
     def do_enable(self, options: dict[str, Any]) -> None:
         services.account_enable(account=_account(options["name"]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, ClassVar
 
@@ -31,6 +31,7 @@ from gateway.kimi.base import (
     TurnRequest,
     Unavailable,
 )
+from gateway.kimi.connect.catalogue import BUILTIN, HIGH, LOW, NONE, Catalogue, CatalogueModel
 from gateway.kimi.connect.events import ConnectTranslator, connect_error
 from gateway.kimi.framing import ConnectDecoder, encode_envelope
 from gateway.kimi.origins import Endpoints
@@ -51,31 +52,29 @@ CHAT_PATH = "/apiv2/kimi.gateway.chat.v1.ChatService/Chat"
 DELETE_PATH = "/apiv2/kimi.chat.v1.ChatService/DeleteChat"
 REFRESH_PATH = "/api/account.gateway.v1.AuthService/RefreshToken"
 AGENT_ID = "kimi-agent"
-DEFAULT_AGENT_MODEL = "k3-agent"
+
+CatalogueSource = Callable[[], Awaitable[Catalogue]]
 
 
-def chat_body(request: TurnRequest) -> dict[str, Any]:
-    """The ``ChatService/Chat`` request (doc 2.6, 2026-09 web-app shape)."""
-    # Agent model ids (k3-agent, k28-agent-preview, ...) bring their agent scenario along (doc 2.12).
-    agent = request.agent_id == AGENT_ID or "-agent" in (request.model or "")
-    model = request.model or (DEFAULT_AGENT_MODEL if agent else None)
-    swarm = bool(model and model.endswith("-swarm"))
-    scenario = "SCENARIO_OK_COMPUTER_SWARM" if swarm else "SCENARIO_OK_COMPUTER" if agent else "SCENARIO_CHAT"
+def chat_body(request: TurnRequest, catalogue: Catalogue = BUILTIN) -> dict[str, Any]:
+    """The ``ChatService/Chat`` request (doc 2.6, 2026-09 web-app shape). Scenario, model id, agent id
+    and agent mode are the catalogue entry's for the requested model (kimi-web-protocol.md C.7, 2.12)."""
+    entry = catalogue.entry_for(model=request.model, agent=request.agent_id == AGENT_ID)
     blocks: list[dict[str, Any]] = [{"message_id": "", "text": {"content": request.text}}]
     # Files go after the text block, without message_id (doc 2.11.3).
     blocks += [{"file": {"id": f.file_id, "status": "PROCESS_STATUS_SUCCESS"}} for f in request.files]
-    message: dict[str, Any] = {"role": "user", "blocks": blocks, "scenario": scenario, "is_goal": False}
+    message: dict[str, Any] = {"role": "user", "blocks": blocks, "scenario": entry.scenario, "is_goal": False}
     if request.chat_id and request.parent_id:
         message["parent_id"] = request.parent_id  # the last assistant message (doc 2.9)
     # Always `thinking: true`, as the web app sends it; the effort says how much (C.6: `false` may get a
     # downgraded model).
-    options: dict[str, Any] = {"thinking": True, "enable_plugin": True, "reasoning_effort": _effort(request, agent)}
-    if agent:
-        options["agent_mode"] = "TYPE_ULTRA" if swarm else "TYPE_NORMAL"
-    if model:
-        options["model"] = model
+    options: dict[str, Any] = {"thinking": True, "enable_plugin": True, "reasoning_effort": _effort(request, entry)}
+    if entry.agent_mode:
+        options["agent_mode"] = entry.agent_mode
+    if entry.id:
+        options["model"] = entry.id
     body: dict[str, Any] = {
-        "scenario": scenario,
+        "scenario": entry.scenario,
         "tools": [{"type": "TOOL_TYPE_SEARCH", "search": {}}] if request.search else [],
         "message": message,
         "options": options,
@@ -83,27 +82,25 @@ def chat_body(request: TurnRequest) -> dict[str, Any]:
     }
     if request.chat_id:
         body["chat_id"] = request.chat_id
-    if agent:
-        body["kimiplus_id"] = "ok-computer"  # this spelling, not kimi_plus_id (kimi-web-protocol.md C.3)
+    if entry.kimiplus_id:
+        body["kimiplus_id"] = entry.kimiplus_id  # this spelling, not kimi_plus_id (kimi-web-protocol.md C.3)
     return body
 
 
-_EFFORTS = {"none": "REASONING_EFFORT_NONE", "low": "REASONING_EFFORT_LOW", "high": "REASONING_EFFORT_HIGH"}
+_EFFORTS = {"none": NONE, "low": LOW, "high": HIGH}
 
 
-def _effort(request: TurnRequest, agent: bool) -> str:
+def _effort(request: TurnRequest, entry: CatalogueModel) -> str:
     """``options.reasoning_effort`` (kimi-web-protocol.md C.6): the client's own effort when it gave one,
     else the catalogue's default for a thinking request (doc 2.12: LOW for k2d6-chat, HIGH for K3),
-    else NONE, the web app's "Instant". The agent models offer no NONE (their options start at LOW)."""
+    else NONE, the web app's "Instant"; then capped to the efforts the model offers (2.12)."""
     if request.reasoning_effort is not None:
-        effort = request.reasoning_effort
+        effort = _EFFORTS[request.reasoning_effort]
     elif request.thinking:
-        effort = "high" if agent else "low"
+        effort = entry.default_effort or (HIGH if entry.agent else LOW)
     else:
-        effort = "none"
-    if agent and effort == "none":
-        effort = "low"
-    return _EFFORTS[effort]
+        effort = NONE
+    return entry.cap(effort)
 
 
 def error_from_response(response: UpstreamResponse, *, continuing: bool = False) -> KimiError:
@@ -187,16 +184,24 @@ def _json_object(response: UpstreamResponse) -> dict[str, Any]:
 
 
 class ConnectSession:
-    """``base.KimiSession`` over Connect-RPC for one account."""
+    """``base.KimiSession`` over Connect-RPC for one account. ``catalogue`` gives the deployment's model
+    catalogue for each turn (``session_for`` passes the cached fetch of C.7); without one, the built-in
+    table."""
 
     protocol: ClassVar[str] = "connect"
 
     def __init__(
-        self, *, tokens: TokenSource, http: UpstreamHTTP | None = None, endpoints: Endpoints | None = None
+        self,
+        *,
+        tokens: TokenSource,
+        http: UpstreamHTTP | None = None,
+        endpoints: Endpoints | None = None,
+        catalogue: CatalogueSource | None = None,
     ) -> None:
         self.tokens = tokens
         self._http = http
         self._endpoints = endpoints
+        self._catalogue = catalogue
 
     @property
     def base_url(self) -> str:
@@ -212,7 +217,8 @@ class ConnectSession:
 
     @asynccontextmanager
     async def _turn(self, request: TurnRequest) -> AsyncIterator[AsyncIterator[KimiEvent]]:
-        envelope = encode_envelope(json.dumps(chat_body(request), ensure_ascii=False).encode())
+        catalogue = await self._catalogue() if self._catalogue else BUILTIN
+        envelope = encode_envelope(json.dumps(chat_body(request, catalogue), ensure_ascii=False).encode())
         token = await self.tokens.access_token()
         try:
             events = await self._open(token, envelope, request)

@@ -124,11 +124,14 @@ async def unary(fake: FakeKimi, req: Request, call: Call) -> None:
     body = req.json()
     call.body = scrub(body)
     method = req.path.rsplit("/", 1)[-1]
-    if method == "GetAvailableModels" and req.bearer() is None:  # doc 2.12: may work without a token
-        await req.respond_json(200, MODELS)
+    if method == "GetAvailableModels" and req.bearer() is None:  # C.7: works without a token
+        await _answer_catalogue(fake, req, call)
         return
     account = await authenticate(fake, req, call, protocol="connect")
     if account is None:
+        return
+    if method == "GetAvailableModels":
+        await _answer_catalogue(fake, req, call)
         return
     if body is None:
         await connect_unary_error(req, call, "invalid_argument", "request body is not JSON")
@@ -145,6 +148,14 @@ async def unary(fake: FakeKimi, req: Request, call: Call) -> None:
         await connect_unary_error(req, call, answer["code"], answer["message"])
 
 
+async def _answer_catalogue(fake: FakeKimi, req: Request, call: Call) -> None:
+    """The catalogue of the deployment the call reached: the ``catalogues`` option's, else the
+    2026-09 one (doc 2.12). ``fault("http_5xx", on="models", status=503)`` makes it fail (app.py)."""
+    with fake.lock:
+        answer = fake.state.options.catalogues.get(call.deployment, MODELS)
+    await req.respond_json(200, answer)
+
+
 Answer = tuple[int, dict[str, Any]]
 
 
@@ -156,10 +167,6 @@ def _user(fake: FakeKimi, account: AccountState, body: Any) -> Answer:
     user = {"id": account.user_id, "nickname": account.name, "avatar": "", "phone": {}, "region": "REGION_OVERSEA"}
     user["globalId"] = account.user_id
     return 200, {"user": user, "workspace": {"user": {}}}
-
-
-def _models(fake: FakeKimi, account: AccountState, body: Any) -> Answer:
-    return 200, MODELS
 
 
 def _delete(fake: FakeKimi, account: AccountState, body: Any) -> Answer:
@@ -252,7 +259,6 @@ def _other(fake: FakeKimi, account: AccountState, body: Any) -> Answer:
 
 _METHODS = {
     "GetCurrentUser": _user,
-    "GetAvailableModels": _models,
     "DeleteChat": _delete,
     "BatchDeleteChats": _delete,
     "ListChats": _list_chats,

@@ -32,6 +32,9 @@ class Options:
     default_reply: str = "Hello from fake Kimi."
     amount_used_ratio: float = 0.0
     strict_deployments: bool = False
+    # deployment ("kimi.com" / "kimi.ai") -> its GetAvailableModels answer; a deployment not named
+    # answers the 2026-09 catalogue of doc 2.12 (connect.MODELS)
+    catalogues: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class State:

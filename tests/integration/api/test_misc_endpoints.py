@@ -5,8 +5,10 @@ from __future__ import annotations
 import httpx
 import openai
 
-from tests.factories import make_api_key
-from tests.integration.api.helpers import client_for
+from gateway.kimi.fake.connect import MODELS
+from gateway.openai.model_names import ADVERTISED_KIMI_MODELS
+from tests.factories import make_account, make_api_key
+from tests.integration.api.helpers import client_for, pool_account
 
 
 def test_it_lists_models_in_openai_shape(e2e):
@@ -15,6 +17,45 @@ def test_it_lists_models_in_openai_shape(e2e):
     ids = [m.id for m in client.models.list()]
     assert {"kimi", "kimi-search", "kimi-thinking", "kimi-search-thinking", "kimi-agent"} <= set(ids)
     assert client.models.retrieve("kimi-search").id == "kimi-search"
+
+
+def catalogue(*ids):
+    return {"availableModels": [{"id": i, "scenario": "SCENARIO_CHAT"} for i in ids], "defaultScenario": {}}
+
+
+def test_it_lists_the_catalogues_of_the_pools_deployments_bare_beside_our_names(e2e):
+    # kimi-web-protocol.md C.7: each deployment's catalogue, merged, each id once, in a stable order.
+    catalogues = {"kimi.com": catalogue("k2d6-chat", "k3-agent"), "kimi.ai": catalogue("k4-chat", "k2d6-chat")}
+    e2e.fake.configure(catalogues=catalogues)
+    make_account(name="com", token=e2e.fake.mint_account("com", deployment="kimi.com").refresh_token)
+    pool_account(e2e.fake, "ai")  # minted on kimi.ai
+    make_account(name="off", token=e2e.fake.mint_account("off", deployment="kimi.com").refresh_token, state="disabled")
+    _, raw = make_api_key()
+    client = client_for(e2e.url, raw)
+
+    ids = [m.id for m in client.models.list()]
+    assert ids == [*ADVERTISED_KIMI_MODELS, "k2d6-chat", "k3-agent", "k4-chat"]
+    assert [m.id for m in client.models.list()] == ids and e2e.fake.count("models") == 2  # cached: one per deployment
+    assert client.models.retrieve("k4-chat").id == "k4-chat"
+    try:
+        client.models.retrieve("k3-agent-swarm")  # in the built-in table, in neither catalogue
+    except openai.NotFoundError as exc:
+        assert exc.body["code"] == "model_not_found"
+    else:
+        raise AssertionError("expected a 404")
+
+    e2e.fake.reply("from k4")
+    answer = client.chat.completions.create(model="k4-chat", messages=[{"role": "user", "content": "hi"}])
+    assert answer.model == "k4-chat" and answer.choices[0].message.content == "from k4"
+    sent = next(c for c in e2e.fake.calls if c.kind == "chat")
+    assert sent.body["options"]["model"] == "k4-chat"  # passed through bare
+
+
+def test_without_connect_accounts_it_lists_the_built_in_ids_and_asks_no_deployment(e2e):
+    _, raw = make_api_key()
+    ids = [m.id for m in client_for(e2e.url, raw).models.list()]
+    assert ids[len(ADVERTISED_KIMI_MODELS) :] == [m["id"] for m in MODELS["availableModels"]]
+    assert e2e.fake.count("models") == 0
 
 
 def test_it_answers_404_for_an_unknown_model_id(e2e):
