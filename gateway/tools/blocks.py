@@ -113,7 +113,9 @@ class BlockParser:
     def prose(self) -> bool:
         """No call was begun: a header (and perhaps its closing marker) written as words, e.g. a model
         explaining the format. Such a block is released as text rather than dropped."""
-        return not self.committed and self.at_rest and "<" not in self.buf[self.pos :]
+        if self.committed:
+            return False
+        return self.state == "closed" or (self.at_rest and "<" not in self.buf[self.pos :])
 
     def pending_call(self) -> RawCall | None:
         """At the end of the stream: the call being parsed, when only its closing tags are missing."""
@@ -205,6 +207,7 @@ class EnvelopeBlock(BlockParser):
     def __init__(self, *, nonce: str) -> None:
         super().__init__()
         self.nonce = nonce
+        self.matched = False  # the header carried this request's nonce: a call was meant
         self._name = ""
         self._param = ""
         self._params: list[tuple[str, str, str | None]] = []
@@ -212,6 +215,10 @@ class EnvelopeBlock(BlockParser):
     @property
     def at_rest(self) -> bool:
         return self.state == "body"
+
+    @property
+    def prose(self) -> bool:
+        return super().prose and not self.matched
 
     def pending_call(self) -> RawCall | None:
         return RawCall(name=self._name, params=tuple(self._params)) if self.state == "invoke" else None
@@ -250,6 +257,7 @@ class EnvelopeBlock(BlockParser):
         nonce = attributes(m[1]).get("id")
         if nonce is not None and nonce != self.nonce:
             return Rejected("wrong_nonce")
+        self.matched = nonce is not None
         self.pos, self.state = m.end(), "body"
         return Opened()
 

@@ -351,7 +351,7 @@ class ToolCallParser:
         events.append(CallReady(call))
 
     def _closed(self, rest: str, events: list[Event]) -> tuple[str, bool] | None:
-        if not self._calls and self._block is not None and not self._block.committed:
+        if not self._calls and self._block is not None and self._block.prose:
             return self._release()  # no call was begun in it: a header and its end written as words
         self._block = None
         if not self._calls:  # calls begun but none usable: drop the block's markup, go on with the answer

@@ -396,7 +396,7 @@ def test_a_block_whose_calls_are_all_unusable_is_dropped_and_the_answer_goes_on(
     "answer",
     [
         "Wrap your calls in <tool_calls> and </tool_calls>, one <invoke> each.",
-        f'An empty <tool_calls id="{NONCE}"></tool_calls> block means nothing.',
+        "An empty <tool_calls></tool_calls> block means nothing.",
         "Use <tool_calls to call tools, where a > b.",
         "The answer ends by naming <tool_calls>",
     ],
@@ -406,6 +406,13 @@ def test_the_envelope_tags_written_as_words_stay_text(answer: str) -> None:
         result = run(split_every(answer, size))
         assert result.text == answer, size
         assert result.calls == ()
+
+
+def test_an_empty_block_with_this_requests_nonce_is_a_failed_call_not_text() -> None:
+    for answer in (f'Checking.\n<tool_calls id="{NONCE}">\n</tool_calls>', f'Checking.\n<tool_calls id="{NONCE}">\n'):
+        result = run(answer, toolset("required"))
+        assert result.text == "Checking.\n", answer
+        assert result.finish.error is not None and result.finish.error.code == "tool_call_malformed"
 
 
 def test_a_call_inside_reasoning_is_used_when_the_visible_answer_is_empty() -> None:
