@@ -1,0 +1,1 @@
+"""Client tools: function calling and structured output emulated over a chat that has neither (README.md)."""
