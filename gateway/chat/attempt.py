@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 
@@ -43,16 +44,6 @@ from gateway.records.conversations import (
 log = logging.getLogger(__name__)
 
 
-async def _content_filter_as_done(events: AsyncIterator[KimiEvent]) -> AsyncIterator[KimiEvent]:
-    """Kimi's content filter ends the answer (finish_reason "content_filter" and a notice), not the
-    request: the client keeps what it was given, as OpenAI's own filter does."""
-    try:
-        async for event in events:
-            yield event
-    except ContentFiltered:
-        yield Done(finish_reason="content_filter")
-
-
 class Attempt:
     """One account's try at the answer: lease, session, the open upstream stream, the chat it made."""
 
@@ -67,6 +58,8 @@ class Attempt:
         self.conversation_id: int | None = job.continued.conversation_id if job.continued else None
         self.recording: asyncio.Task[int] | None = None  # the conversation row being written
         self.generated = False  # the upstream produced answer content (the turn is not refundable)
+        self.first_content_at: float | None = None  # time.monotonic() of the first content event
+        self.message_id = ""  # the answer's message id, from Done (Connect's next parent_id)
         self.ignored_flags: list[str] = []  # request flags this account's protocol does not have
         self.prompt_flags: list[str] = []  # how the prompt was sent, for the log row (e.g. history_attached)
         self.dropped_reasoning = 0  # characters of reasoning the client did not ask for (not shown)
@@ -99,17 +92,26 @@ class Attempt:
             log.info("%s: %s ignores %s", self.job.request_id, self.account.protocol, ", ".join(self.ignored_flags))
         self.turn_cm = self.session.turn(turn)
         events = await self.turn_cm.__aenter__()
-        self.events_in = _content_filter_as_done(events if turn.reasons else self._without_reasoning(events))
+        self.events_in = self._shown(events, reasons=turn.reasons)
         return await self._read_to_first_content()
 
-    async def _without_reasoning(self, events: AsyncIterator[KimiEvent]) -> AsyncIterator[KimiEvent]:
-        """Reasoning the upstream sends although the client did not ask for it is not shown, only
-        counted for the request log (kimi-web-protocol.md C.6: the web app hides it too)."""
-        async for event in events:
-            if isinstance(event, ThinkingDelta):
-                self.dropped_reasoning += len(event.text)
-                continue
-            yield event
+    async def _shown(self, events: AsyncIterator[KimiEvent], *, reasons: bool) -> AsyncIterator[KimiEvent]:
+        """The upstream's events as the client may see them (one generator layer for both rules, since
+        every event of an answer passes through it):
+
+        * Kimi's content filter ends the answer (finish_reason "content_filter" and a notice), not the
+          request: the client keeps what it was given, as OpenAI's own filter does.
+        * Reasoning the upstream sends although the client did not ask for it is not shown, only counted
+          for the request log (kimi-web-protocol.md C.6: the web app hides it too).
+        """
+        try:
+            async for event in events:
+                if not reasons and isinstance(event, ThinkingDelta):
+                    self.dropped_reasoning += len(event.text)
+                    continue
+                yield event
+        except ContentFiltered:
+            yield Done(finish_reason="content_filter")
 
     def log_flags(self) -> list[str]:
         """What this attempt adds to the request's log flags: how the prompt was sent, ignored flags,
@@ -197,8 +199,12 @@ class Attempt:
                     request_id=self.job.request_id,
                 )
                 self.recording = lifecycle.spawn(record, name=f"record-{self.job.request_id}")
-        elif not isinstance(event, Heartbeat | Done):
+        elif isinstance(event, Done):
+            self.message_id = event.message_id or ""
+        elif not isinstance(event, Heartbeat):
             self.generated = True
+            if self.first_content_at is None:
+                self.first_content_at = time.monotonic()
 
     async def recorded_conversation(self) -> int | None:
         """The id of this attempt's conversation row, once written (None: no chat, or the write failed)."""

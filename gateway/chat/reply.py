@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 
 from accounts.pool import NoAccountAvailable
@@ -22,7 +21,7 @@ from gateway.chat.reserve import Failover, no_account_error, reserve_waiting
 from gateway.chat.settle import Ending
 from gateway.chat.sink import ReplyStats
 from gateway.chat.turn import Job
-from gateway.kimi.base import ChatCreated, Done, Heartbeat, KimiError, KimiEvent
+from gateway.kimi.base import KimiError, KimiEvent
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +33,22 @@ class Reply:
         self.job = job
         self.failover = Failover(job)
         self.attempt: Attempt | None = None
-        self.first_token_at: float | None = None
-        self.parent_message_id = ""
         self._buffered: list[KimiEvent] = []
         self._finished: asyncio.Task[None] | None = None
 
     @property
     def chat_id(self) -> str:
         return self.attempt.chat_id if self.attempt else ""
+
+    @property
+    def first_token_at(self) -> float | None:
+        """When the open attempt's answer began (time.monotonic()); None before that."""
+        return self.attempt.first_content_at if self.attempt else None
+
+    @property
+    def parent_message_id(self) -> str:
+        """The open attempt's answer message id, once its Done arrived (the next turn's parent)."""
+        return self.attempt.message_id if self.attempt else ""
 
     async def open(self) -> None:
         """Reserve, send and read up to the first content, failing over between accounts.
@@ -79,19 +86,13 @@ class Reply:
         assert attempt is not None
         if not await self.failover.may_retry_after(attempt, exc):
             raise self.failover.final_error() from exc
-        self.first_token_at, self.parent_message_id = None, ""
         await self.open()
 
-    async def events(self) -> AsyncIterator[KimiEvent]:
-        """The open attempt's events, noting when the answer began and the last message id."""
+    def events(self) -> AsyncIterator[KimiEvent]:
+        """The open attempt's events (the attempt notes when the answer began and its message id)."""
         assert self.attempt is not None
         buffered, self._buffered = self._buffered, []
-        async for event in self.attempt.events(buffered):
-            if self.first_token_at is None and not isinstance(event, Heartbeat | ChatCreated | Done):
-                self.first_token_at = time.monotonic()
-            if isinstance(event, Done):
-                self.parent_message_id = event.message_id or ""
-            yield event
+        return self.attempt.events(buffered)
 
     def finish(self, ending: Ending, stats: ReplyStats | None = None) -> asyncio.Task[None]:
         """Start the final write with this ending; later calls return the same task (the first wins)."""

@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.core.cache.backends.locmem import LocMemCache
 
 from gateway.db.threads import db_call
 from gateway.kimi.base import KimiError, ProtocolError
@@ -75,10 +76,14 @@ async def catalogue_get(*, base_url: str, http: UpstreamHTTP | None = None, now:
 
 
 async def _cache_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """A cache call, through the database threads: a Redis cache blocks, and Django's own ``cache.aget``
-    would queue behind every thread-sensitive call of the process. A cache outage (Redis down) must not
-    fail a chat: it reads as no copy (the catalogue is then fetched, or the built-in table used)."""
+    """A cache call. The process's own memory cache answers at once, on the event loop (every chat turn
+    reads the catalogue: a thread hop would cost more than the read); a shared one (Redis) blocks, so it
+    goes through the database threads (Django's own ``cache.aget`` would queue behind every
+    thread-sensitive call of the process). A cache outage (Redis down) must not fail a chat: it reads as
+    no copy (the catalogue is then fetched, or the built-in table used)."""
     try:
+        if isinstance(caches[DEFAULT_CACHE_ALIAS], LocMemCache):
+            return fn(*args, **kwargs)
         return await db_call(fn, *args, **kwargs)
     except Exception as exc:  # the backend's own errors (redis.RedisError, ...) have no common base
         log.warning("model catalogue cache unavailable (%s)", type(exc).__name__)

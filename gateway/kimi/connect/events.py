@@ -200,6 +200,8 @@ class ConnectTranslator:
         """A text block is reasoning when flagged ``thinking`` (on the block or its text), when it is or
         hangs under an open thinking stage, or when an earlier frame of the same block said so (C.8)."""
         flags = [block.get("flags"), block["text"].get("flags")]
+        if flags == [None, None] and not self._thinking_stages and not self._thinking_blocks:
+            return False  # the common case, every text frame of a plain answer: nothing marks reasoning
         if any(f == "answer" or (isinstance(f, list) and "answer" in f) for f in flags):
             self._thinking_blocks.discard(block_id)
             return False

@@ -84,12 +84,15 @@ async def test_reopen_after_a_mid_answer_failure_settles_it_and_opens_another_ac
     first_chat = reply.chat_id
     partial, error = await read_all(reply)
     assert partial and isinstance(error, ProtocolError) and reply.first_token_at is not None
+    first_answer_began = reply.first_token_at
 
     await reply.reopen_after(error)
 
     assert reply.attempt is not None and reply.attempt.account.pk == pool.second.pk
     assert reply.chat_id != first_chat
-    assert (reply.first_token_at, reply.parent_message_id) == (None, "")  # the new answer starts afresh
+    # The new answer starts afresh: its own first content (read while opening), no message id yet.
+    assert reply.first_token_at is not None and reply.first_token_at > first_answer_began
+    assert reply.parent_message_id == ""
     assert await read_all(reply) == ("whole answer", None)
     await reply.finish(ending_success())
     turns = await orm(lambda: {t.account_id: (t.status, t.outcome) for t in Turn.objects.all()})
