@@ -18,3 +18,12 @@ class ConversationState(models.TextChoices):
     KEPT = "kept", "Kept for continuation"
     DELETED = "deleted", "Deleted upstream"
     DELETE_FAILED = "delete_failed", "Delete failed (will retry)"
+
+
+class DriftKind(models.TextChoices):
+    """What an upstream shape not understood was (gateway/kimi/drift.py)."""
+
+    FRAME = "frame", "Unknown frame or event kind"
+    FIELD = "field", "Unknown mask or field path"
+    ERROR = "error", "Unknown error reason"
+    CITATION = "citation", "Unmapped citation marker"

@@ -1,11 +1,12 @@
-"""Gateway keys, request logs and the upstream conversations the gateway created."""
+"""Gateway keys, request logs, the upstream conversations the gateway created, upstream drift."""
 
 from __future__ import annotations
 
 from django.db import models
 
+from accounts.choices import Protocol
 from accounts.models import KimiAccount
-from gateway.choices import ConversationState, Outcome
+from gateway.choices import ConversationState, DriftKind, Outcome
 
 
 class ApiKey(models.Model):
@@ -147,6 +148,35 @@ class UploadedFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.sha256[:12]}) on {self.account_id}"
+
+
+class UpstreamDrift(models.Model):
+    """An upstream shape the gateway did not understand, per account and protocol (gateway/kimi/drift.py).
+
+    One row per (account, protocol, kind, key): ``count`` is how often it was seen since ``first_seen``,
+    added with the request's final write (an increment, so concurrent writers never lose counts), and
+    ``samples`` the first few redacted examples (structure only: no token, id or text).
+    """
+
+    # Indexed by the unique constraint below, which leads with it.
+    account = models.ForeignKey(KimiAccount, on_delete=models.CASCADE, related_name="drift", db_index=False)
+    protocol = models.CharField(max_length=16, choices=Protocol.choices)
+    kind = models.CharField(max_length=16, choices=DriftKind.choices)
+    key = models.CharField(max_length=200)
+    count = models.PositiveBigIntegerField(default=0)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+    samples = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "protocol", "kind", "key"], name="drift_once_per_key")
+        ]
+        verbose_name = "upstream drift"
+        verbose_name_plural = "upstream drift"
+
+    def __str__(self) -> str:
+        return f"{self.protocol} {self.kind} {self.key} on {self.account_id}: {self.count}"
 
 
 # --- Hourly rollups behind the dashboard (owned by the dashboard; see gateway/dashboard/rollup.py) ----

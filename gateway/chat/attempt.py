@@ -40,6 +40,7 @@ from gateway.records.conversations import (
     conversation_record_async,
     conversation_settle,
 )
+from gateway.records.drift import DriftReport
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,14 @@ class Attempt:
                 yield event
         except ContentFiltered:
             yield Done(finish_reason="content_filter")
+
+    def drift_report(self) -> DriftReport | None:
+        """What this attempt's upstream sent and the client did not understand (None: nothing), for the
+        request's final write: counted in memory while streaming (gateway/kimi/drift.py)."""
+        drift = self.session.drift
+        if not drift:
+            return None
+        return DriftReport(account_id=self.account.pk, protocol=self.account.protocol, items=tuple(drift.items()))
 
     def log_flags(self) -> list[str]:
         """What this attempt adds to the request's log flags: how the prompt was sent, ignored flags,

@@ -1,6 +1,7 @@
 """The end of an accepted request, written exactly once: the upstream chat deleted (unless kept), then
 the final log row, lease release and conversation settled in one transaction, from a tracked task the
-client going away cannot cancel.
+client going away cannot cancel. When an attempt saw upstream shapes it did not understand, their
+counts follow in the same task (gateway/records/drift.py): one more write, only for such requests.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from gateway.chat.sink import ReplyStats
 from gateway.chat.turn import Job
 from gateway.chat.waiting import slot_waiters
 from gateway.choices import Outcome
+from gateway.db.threads import db_call
 from gateway.records.conversations import chat_delete
+from gateway.records.drift import drift_record
 from gateway.records.logs import request_finish_async
 from gateway.records.settlements import ConversationSettlement, LeaseSettlement, LogFinish
 
@@ -24,7 +27,8 @@ from gateway.records.settlements import ConversationSettlement, LeaseSettlement,
 @dataclasses.dataclass(frozen=True)
 class Final:
     """Everything the final write needs, handed over once: how the request ended, the attempt that
-    holds the lease (None when none does), and what the reply produced."""
+    holds the lease (None when none does), the attempts settled before it (failover), and what the
+    reply produced."""
 
     ending: Ending
     attempt: Attempt | None = None
@@ -32,6 +36,7 @@ class Final:
     stats: ReplyStats = ReplyStats()
     first_token_at: float | None = None
     parent_message_id: str = ""
+    settled: tuple[Attempt, ...] = ()
 
 
 def finish_spawn(job: Job, final: Final) -> asyncio.Task[None]:
@@ -90,3 +95,7 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
     await request_finish_async(log_id=job.log_id, finish=finish, lease=lease, conversation=conversation)
     if lease is not None:
         slot_waiters().wake_one()
+    tried = [*final.settled, *([attempt] if attempt is not None else [])]
+    reports = [report for report in (a.drift_report() for a in tried) if report is not None]
+    if reports:
+        await db_call(drift_record, reports=reports)

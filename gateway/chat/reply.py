@@ -74,6 +74,7 @@ class Reply:
             except BaseException:
                 # Cancelled (client went away) or a bug: settle this attempt in the background, re-raise.
                 lifecycle.spawn(attempt_abandon(attempt, AttemptCancelled()), name="abandon-attempt")
+                failover.settled.append(attempt)
                 raise
             self.attempt = attempt
             return
@@ -104,6 +105,7 @@ class Reply:
                 stats=stats or ReplyStats(),
                 first_token_at=self.first_token_at,
                 parent_message_id=self.parent_message_id,
+                settled=tuple(self.failover.settled),
             )
             self._finished = finish_spawn(self.job, final)
         return self._finished

@@ -97,10 +97,12 @@ def no_account_error(exc: NoAccountAvailable, *, continued: bool) -> GatewayErro
 
 
 class Failover:
-    """The accounts one request has tried: how many attempts, which to skip, the last failure."""
+    """The accounts one request has tried: how many attempts, which to skip, the last failure, and the
+    attempts settled on the way (their drift goes with the request's final write)."""
 
     def __init__(self, job: Job) -> None:
         self.exclude: set[int] = set()
+        self.settled: list[Attempt] = []
         self.attempts = 0
         self.last_error: KimiError | None = None
         self.max_attempts = 1 if job.continued else settings.KIMIPROXY_MAX_ATTEMPTS
@@ -109,6 +111,7 @@ class Failover:
         """Settle a failed attempt; True when another account may be tried, False when this was the last."""
         log.info("attempt %s on %s failed: %s", self.attempts, attempt.account.name, exc.code)
         await attempt_abandon(attempt, exc)
+        self.settled.append(attempt)
         self.last_error = exc
         self.exclude.add(attempt.account.pk)
         return exc.retryable and self.attempts < self.max_attempts

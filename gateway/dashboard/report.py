@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.choices import Outcome
@@ -12,9 +12,13 @@ from gateway.dashboard import queries
 from gateway.dashboard.ranges import RangeSpec, range_window
 from gateway.dashboard.rollup import Dim, rollup_catch_up, rollup_watermark
 from gateway.models import ApiKey
+from gateway.records.drift import DriftRow, drift_seen_since
 
 # Hours the page itself rolls up per view when nobody runs `rollup_request_logs`: keeps a view cheap.
 CATCH_UP_HOURS = 48
+# "Upstream shapes not understood": a fixed window, whatever the range (gateway/kimi/drift.py).
+DRIFT_WINDOW = timedelta(hours=24)
+DRIFT_ROWS = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +30,7 @@ class Report:
     headline: dict[str, Any]
     accounts: list[pool.AccountUsage]
     charts: dict[str, Any]  # JSON for the page's script (templates/dashboard/index.html)
+    drift: list[DriftRow] = dataclasses.field(default_factory=list)  # seen in the last DRIFT_WINDOW
 
 
 def _key_names(totals: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -70,4 +75,5 @@ def dashboard_report(*, spec: RangeSpec, now: datetime) -> Report:
             "limit": [a.limit for a in usage],
         },
     }
-    return Report(spec, window.since, window.until, source.rolled_until, headline, usage, charts)
+    drift = drift_seen_since(since=now - DRIFT_WINDOW, limit=DRIFT_ROWS)
+    return Report(spec, window.since, window.until, source.rolled_until, headline, usage, charts, drift)

@@ -9,6 +9,9 @@ account (``gateway.kimi.session_for``), then::
 
 Events are the normalised stream (see the dataclasses below). Failures are exceptions from the tree
 below, raised either when the turn opens (before the first event) or while iterating (mid-stream).
+What the upstream sent that the client did not understand (unknown frame kinds, ``mask`` paths, error
+reasons, unmapped citation markers) is not an event: it is counted in ``session.drift``
+(gateway/kimi/drift.py), which the caller reads once, when the request ends.
 
 Error tree (``retryable`` says whether another account may succeed; ``refundable`` says whether the
 upstream did no generation work, so the turn should not count against the account's limit)::
@@ -39,6 +42,8 @@ import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import ClassVar, Literal, Protocol
+
+from gateway.kimi.drift import Drift
 
 # --------------------------------------------------------------------------------------------------
 # Requests
@@ -291,6 +296,9 @@ class KimiSession(Protocol):
     """One account's view of the upstream. Built by ``gateway.kimi.session_for(account, ...)``."""
 
     protocol: ClassVar[str]
+    # What this session's turns received and did not understand, counted in memory (redacted samples);
+    # the caller stores it once with the request's final write (gateway/records/drift.py).
+    drift: Drift
 
     def turn(self, request: TurnRequest) -> AbstractAsyncContextManager[AsyncIterator[KimiEvent]]:
         """Open one chat turn. Entering sends the request (refreshing and retrying once on a 401);

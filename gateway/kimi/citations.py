@@ -13,7 +13,9 @@ quoted by ``message.references[].matchedText`` resolves to that reference.
 
 Text is held back only while a marker may be open or names results not known yet, and never more than
 ``MAX_MARKER`` characters (issue 14 / C.1); then what cannot be mapped is stripped, and an opener never
-closed is released as text without its delimiters.
+closed is released as text without its delimiters. Both are noted in the turn's ``Drift``
+(gateway/kimi/drift.py, kind ``citation``): the marker's form, the references it named and its length,
+never its text.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from typing import Any
 
 from gateway.kimi.base import SearchResult, SearchResults
 from gateway.kimi.cite_markers import CANDIDATE, MAX_MARKER, MORE, TEXT, Marker, Unclosed, scan
+from gateway.kimi.drift import Drift
 
 _TRAILING_INT = re.compile(r"(\d+)\D*$")
 
 
 class CitationTracker:
-    def __init__(self) -> None:
+    def __init__(self, *, drift: Drift | None = None) -> None:
+        self.drift = drift
         self.results: list[SearchResult] = []
         self._index: dict[str, int] = {}  # url -> 1-based reference number
         self._keys: dict[str, int] = {}  # "web_search:1#0" -> reference number (C.1)
@@ -113,11 +117,14 @@ class CitationTracker:
                 done = at + 1
                 continue
             if isinstance(verdict, Unclosed):
+                self._note_unclosed(text[at + 1 : at + verdict.opener - 1], len(text) - at)
                 done = at + verdict.opener  # released as text, its delimiters stripped
                 continue
             numbers, complete = self._numbers(verdict)
             if not complete and not final and len(text) - at < MAX_MARKER:
                 break  # its results may still arrive
+            if not complete:
+                self._note_unmapped(verdict)
             out.append("".join(f"[^{n}^]" for n in numbers))  # what cannot be mapped is stripped
             done = verdict.end
         else:
@@ -125,6 +132,19 @@ class CitationTracker:
             done = len(text)
         self._pending = text[done:]
         return "".join(out)
+
+    def _note_unmapped(self, marker: Marker) -> None:
+        """A marker (some of) whose references name no known result: stripped (C.1), and noted."""
+        if self.drift is not None:
+            # The references are `name:call#index` (cite_markers._REF), never text; the body may be.
+            sample: dict[str, object] = {"form": marker.kind, "refs": list(marker.refs), "chars": len(marker.token)}
+            if not marker.refs:
+                sample["body"] = f"<str:{len(marker.body)}>"
+            self.drift.note("citation", f"{marker.kind}:unmapped", sample, redacted=True)
+
+    def _note_unclosed(self, word: str, held: int) -> None:
+        if self.drift is not None:
+            self.drift.note("citation", f"{word}:unclosed", {"form": word, "held": held}, redacted=True)
 
     def _numbers(self, marker: Marker) -> tuple[list[int], bool]:
         """Reference numbers of a marker, and whether every reference in it is known yet."""

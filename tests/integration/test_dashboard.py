@@ -16,7 +16,9 @@ from gateway.dashboard import queries
 from gateway.dashboard.pool_usage import leftover_conversations, pool_usage
 from gateway.dashboard.ranges import RANGES, range_window
 from gateway.dashboard.rollup import rollup_hours
+from gateway.kimi.drift import DriftItem
 from gateway.models import Conversation, RequestLog
+from gateway.records.drift import DriftReport, drift_record
 from tests.factories import make_account, make_api_key
 
 pytestmark = [
@@ -170,3 +172,27 @@ def test_it_counts_leftover_conversations_awaiting_cleanup() -> None:
     ]:
         Conversation.objects.create(account=account, state=state, created_at=old, last_used_at=last_used)
     assert leftover_conversations(now=NOW) == 3
+
+
+def test_it_shows_upstream_shapes_not_understood_in_the_last_24_hours(admin_client: Client) -> None:
+    account = make_account(name="alpha")
+    sample = {"op": "merge", "mask": "message.feedback", "note": "<str:5>"}
+    recent = (DriftItem("frame", "block.agentArtifact", 3, (sample,)), DriftItem("error", "REASON_FAKE_UNKNOWN", 1))
+    drift_record(reports=[DriftReport(account_id=account.pk, protocol="connect", items=recent)])
+    old = (DriftItem("frame", "long_gone_kind", 9),)
+    drift_record(reports=[DriftReport(account_id=account.pk, protocol="connect", items=old)], now=NOW)
+
+    body = admin_client.get("/dashboard/?range=7d").content.decode()
+
+    panel = body[body.index('id="drift"') : body.index("</table>", body.index('id="drift-table"'))]
+    assert "Upstream shapes not understood, last 24 h" in body
+    assert "<code>block.agentArtifact</code>" in panel and "<code>REASON_FAKE_UNKNOWN</code>" in panel
+    assert "<td>3</td>" in panel and "&quot;message.feedback&quot;" in panel  # the sample, escaped
+    assert "&lt;str:5&gt;" in panel and "<str:5>" not in panel
+    assert "long_gone_kind" not in panel  # last seen months ago
+
+
+def test_it_says_when_every_upstream_shape_was_understood(admin_client: Client) -> None:
+    body = admin_client.get("/dashboard/").content.decode()
+
+    assert "None: every upstream shape of the last 24 hours was understood." in body

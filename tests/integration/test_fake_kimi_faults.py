@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from gateway.kimi.fake import FakeKimi
+from gateway.kimi.fake.connect_turn import unmappable_markers
 from gateway.kimi.fake.writes import envelope, shape_writes
 from tests.fixtures_kimi import (
     CHAT_PATH,
@@ -137,8 +138,10 @@ def test_it_keeps_envelopes_intact_when_writes_are_split_and_coalesced(fake_kimi
 
     frames = connect_frames(post_chat(http, token).content)
 
-    assert texts(frames) == "héllo wörld ✓"
+    # unknown_kinds ends the answer with citations naming no search call (a gateway strips them, C.1).
+    assert texts(frames) == "héllo wörld ✓" + "".join(unmappable_markers(["héllo wörld ✓"]))
     assert any("notification" in f for _, f in frames) and any("telemetry" in f for _, f in frames)
+    assert any(f.get("op") == "merge" and f.get("mask") == "message.feedback" for _, f in frames)
 
 
 def test_it_splits_inside_the_header_and_inside_a_utf8_character() -> None:
@@ -164,7 +167,9 @@ def test_it_injects_legacy_errors_and_unknown_events(fake_kimi: FakeKimi, http: 
     fake_kimi.fault("stream_busy")
     busy = http.post(path, json=body, headers=auth)
 
-    assert [e["event"] for e in filtered] == ["req", "resp", "rename", "loading", "ping", "cmpl", "error"]
+    events = ["req", "resp", "rename", "loading", "ping", "cmpl", "search_plus", "cmpl", "error"]
+    assert [e["event"] for e in filtered] == events
+    assert filtered[5] == {"event": "cmpl", "text": "", "view": "plain"}
     assert filtered[-1]["error"]["error_type"] == "openai.completion.content_filter"
     assert busy.status_code == 400 and busy.json()["error_type"] == "chat.user_stream_pushing"
 

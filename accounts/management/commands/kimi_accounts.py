@@ -1,13 +1,16 @@
-"""``manage.py kimi_accounts add|list|import|check|origin|models|enable|disable``: thin wrappers over the services.
+"""``manage.py kimi_accounts add|list|import|check|origin|models|enable|disable|drift``: thin wrappers over
+the services.
 
 Errors print one line and exit non-zero (``CommandError``); no token is ever printed (the last 4
 characters at most). ``list --json`` prints one JSON object per account and line, for scripts.
+``drift`` shows the upstream shapes the accounts' turns did not understand (gateway/records/drift.py).
 """
 
 from __future__ import annotations
 
 import json
 from argparse import ArgumentParser
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,9 @@ from accounts import selectors, services
 from accounts.checks import CheckResult
 from accounts.choices import Origin, Protocol
 from accounts.models import KimiAccount
+from gateway.records.drift import drift_seen_since
+
+DRIFT_COLUMNS = ("account", "protocol", "kind", "key", "count", "first_seen", "last_seen")
 
 
 def _account(name: str) -> KimiAccount:
@@ -70,6 +76,11 @@ class Command(BaseCommand):
         models.add_argument("--origin", choices=Origin.values, action="append", help="Default: every deployment.")
         for action in ("enable", "disable"):
             sub.add_parser(action, help=f"{action.capitalize()} an account.").add_argument("name")
+        drift = sub.add_parser("drift", help="Upstream shapes the accounts' turns did not understand.")
+        drift.add_argument("--hours", type=float, default=24.0, help="Seen in the last N hours (0: any time).")
+        drift.add_argument("--account", metavar="NAME", help="Only this account.")
+        drift.add_argument("--samples", action="store_true", help="Print the redacted samples under each row.")
+        drift.add_argument("--json", action="store_true", help="One JSON object per row and line, with samples.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         getattr(self, f"do_{options['action']}")(options)
@@ -152,6 +163,26 @@ class Command(BaseCommand):
                 effort = model.default_effort.removeprefix("REASONING_EFFORT_").lower()
                 cells = (origin, model.id + default, model.scenario, model.agent_mode, model.kimiplus_id)
                 self.stdout.write("\t".join(_cell(c) for c in (*cells, efforts, effort, catalogue.source)))
+
+    def do_drift(self, options: dict[str, Any]) -> None:
+        hours = options["hours"]
+        since = timezone.now() - timedelta(hours=hours) if hours > 0 else None
+        rows = drift_seen_since(since=since, account=options["account"], limit=10_000)
+        if options["json"]:
+            for row in rows:
+                self.stdout.write(json.dumps(row.as_json(), ensure_ascii=False))
+            return
+        if not rows:
+            window = f"in the last {hours:g} h" if since else "ever"
+            self.stdout.write(f"No upstream shapes the gateway did not understand {window}.")
+            return
+        self.stdout.write("\t".join(DRIFT_COLUMNS))
+        for row in rows:
+            cells = row.as_json()
+            self.stdout.write("\t".join(_cell(cells[column]) for column in DRIFT_COLUMNS))
+            if options["samples"]:
+                for sample in row.samples:
+                    self.stdout.write("    " + json.dumps(sample, ensure_ascii=False))
 
     def do_enable(self, options: dict[str, Any]) -> None:
         services.account_enable(account=_account(options["name"]))

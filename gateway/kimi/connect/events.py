@@ -6,6 +6,9 @@ without its end-of-stream frame. ``Done`` is emitted from the ``0x02`` frame, no
 data frame, because an error end-stream frame can follow ``done`` (doc 2.2.1); only a stream that
 closes after ``done`` without any end frame ends at EOF (C.8).
 
+What the catalogue does not name (a frame key, block kind, ``op``, ``mask`` path, error reason) is
+ignored as before and noted in the turn's ``Drift`` (shapes.py, gateway/kimi/drift.py).
+
 Shapes tolerated besides the documented ones (kimi-web-protocol.md C.8): reasoning as ``block.text``
 flagged ``thinking`` or inside a thinking ``block.multiStage``; frames without ``op``; the answer only
 in the completed assistant ``message.blocks``; successive text blocks, joined with a newline.
@@ -38,6 +41,8 @@ from gateway.kimi.base import (
     Unavailable,
 )
 from gateway.kimi.citations import CitationTracker
+from gateway.kimi.connect.shapes import note_error, note_frame
+from gateway.kimi.drift import Drift
 from gateway.kimi.framing import ConnectFrame
 
 log = logging.getLogger(__name__)
@@ -52,10 +57,12 @@ _STAGE_OVER = ("STAGE_STATUS_END", "STAGE_STATUS_COMPLETED", "completed", "end",
 
 class ConnectTranslator:
     """State of one Connect ``Chat`` stream. ``progress`` counts text/thinking/tool frames (the
-    no-progress timeout watches it; heartbeats do not move it)."""
+    no-progress timeout watches it; heartbeats do not move it). ``drift`` collects what it did not
+    understand (its own when none is given)."""
 
-    def __init__(self, *, continuing: bool = False) -> None:
+    def __init__(self, *, continuing: bool = False, drift: Drift | None = None) -> None:
         self.continuing = continuing
+        self.drift = drift if drift is not None else Drift()
         self.chat_id: str | None = None
         self.assistant_id: str | None = None
         self.progress = 0
@@ -68,7 +75,7 @@ class ConnectTranslator:
         self._text_block: str | None = None  # the text block the last answer text came from
         self._ends_with_newline = True  # the answer so far ends a line (or is empty)
         self._message_text = ""  # the answer as the completed assistant message carries it (C.8)
-        self._cites = CitationTracker()
+        self._cites = CitationTracker(drift=self.drift)
         self._tool_calls: dict[str, str] = {}  # block id -> its tool call id ("web_search:1")
 
     def feed(self, frame: ConnectFrame) -> list[KimiEvent]:
@@ -94,7 +101,7 @@ class ConnectTranslator:
     def _end(self, payload: dict[str, Any]) -> list[KimiEvent]:
         error = payload.get("error")
         if isinstance(error, dict):
-            raise connect_error(error, continuing=self.continuing)
+            raise connect_error(error, continuing=self.continuing, drift=self.drift)
         events: list[KimiEvent] = []
         if not self._text_seen and self._message_text:
             events += self._answer_text(self._message_text)
@@ -108,6 +115,7 @@ class ConnectTranslator:
         return events
 
     def _event(self, payload: dict[str, Any]) -> list[KimiEvent]:
+        note_frame(payload, self.drift)
         if "heartbeat" in payload:
             return [Heartbeat()]
         if "done" in payload:
@@ -158,7 +166,7 @@ class ConnectTranslator:
     def _block(self, block: dict[str, Any], *, op: str | None) -> list[KimiEvent]:
         block_id = str(block.get("id", ""))
         if isinstance(block.get("exception"), dict):
-            raise exception_error(block["exception"])
+            raise exception_error(block["exception"], drift=self.drift)
         self._note_stages(block_id, block)
         if isinstance(block.get("text"), dict):
             kind: Literal["text", "think"] = "think" if self._is_reasoning(block_id, block) else "text"
@@ -277,10 +285,14 @@ def _retry_after(error: dict[str, Any]) -> float | None:
         return None
 
 
-def connect_error(error: dict[str, Any], *, continuing: bool = False, status: int | None = None) -> KimiError:
-    """Map a Connect error object (unary body or end-stream ``error``, doc 2.13) to our error tree."""
+def connect_error(
+    error: dict[str, Any], *, continuing: bool = False, status: int | None = None, drift: Drift | None = None
+) -> KimiError:
+    """Map a Connect error object (unary body or end-stream ``error``, doc 2.13) to our error tree; a
+    code or reason the mapping does not name is noted in ``drift``."""
     code = str(error.get("code") or "")
     reason = _reason(error)
+    note_error(error, code=code, reason=reason, drift=drift)
     message = str(error.get("message") or reason or code or "upstream error")[:300]
     kwargs: dict[str, Any] = {"upstream_code": f"{code}:{reason}" if reason else code, "status": status}
     if code == "unauthenticated" or reason == "REASON_INVALID_AUTH_TOKEN":
@@ -305,11 +317,12 @@ def connect_error(error: dict[str, Any], *, continuing: bool = False, status: in
     return Unavailable(message, **kwargs)
 
 
-def exception_error(exception: dict[str, Any]) -> KimiError:
+def exception_error(exception: dict[str, Any], *, drift: Drift | None = None) -> KimiError:
     """A ``block.exception`` (doc 2.13.2): the partial answer is retracted, so the turn failed."""
     nested = exception.get("error")
     error: dict[str, Any] = nested if isinstance(nested, dict) else exception
     reason = str(error.get("reason") or "")
+    note_error(exception, code="", reason=reason or "<none>", drift=drift)
     localized = error.get("localizedMessage")
     message = str(localized.get("message", "")) if isinstance(localized, dict) else ""
     message = (message or reason or "upstream retracted the answer")[:300]

@@ -33,6 +33,7 @@ from gateway.kimi.base import (
 )
 from gateway.kimi.connect.catalogue import BUILTIN, HIGH, LOW, NONE, Catalogue, CatalogueModel
 from gateway.kimi.connect.events import ConnectTranslator, connect_error
+from gateway.kimi.drift import Drift
 from gateway.kimi.framing import ConnectDecoder, encode_envelope
 from gateway.kimi.origins import Endpoints
 from gateway.kimi.stream import EventStream, send
@@ -103,15 +104,18 @@ def _effort(request: TurnRequest, entry: CatalogueModel) -> str:
     return entry.cap(effort)
 
 
-def error_from_response(response: UpstreamResponse, *, continuing: bool = False) -> KimiError:
-    """A non-200 answer (doc 2.13.1): Connect JSON error bodies by code, bare statuses by status."""
+def error_from_response(
+    response: UpstreamResponse, *, continuing: bool = False, drift: Drift | None = None
+) -> KimiError:
+    """A non-200 answer (doc 2.13.1): Connect JSON error bodies by code, bare statuses by status; an
+    unknown code or reason of a turn is noted in its ``drift``."""
     status = response.status_code
     try:
         body = response.json()
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("code"), str):
-        error = connect_error(body, continuing=continuing, status=status)
+        error = connect_error(body, continuing=continuing, status=status, drift=drift)
         if isinstance(error, RateLimited) and error.retry_after is None:
             error.retry_after = _retry_after(response)
         return error
@@ -202,6 +206,7 @@ class ConnectSession:
         self._http = http
         self._endpoints = endpoints
         self._catalogue = catalogue
+        self.drift = Drift()  # what this session's turns did not understand (base.KimiSession.drift)
 
     @property
     def base_url(self) -> str:
@@ -245,8 +250,8 @@ class ConnectSession:
         try:
             if response.status_code != 200:
                 await response.aread()
-                raise error_from_response(response, continuing=continuing)
-            translator = ConnectTranslator(continuing=continuing)
+                raise error_from_response(response, continuing=continuing, drift=self.drift)
+            translator = ConnectTranslator(continuing=continuing, drift=self.drift)
             events = EventStream(response, ConnectDecoder(), translator, sent_at=sent_at)
             await events.prime()
         except BaseException:

@@ -65,6 +65,9 @@ def build_turn(plan: TurnPlan) -> list[Step]:
     """Every write of the reply, in order, including pauses and the final ``0x02`` frame."""
     frames = _Frames()
     fault = main_fault(plan.faults)
+    unknown = has_fault(plan.faults, "unknown_kinds")
+    if unknown is not None and plan.deltas:
+        plan = dataclasses.replace(plan, deltas=[*plan.deltas, *unmappable_markers(plan.deltas)])
     _opening(frames, plan)
     if fault and fault.kind == "stall":
         for _ in range(max(1, round(fault.duration / max(fault.interval, 0.001)))):
@@ -80,6 +83,9 @@ def build_turn(plan: TurnPlan) -> list[Step]:
     for call, hits in enumerate(plan.searches):
         _search(frames, call, hits, next(blocks))
     ending = _answer(frames, plan, fault, next(blocks))
+    if ending is None and unknown is not None and unknown.variant == "error":
+        # A success ended by an error whose reason no catalogue names (the gateway counts it as drift).
+        ending = connect_error("unavailable", unknown.message or "The upstream changed.", UNKNOWN_REASON)
     if ending is not None or not has_fault(plan.faults, "no_end_frame"):
         frames.steps.append(end_frame(ending))  # no_end_frame: a success closes after `done` (C.8)
     return _shape(frames.steps, plan.faults, plan.reply.delay)
@@ -106,6 +112,9 @@ def _opening(frames: _Frames, plan: TurnPlan) -> None:
         artifact = {"id": "900", "parentId": "", "agentArtifact": {"kind": "slides", "title": "Deck"}}
         frames.event("set", "block.agentArtifact", "block", artifact)
         frames.plain("telemetry", {"latencyMs": 12})
+        # An op and a mask path the catalogue of doc 2.7 / 2.7.1 does not have, on a harmless object.
+        feedback = {"id": plan.assistant_id, "feedback": {"rating": "FEEDBACK_NONE"}}
+        frames.event("merge", "message.feedback", "message", feedback)
 
 
 def _thinking(frames: _Frames, chunks: list[str], blocks: Any) -> None:
@@ -271,6 +280,19 @@ def cite_token(call: int, index: int) -> str:
 def inline_cite(call: int, index: int, hit: SearchHit, *, close: str = C1_TOOL) -> str:
     """C.1 inline citation, closed by U+1F6E0 or U+E3A8 (C.1 allows both)."""
     return f"{C1_OPEN}cite{C1_TOOL}web_search:{call}#{index}:~:text={hit.snippet or hit.title}{close}"
+
+
+# What `unknown_kinds` appends to the answer: citations naming search calls that never ran (C.1 forms).
+UNMAPPED_REFS = ("web_search:7#7", "web_search:9#9")
+UNKNOWN_REASON = "REASON_FAKE_UNKNOWN"  # `unknown_kinds` with variant "error"
+
+
+def unmappable_markers(deltas: list[str]) -> list[str]:
+    """An inline citation quoting the answer and a bare reference, both naming no result: a gateway
+    strips them (C.1), so the answer text is unchanged."""
+    quote = "".join(deltas)[:24]
+    inline = f"{C1_OPEN}cite{C1_TOOL}{UNMAPPED_REFS[0]}:~:text={quote}{C1_TOOL}"
+    return [inline, f"{C1_TOOL}{UNMAPPED_REFS[1]}{C1_TOOL}"]
 
 
 def bare_reference(call: int, index: int) -> str:

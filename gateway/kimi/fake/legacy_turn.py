@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from gateway.kimi.fake.connect_turn import unmappable_markers
 from gateway.kimi.fake.script import Fault, Reply, SearchHit, has_fault, main_fault
 from gateway.kimi.fake.writes import CUT, CUT_AFTER_SECONDS, Pause, Step, pace, shape_writes, sse
 
@@ -19,6 +20,7 @@ TOO_LONG_ERROR = {
     "message": "The input exceeds 200,000 characters",
     "detail": None,
 }
+UNKNOWN_ERROR = {"error_type": "chat.fake_unknown", "message": "上游变了", "detail": None}  # unknown_kinds "error"
 FILTER_ERROR = {
     "error_type": "openai.completion.content_filter",
     "message": "内容涉及不当信息，已停止输出",
@@ -42,8 +44,14 @@ def build_events(plan: LegacyPlan) -> list[Step]:
     fault = main_fault(plan.faults)
     kind = fault.kind if fault else ""
     steps: list[Step] = [sse({"event": "req", **plan.req}), sse({"event": "resp", **plan.resp})]
-    if has_fault(plan.faults, "unknown_kinds"):  # doc 1.10: never seen upstream; proves they are ignored
+    unknown = has_fault(plan.faults, "unknown_kinds")
+    if unknown is not None:  # doc 1.10: never seen upstream; proves they are ignored (and counted)
         steps += [sse({"event": "rename", "text": "x"}), sse({"event": "loading"}), sse({"event": "ping"})]
+        # A key and a search_plus msg.type the catalogue (doc 1.10, 1.11) does not have.
+        steps += [sse({"event": "cmpl", "text": "", "view": "plain"})]
+        steps += [sse({"event": "search_plus", "msg": {"type": "thinking_res"}})]
+        if plan.deltas:
+            plan = dataclasses.replace(plan, deltas=[*plan.deltas, *unmappable_markers(plan.deltas)])
     if kind == "rate_limited" or plan.quota_exhausted:
         return _shape([*steps, _error(QUOTA_ERROR, fault)], plan)
     if fault and kind == "stall":
@@ -66,6 +74,8 @@ def build_events(plan: LegacyPlan) -> list[Step]:
         return _shape([*steps, _error(OVERLOAD_ERROR, fault)], plan)
     if plan.reply.length:
         steps.append(sse({"event": "length"}))
+    if unknown is not None and unknown.variant == "error":
+        return _shape([*steps, _error(UNKNOWN_ERROR, None)], plan)
     steps.append(sse({"event": "all_done"}))
     return _shape(steps, plan)
 

@@ -2,6 +2,8 @@
 
 ``LegacyTranslator.feed(event)`` returns the events one SSE event produces, or raises a ``KimiError``
 for an in-stream ``error``; ``finish()`` at EOF raises ``ProtocolError`` when ``all_done`` never came.
+Events, keys and error types the catalogue does not name are ignored (doc 1.10) and noted in the turn's
+``Drift`` (shapes.py, gateway/kimi/drift.py).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from gateway.kimi.base import (
     Unavailable,
 )
 from gateway.kimi.citations import CitationTracker
+from gateway.kimi.drift import Drift
 from gateway.kimi.framing import ServerSentEvent
+from gateway.kimi.legacy.shapes import note_error, note_event
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +54,19 @@ _FILTER_WORDS = ("sensitive", "filter", "censor", "moderat", "violat", "complian
 
 
 class LegacyTranslator:
-    """State of one legacy completion stream. ``progress`` counts text/thinking/search events."""
+    """State of one legacy completion stream. ``progress`` counts text/thinking/search events;
+    ``drift`` collects what it did not understand (its own when none is given)."""
 
-    def __init__(self, *, continuing: bool = False) -> None:
+    def __init__(self, *, continuing: bool = False, drift: Drift | None = None) -> None:
         self.continuing = continuing
+        self.drift = drift if drift is not None else Drift()
         self.progress = 0
         self.ended = False
         self.segment_id: str | None = None  # the `req` id (doc 1.10)
         self.reply_id: str | None = None  # the `resp` id
         self._finish: Literal["stop", "length"] = "stop"
         self._text_seen = False
-        self._cites = CitationTracker()
+        self._cites = CitationTracker(drift=self.drift)
 
     def feed(self, sse: ServerSentEvent) -> list[KimiEvent]:
         if self.ended:
@@ -69,6 +75,7 @@ class LegacyTranslator:
             return self._all_done()
         payload = _json(sse.data)
         kind = payload.get("event") or sse.event
+        note_event(str(kind or ""), payload, self.drift)
         handler = _HANDLERS.get(str(kind))
         if handler is None:
             log.debug("ignoring legacy event %r", kind)
@@ -133,7 +140,9 @@ class LegacyTranslator:
     def _error(self, payload: dict[str, Any]) -> list[KimiEvent]:
         nested = payload.get("error")
         body: dict[str, Any] = nested if isinstance(nested, dict) else payload
-        raise legacy_error(body, continuing=self.continuing, in_stream=True, after_text=self._text_seen)
+        raise legacy_error(
+            body, continuing=self.continuing, in_stream=True, after_text=self._text_seen, drift=self.drift
+        )
 
     def _all_done(self, payload: dict[str, Any] | None = None) -> list[KimiEvent]:
         self.ended = True
@@ -184,9 +193,12 @@ def legacy_error(
     continuing: bool = False,
     in_stream: bool = False,
     after_text: bool = False,
+    drift: Drift | None = None,
 ) -> KimiError:
-    """Map a legacy ``{"error_type", "message", "detail"}`` body (doc 1.5, 1.10.1) to our tree."""
+    """Map a legacy ``{"error_type", "message", "detail"}`` body (doc 1.5, 1.10.1) to our tree; an
+    error type the mapping does not name is noted in ``drift``."""
     error_type = str(body.get("error_type") or "")
+    note_error(body, error_type=error_type, in_stream=in_stream, drift=drift)
     message = str(body.get("message") or error_type or f"HTTP {status}")[:300]
     kwargs: dict[str, Any] = {"upstream_code": error_type, "status": status}
     lowered = error_type.lower()

@@ -31,6 +31,7 @@ from gateway.kimi.base import (
     TurnRequest,
     Unavailable,
 )
+from gateway.kimi.drift import Drift
 from gateway.kimi.framing import SSEDecoder
 from gateway.kimi.legacy.events import LegacyTranslator, legacy_error
 from gateway.kimi.origins import Endpoints
@@ -94,15 +95,18 @@ def _ref_file(ref: FileRef) -> dict[str, Any]:
     }
 
 
-def error_from_response(response: UpstreamResponse, *, continuing: bool = False) -> KimiError:
-    """A non-200 answer: ``error_type`` bodies by type (doc 1.5), bare statuses by status."""
+def error_from_response(
+    response: UpstreamResponse, *, continuing: bool = False, drift: Drift | None = None
+) -> KimiError:
+    """A non-200 answer: ``error_type`` bodies by type (doc 1.5), bare statuses by status; an unknown
+    error type of a turn is noted in its ``drift``."""
     status = response.status_code
     try:
         body = response.json()
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error_type"), str):
-        error = legacy_error(body, status=status, continuing=continuing)
+        error = legacy_error(body, status=status, continuing=continuing, drift=drift)
         if isinstance(error, RateLimited) and error.retry_after is None:
             error.retry_after = _retry_after(response)
         return error
@@ -183,6 +187,7 @@ class LegacySession:
         self.tokens = tokens
         self._http = http
         self._endpoints = endpoints
+        self.drift = Drift()  # what this session's turns did not understand (base.KimiSession.drift)
 
     @property
     def base_url(self) -> str:
@@ -200,7 +205,7 @@ class LegacySession:
     async def _turn(self, request: TurnRequest) -> AsyncIterator[AsyncIterator[KimiEvent]]:
         chat_id = request.chat_id
         if not chat_id:
-            created = await self.call("POST", CHAT_PATH, json=create_chat_body(request))
+            created = await self.call("POST", CHAT_PATH, json=create_chat_body(request), drift=self.drift)
             chat_id = created.get("id")
             if not isinstance(chat_id, str) or not chat_id:
                 raise ProtocolError("create-chat answer has no chat id")
@@ -210,15 +215,17 @@ class LegacySession:
         finally:
             await turn.aclose()
 
-    async def call(self, method: str, path: str, *, json: Any = None, continuing: bool = False) -> dict[str, Any]:
-        """One JSON call on the legacy host, with one refresh-and-retry on 401."""
+    async def call(
+        self, method: str, path: str, *, json: Any = None, continuing: bool = False, drift: Drift | None = None
+    ) -> dict[str, Any]:
+        """One JSON call on the legacy host, with one refresh-and-retry on 401 (``drift``: a turn's)."""
         token = await self.tokens.access_token()
         response = await self.request(method, path, token=token, json=json, stream=False)
         if response.status_code == 401:
             token = await self.tokens.access_token(rejected=token)
             response = await self.request(method, path, token=token, json=json, stream=False)
         if response.status_code != 200:
-            raise error_from_response(response, continuing=continuing)
+            raise error_from_response(response, continuing=continuing, drift=drift)
         return json_object(response) if response.content.strip() else {}
 
     async def request(
@@ -309,8 +316,8 @@ class _LegacyTurn:
         if response.status_code != 200:
             await response.aread()
             await response.aclose()
-            raise error_from_response(response, continuing=continuing)
-        translator = LegacyTranslator(continuing=continuing)
+            raise error_from_response(response, continuing=continuing, drift=self._session.drift)
+        translator = LegacyTranslator(continuing=continuing, drift=self._session.drift)
         return EventStream(response, SSEDecoder(), translator, sent_at=sent_at)
 
     async def aclose(self) -> None:
