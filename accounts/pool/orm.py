@@ -142,7 +142,15 @@ def unavailable(*, matching: QuerySet[KimiAccount], now: datetime) -> NoAccountA
 
 
 def release(
-    *, lease: Lease, outcome: str, refund: bool, retry_after: float | None, message: str, now: datetime
+    *,
+    lease: Lease,
+    outcome: str,
+    refund: bool,
+    retry_after: float | None,
+    message: str,
+    now: datetime,
+    reset_at: datetime | None = None,
+    quota: bool = False,
 ) -> None:
     """``lease_release`` (services.py) on the ORM; the table it applies is ``rules.OUTCOME_EFFECTS``."""
     effect = rules.effect_of(outcome)
@@ -157,7 +165,9 @@ def release(
             # One statement, writing nothing when the account is already healthy.
             KimiAccount.objects.filter(pk=lease.account_id).exclude(state__in=rules.SPARED_STATES[effect]).exclude(
                 **rules.HEALED
-            ).update(updated_at=now, **rules.HEALED)
+            ).exclude(state=rules.HEAL_SPARES_UNTIL_AHEAD, cooldown_until__gt=now).update(
+                updated_at=now, **rules.HEALED
+            )
             return
         account = KimiAccount.objects.select_for_update().get(pk=lease.account_id)
 
@@ -166,6 +176,7 @@ def release(
             return rules.exhausted_until(
                 now=now,
                 retry_after=retry_after,
+                reset_at=reset_at,
                 oldest_counted=starts[0] if starts else None,
                 window_seconds=account.window_seconds,
             )

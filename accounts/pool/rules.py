@@ -118,6 +118,9 @@ SPARED_STATES: Mapping[Effect, frozenset[str]] = MappingProxyType(
         Effect.NONE: frozenset(AccountState.values),
     }
 )
+# A heal also leaves an account in this state while its time (``cooldown_until``) is still ahead: a turn
+# that started before a quota refusal and ended well says nothing against the refusal's reset time.
+HEAL_SPARES_UNTIL_AHEAD = AccountState.EXHAUSTED
 # Effects that record the error on the account (last_error_*, total_errors + 1), spared state or not.
 RECORDS_ERROR = frozenset({Effect.INVALIDATE, Effect.EXHAUST, Effect.COOL})
 # A healed account's columns; one already like this is not written at all.
@@ -143,9 +146,17 @@ def released_status(*, refund: bool) -> TurnStatus:
 
 
 def exhausted_until(
-    *, now: datetime, retry_after: float | None, oldest_counted: datetime | None, window_seconds: int
+    *,
+    now: datetime,
+    retry_after: float | None,
+    oldest_counted: datetime | None,
+    window_seconds: int,
+    reset_at: datetime | None = None,
 ) -> datetime:
-    """The upstream's retry time when it gave one; otherwise when the window frees the oldest counted turn."""
+    """The upstream's reset time (``reset_at``, or ``now + retry_after``) when it gave one still ahead;
+    otherwise when the window frees the oldest counted turn (kimi-web-protocol.md C.13)."""
+    if reset_at is not None and reset_at > now:
+        return reset_at
     if retry_after is not None and retry_after > 0:
         return now + timedelta(seconds=retry_after)
     free = limits.next_free_at(oldest_counted=oldest_counted, window_seconds=window_seconds)

@@ -103,7 +103,7 @@ def error_from_response(response: UpstreamResponse, *, continuing: bool = False)
         body = None
     if isinstance(body, dict) and isinstance(body.get("error_type"), str):
         error = legacy_error(body, status=status, continuing=continuing)
-        if isinstance(error, RateLimited) and error.retry_after is None:
+        if isinstance(error, RateLimited) and error.retry_after is None and error.reset_at is None:
             error.retry_after = _retry_after(response)
         return error
     if status == 401:
