@@ -150,7 +150,7 @@ def test_it_exhausts_until_the_upstream_reset_time() -> None:
 
 
 def test_a_turn_ending_well_after_a_quota_refusal_does_not_revive_the_account() -> None:
-    account = make_account(limit=10, max_concurrent=2)
+    account = make_account(limit=10, max_concurrent=2, limit_mode="pinned")  # no learned limit in the way
     long_turn = pool.account_reserve(now=at(0))
     refused = pool.account_reserve(now=at(1))
     pool.lease_release(lease=refused, outcome="rate_limited", refund=True, reset_at=at(60), quota=True, now=at(1))

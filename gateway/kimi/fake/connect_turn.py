@@ -247,7 +247,10 @@ def _exception(frames: _Frames, fault: Fault, block_id: str) -> None:
         reason, text = fault.reason or "REASON_QUOTA_EXCEEDED", "You have reached your usage limit."
     else:
         reason, text = fault.reason or "REASON_COMPLETION_OVERLOADED", "不好意思，刚刚和Kimi聊的人太多了。"
-    error: dict[str, Any] = {"reason": reason, "localizedMessage": {"locale": "zh-CN", "message": fault.message or text}}
+    error: dict[str, Any] = {
+        "reason": reason,
+        "localizedMessage": {"locale": "zh-CN", "message": fault.message or text},
+    }
     error["severity"] = "SEVERITY_BLOCK_RETRACT"
     if fault.reset_time is not None:
         error["resetTime"] = fault.reset_time
