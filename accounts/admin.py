@@ -46,6 +46,7 @@ CHANGE_FIELDS = [
     "cooldown_until", "backoff_level", "token_expires_at", "access_expires_at", "last_used_at",
     "last_error_code", "last_error_message", "last_error_at", "refresh_failures", "refresh_failing_since",
     "plan", "subscription_status", "membership_level", "checked_at",
+    "stats_5h_ratio", "stats_5h_reset_at", "stats_7d_ratio", "stats_7d_reset_at",
     "total_turns", "total_errors", "created_at",
 ]  # fmt: skip
 EDITABLE = {"name", "new_token", "protocol", "origin", "turn_limit", "limit_mode", "window_seconds", "max_concurrent"}

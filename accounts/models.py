@@ -80,6 +80,11 @@ class KimiAccount(models.Model):
     subscription_status = models.CharField(max_length=64, blank=True, default="", editable=False)
     membership_level = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
     checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # GetSubscriptionStats rate-limit windows (C.10, 2.10): used ratio (0-1) and reset time, where given.
+    stats_5h_ratio = models.FloatField(null=True, blank=True, editable=False)
+    stats_5h_reset_at = models.DateTimeField(null=True, blank=True, editable=False)
+    stats_7d_ratio = models.FloatField(null=True, blank=True, editable=False)
+    stats_7d_reset_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
