@@ -15,12 +15,13 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from accounts import selectors, services
 from accounts.choices import AccountState
 from accounts.forms import AccountImportForm, KimiAccountForm
 from accounts.models import KimiAccount
+from accounts.pool.refusals import refusals_recent
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldGroups
@@ -38,16 +39,17 @@ STATE_COLOURS: dict[str, str] = {
     AccountState.INVALID: "#c62828",
     AccountState.DISABLED: "#616161",
 }
-ADD_FIELDS = ["name", "new_token", "protocol", "origin", "turn_limit", "window_seconds", "max_concurrent"]
+ADD_FIELDS = ["name", "new_token", "protocol", "origin", "turn_limit", "limit_mode", "window_seconds", "max_concurrent"]
 CHANGE_FIELDS = [
     "name", "masked_token", "new_token", "protocol", "origin", "source", "state",
-    "turn_limit", "window_seconds", "max_concurrent",
+    "turn_limit", "limit_mode", "limit_now", "refusal_evidence", "window_seconds", "max_concurrent",
     "cooldown_until", "backoff_level", "token_expires_at", "access_expires_at", "last_used_at",
     "last_error_code", "last_error_message", "last_error_at", "refresh_failures", "refresh_failing_since",
     "plan", "subscription_status", "membership_level", "checked_at",
+    "stats_5h_ratio", "stats_5h_reset_at", "stats_7d_ratio", "stats_7d_reset_at",
     "total_turns", "total_errors", "created_at",
 ]  # fmt: skip
-EDITABLE = {"name", "new_token", "protocol", "origin", "turn_limit", "window_seconds", "max_concurrent"}
+EDITABLE = {"name", "new_token", "protocol", "origin", "turn_limit", "limit_mode", "window_seconds", "max_concurrent"}
 
 
 @admin.register(KimiAccount)
@@ -94,6 +96,43 @@ class KimiAccountAdmin(_KimiAccountAdminBase):
             text += f" (next frees {timezone.localtime(usage.next_free_at):%H:%M})"
         return text
 
+    @admin.display(description="Limit now")
+    def limit_now(self, obj: KimiAccount) -> str:
+        now = timezone.now()
+        source = selectors.limit_source(account=obj, now=now)
+        limit = selectors.limit_of(account=obj, now=now)
+        if source == "learned":
+            assert obj.learned_at is not None
+            return (
+                f"{limit} (learned from a quota refusal at {timezone.localtime(obj.learned_at):%Y-%m-%d %H:%M}, "
+                f"holds 24 h after the last refusal; cap {obj.turn_limit})"
+            )
+        return f"{limit} ({'pinned by the operator' if source == 'pinned' else 'the cap: nothing learned now'})"
+
+    @admin.display(description="Quota refusals (the evidence)")
+    def refusal_evidence(self, obj: KimiAccount) -> str:
+        """The latest explicit quota refusals a learned limit rests on (change page only: one query)."""
+        rows = refusals_recent(account=obj)
+        if not rows:
+            return "none recorded"
+        items = format_html_join(
+            "",
+            "<li>{}: {} after {} turns (cap {}; learned {}; reset {}) {}</li>",
+            (
+                (
+                    f"{timezone.localtime(r.at):%Y-%m-%d %H:%M}",
+                    r.get_source_display(),
+                    r.served,
+                    r.cap,
+                    r.learned if r.learned is not None else "-",
+                    f"{timezone.localtime(r.reset_at):%Y-%m-%d %H:%M}" if r.reset_at else "-",
+                    r.message,
+                )
+                for r in rows
+            ),
+        )
+        return format_html("<ul style='margin:0'>{}</ul>", items)
+
     @admin.display(description="In flight")
     def in_flight_streams(self, obj: KimiAccount) -> str:
         return f"{obj.in_flight} / {obj.max_concurrent}"  # type: ignore[attr-defined]
@@ -127,6 +166,7 @@ class KimiAccountAdmin(_KimiAccountAdminBase):
                 limit=obj.turn_limit,
                 window_hours=obj.window_seconds / 3600,
                 max_concurrent=obj.max_concurrent,
+                limit_mode=obj.limit_mode,
             )
             obj.pk = account.pk
             obj.refresh_from_db()

@@ -21,6 +21,23 @@ class AccountState(models.TextChoices):
     DISABLED = "disabled", "Disabled"
 
 
+class LimitMode(models.TextChoices):
+    """How an account's turn limit is decided (accounts/pool/rules.py ``effective_limit``)."""
+
+    # The limit is the count served when the upstream last refused for quota, for 24 h; the operator's
+    # ``turn_limit`` is its cap.
+    LEARN = "learn", "Learned from refusals"
+    PINNED = "pinned", "Pinned (the operator's limit)"
+
+
+class RefusalSource(models.TextChoices):
+    """Where a quota refusal's evidence came from (kimi-web-protocol.md C.13)."""
+
+    CHAT = "chat", "Chat refused for quota"
+    STATS_5H = "stats_5h", "GetSubscriptionStats 5 h"
+    STATS_7D = "stats_7d", "GetSubscriptionStats 7 d"
+
+
 class AccountSource(models.TextChoices):
     POOL = "pool", "Pool (admin)"
     PASSTHROUGH = "passthrough", "Pass-through token"

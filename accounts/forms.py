@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 from django import forms
 from django.conf import settings
 
-from accounts.choices import Origin, Protocol
+from accounts.choices import LimitMode, Origin, Protocol
 from accounts.models import KimiAccount
 from accounts.services import token_inspect, token_normalize
 
@@ -33,10 +33,11 @@ class KimiAccountForm(_KimiAccountFormBase):
 
     class Meta:
         model = KimiAccount
-        fields = ["name", "protocol", "origin", "turn_limit", "window_seconds", "max_concurrent"]
+        fields = ["name", "protocol", "origin", "turn_limit", "limit_mode", "window_seconds", "max_concurrent"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["limit_mode"].required = False  # empty: learn, the default of new accounts
         if self.instance.pk is None:
             self.fields["new_token"].required = True
             self.fields["new_token"].help_text = "The account's refresh token (from kimi.com localStorage)."
@@ -59,6 +60,7 @@ class KimiAccountForm(_KimiAccountFormBase):
         # BaseModelForm.clean() returns self.cleaned_data; the stubs allow None for Form.clean overrides.
         data = cast("dict[str, Any]", super().clean())
         token = data.get("new_token")
+        data["limit_mode"] = data.get("limit_mode") or self.instance.limit_mode or LimitMode.LEARN
         if self.instance.pk is None and not data.get("protocol"):
             # Without a valid token the form fails anyway; connect keeps the model from adding a second error.
             data["protocol"] = token_inspect(token).protocol if token else Protocol.CONNECT

@@ -11,6 +11,8 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from accounts.choices import LimitMode
+
 # Cap for the exponential cooldown after overload/5xx/timeouts: long enough to stop hammering a sick
 # account, short enough that a transient problem does not take it out of rotation for long.
 MAX_COOLDOWN_SECONDS = 600.0
@@ -98,6 +100,36 @@ def usage_from_counts(
         next_free_at=nxt,
         available_at=now if used < limit else nxt,
     )
+
+
+# A learned limit (kimi-web-protocol.md C.13, accounts/pool/rules.py) is a hint, not a verdict: this long
+# after the last quota refusal the operator's cap applies again, so one peak-hour refusal cannot ratchet
+# an account down for good.
+LEARNED_LIMIT_SECONDS = 24 * 3600
+
+
+def learned_limit(*, served: int, cap: int) -> int:
+    """The limit an explicit quota refusal after ``served`` counted turns teaches: never above the
+    operator's cap, never below 1."""
+    return max(1, min(served, cap))
+
+
+def learned_until(*, limit_mode: str, learned_limit: int | None, learned_at: datetime | None) -> datetime | None:
+    """When a learned limit stops holding (None: none was learned, or the account is pinned)."""
+    if limit_mode != LimitMode.LEARN or learned_limit is None or learned_at is None:
+        return None
+    return learned_at + timedelta(seconds=LEARNED_LIMIT_SECONDS)
+
+
+def effective_limit(
+    *, turn_limit: int, limit_mode: str, learned_limit: int | None, learned_at: datetime | None, now: datetime
+) -> int:
+    """The turns an account may serve in its window now: the learned limit while it holds (capped by
+    ``turn_limit``), else ``turn_limit``."""
+    until = learned_until(limit_mode=limit_mode, learned_limit=learned_limit, learned_at=learned_at)
+    if until is None or learned_limit is None or until <= now:
+        return turn_limit
+    return max(1, min(turn_limit, learned_limit))
 
 
 def cooldown_seconds(*, base: float, level: int, cap: float = MAX_COOLDOWN_SECONDS) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from accounts.choices import AccountSource, AccountState, Origin, Protocol, TurnStatus
+from accounts.choices import AccountSource, AccountState, LimitMode, Origin, Protocol, RefusalSource, TurnStatus
 
 
 class KimiAccount(models.Model):
@@ -47,7 +47,20 @@ class KimiAccount(models.Model):
     refresh_failures = models.PositiveSmallIntegerField(default=0, editable=False)
     refresh_failing_since = models.DateTimeField(null=True, blank=True, editable=False)
 
-    turn_limit = models.PositiveIntegerField(default=30, help_text="Turns allowed per window.")
+    turn_limit = models.PositiveIntegerField(
+        default=30, help_text="Turns allowed per window (in learn mode, the cap of the learned limit)."
+    )
+    limit_mode = models.CharField(
+        max_length=8,
+        choices=LimitMode.choices,
+        default=LimitMode.LEARN,
+        help_text="learn: the limit is what the account served when last refused for quota (24 h, never above "
+        "the turn limit); pinned: the turn limit is the limit.",
+    )
+    # Set by an explicit quota refusal (accounts/pool/rules.py): the count served in the window then, and
+    # when. Read only through ``rules.effective_limit`` (it expires 24 h after ``learned_at``).
+    learned_limit = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    learned_at = models.DateTimeField(null=True, blank=True, editable=False)
     window_seconds = models.PositiveIntegerField(default=3 * 3600, help_text="Sliding window length.")
     max_concurrent = models.PositiveIntegerField(default=3, help_text="Streams open at once.")
 
@@ -67,6 +80,11 @@ class KimiAccount(models.Model):
     subscription_status = models.CharField(max_length=64, blank=True, default="", editable=False)
     membership_level = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
     checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # GetSubscriptionStats rate-limit windows (C.10, 2.10): used ratio (0-1) and reset time, where given.
+    stats_5h_ratio = models.FloatField(null=True, blank=True, editable=False)
+    stats_5h_reset_at = models.DateTimeField(null=True, blank=True, editable=False)
+    stats_7d_ratio = models.FloatField(null=True, blank=True, editable=False)
+    stats_7d_reset_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -121,3 +139,25 @@ class Turn(models.Model):
 
     def __str__(self) -> str:
         return f"turn {self.pk} on {self.account_id} ({self.status})"
+
+
+class QuotaRefusal(models.Model):
+    """One explicit quota refusal of an account (kimi-web-protocol.md C.13): the evidence a learned
+    limit rests on, shown on the account's admin page. ``served`` is how many turns the account had
+    served in its window at that moment; ``learned`` the limit taken from it (None for a pinned
+    account). A bare HTTP 429 is not recorded: it says nothing about the limit."""
+
+    account = models.ForeignKey(KimiAccount, on_delete=models.CASCADE, related_name="refusals", db_index=False)
+    at = models.DateTimeField()
+    source = models.CharField(max_length=16, choices=RefusalSource.choices, default=RefusalSource.CHAT)
+    served = models.PositiveIntegerField()
+    cap = models.PositiveIntegerField(help_text="The account's turn limit at the time.")
+    learned = models.PositiveIntegerField(null=True, blank=True)
+    reset_at = models.DateTimeField(null=True, blank=True)
+    message = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "at"])]
+
+    def __str__(self) -> str:
+        return f"refusal of {self.account_id} at {self.at:%Y-%m-%d %H:%M} after {self.served}"

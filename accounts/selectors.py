@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts import limits
-from accounts.choices import AccountState, Origin, Protocol, TurnStatus
+from accounts.choices import AccountState, LimitMode, Origin, Protocol, TurnStatus
 from accounts.models import KimiAccount, Turn
 
 
@@ -83,12 +83,34 @@ def _as_datetime(value: datetime | str | None) -> datetime | None:
     return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
 
 
+def limit_of(*, account: KimiAccount, now: datetime) -> int:
+    """The account's limit now (``limits.effective_limit``, the pool's rule: learned or the operator's)."""
+    return limits.effective_limit(
+        turn_limit=account.turn_limit,
+        limit_mode=account.limit_mode,
+        learned_limit=account.learned_limit,
+        learned_at=account.learned_at,
+        now=now,
+    )
+
+
+def limit_source(*, account: KimiAccount, now: datetime) -> str:
+    """Where the limit comes from now: ``pinned`` (the operator's), ``learned`` (a quota refusal's count
+    holds), ``cap`` (learn mode, nothing learned or it expired: the operator's cap)."""
+    if account.limit_mode != LimitMode.LEARN:
+        return "pinned"
+    until = limits.learned_until(
+        limit_mode=account.limit_mode, learned_limit=account.learned_limit, learned_at=account.learned_at
+    )
+    return "learned" if until is not None and until > now else "cap"
+
+
 def usage_of(*, account: KimiAccount, counts: TurnCounts, now: datetime) -> limits.Usage:
     return limits.usage_from_counts(
         used=counts.used,
         in_flight=counts.in_flight,
         oldest_counted=counts.oldest,
-        limit=account.turn_limit,
+        limit=limit_of(account=account, now=now),
         max_concurrent=account.max_concurrent,
         window_seconds=account.window_seconds,
         now=now,
@@ -148,7 +170,10 @@ def usage_from_annotations(*, account: KimiAccount, now: datetime) -> limits.Usa
 
 
 # Columns of ``kimi_accounts list`` (text) in order; ``--json`` prints every key of ``account_summary``.
-SUMMARY_COLUMNS = ("name", "protocol", "origin", "state", "reason", "until", "used/limit", "plan", "token", "expires")
+SUMMARY_COLUMNS = (
+    "name", "protocol", "origin", "state", "reason", "until", "used/limit", "limit_mode", "limit_source",
+    "plan", "token", "expires",
+)  # fmt: skip
 _REASON_STATES = ("cooling", "exhausted", "invalid")
 
 
@@ -173,6 +198,14 @@ def account_summary(*, account: KimiAccount, now: datetime) -> dict[str, object]
         "used": usage.used,
         "limit": usage.limit,
         "used/limit": f"{usage.used}/{usage.limit}",
+        "limit_mode": account.limit_mode,
+        "limit_source": limit_source(account=account, now=now),
+        "cap": account.turn_limit,
+        "learned_until": _iso(
+            limits.learned_until(
+                limit_mode=account.limit_mode, learned_limit=account.learned_limit, learned_at=account.learned_at
+            )
+        ),
         "window_seconds": account.window_seconds,
         "in_flight": usage.in_flight,
         "max_concurrent": usage.max_concurrent,
@@ -181,6 +214,10 @@ def account_summary(*, account: KimiAccount, now: datetime) -> dict[str, object]
         "subscription_status": account.subscription_status,
         "membership_level": account.membership_level,
         "checked_at": _iso(account.checked_at),
+        "stats_5h_ratio": account.stats_5h_ratio,
+        "stats_5h_reset_at": _iso(account.stats_5h_reset_at),
+        "stats_7d_ratio": account.stats_7d_ratio,
+        "stats_7d_reset_at": _iso(account.stats_7d_reset_at),
         "refresh_failures": account.refresh_failures,
         "token": account.masked_token,
         "expires": _iso(account.token_expires_at),

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from accounts import crypto, limits
 from accounts.checks import CheckResult
-from accounts.choices import AccountSource, AccountState, Origin, Protocol, TurnStatus
+from accounts.choices import AccountSource, AccountState, LimitMode, Origin, Protocol, TurnStatus
 from accounts.jwt_claims import jwt_claims, jwt_expiry, origin_from_claims, protocol_from_claims
 from accounts.models import KimiAccount, Turn
 
@@ -133,9 +133,11 @@ def account_create(
     limit: int | None = None,
     window_hours: float | None = None,
     max_concurrent: int | None = None,
+    limit_mode: str = LimitMode.LEARN,
 ) -> tuple[KimiAccount, list[str]]:
     """Create a pool account; return it with warnings to show the operator. ``protocol`` and
-    ``origin`` default to what the token says."""
+    ``origin`` default to what the token says. In ``learn`` mode (the default) ``limit`` is the cap of
+    the limit learned from quota refusals; ``pinned`` keeps it as the limit."""
     name = _clean_name(name)
     info = token_inspect(token)
     if protocol and protocol not in Protocol.values:
@@ -143,6 +145,9 @@ def account_create(
     fields: dict[str, object] = {**_limit_fields(limit=limit, window_hours=window_hours, max_concurrent=max_concurrent)}
     protocol = protocol or info.protocol
     fields["origin"] = _origin_for(protocol=protocol, origin=origin, info=info)
+    if limit_mode not in LimitMode.values:
+        raise ValidationError(f"Unknown limit mode {limit_mode!r} (choose {' or '.join(LimitMode.values)}).")
+    fields["limit_mode"] = limit_mode
     if KimiAccount.objects.filter(name=name).exists():
         raise ValidationError(f"An account named {name!r} already exists.")
     try:

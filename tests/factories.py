@@ -52,6 +52,7 @@ def make_account(
     max_concurrent: int | None = None,
     state: str | None = None,
     last_used_at: datetime | None = None,
+    limit_mode: str = "learn",
 ) -> KimiAccount:
     """A pool account created by ``account_create``; ``state`` / ``last_used_at`` are then set directly."""
     account, _ = services.account_create(
@@ -61,6 +62,7 @@ def make_account(
         limit=limit,
         window_hours=window_hours,
         max_concurrent=max_concurrent,
+        limit_mode=limit_mode,
     )
     extra = {k: v for k, v in {"state": state, "last_used_at": last_used_at}.items() if v is not None}
     if extra:

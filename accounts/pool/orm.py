@@ -19,10 +19,11 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 
 from accounts import limits, selectors
-from accounts.choices import AccountState, LeaseOutcome, TurnStatus
+from accounts.choices import AccountState, LeaseOutcome, RefusalSource, TurnStatus
 from accounts.models import KimiAccount, Turn
 from accounts.pool import rules
 from accounts.pool.lease import Lease, NoAccountAvailable
+from accounts.pool.refusals import refusal_record
 
 
 def matching(
@@ -52,17 +53,18 @@ def _pick(accounts: list[KimiAccount], now: datetime, rank_cap: int) -> KimiAcco
     chosen = None
     for account in accounts:
         count = counts.get(account.pk, selectors.TurnCounts())
+        limit = selectors.limit_of(account=account, now=now)
         room = rules.has_room(
             used=count.used,
             live=count.in_flight,
-            turn_limit=account.turn_limit,
+            turn_limit=limit,
             max_concurrent=account.max_concurrent,
         )
         if not room:
             continue
         key = rules.rank_key(
             used=count.used,
-            turn_limit=account.turn_limit,
+            turn_limit=limit,
             last_used_at=account.last_used_at,
             account_id=account.pk,
             rank_cap=rank_cap,
@@ -130,7 +132,10 @@ def unavailable(*, matching: QuerySet[KimiAccount], now: datetime) -> NoAccountA
         elif usage.at_limit:
             starts = selectors.counted_starts(account=account, now=now)
             free = limits.available_at(
-                counted_starts=starts, limit=account.turn_limit, window_seconds=account.window_seconds, now=now
+                counted_starts=starts,
+                limit=selectors.limit_of(account=account, now=now),
+                window_seconds=account.window_seconds,
+                now=now,
             )
             timed.append((free or now, "exhausted"))
         else:  # under its limit and not cooling: only the concurrency cap blocks it
@@ -142,7 +147,15 @@ def unavailable(*, matching: QuerySet[KimiAccount], now: datetime) -> NoAccountA
 
 
 def release(
-    *, lease: Lease, outcome: str, refund: bool, retry_after: float | None, message: str, now: datetime
+    *,
+    lease: Lease,
+    outcome: str,
+    refund: bool,
+    retry_after: float | None,
+    message: str,
+    now: datetime,
+    reset_at: datetime | None = None,
+    quota: bool = False,
 ) -> None:
     """``lease_release`` (services.py) on the ORM; the table it applies is ``rules.OUTCOME_EFFECTS``."""
     effect = rules.effect_of(outcome)
@@ -157,15 +170,20 @@ def release(
             # One statement, writing nothing when the account is already healthy.
             KimiAccount.objects.filter(pk=lease.account_id).exclude(state__in=rules.SPARED_STATES[effect]).exclude(
                 **rules.HEALED
-            ).update(updated_at=now, **rules.HEALED)
+            ).exclude(state=rules.HEAL_SPARES_UNTIL_AHEAD, cooldown_until__gt=now).update(
+                updated_at=now, **rules.HEALED
+            )
             return
         account = KimiAccount.objects.select_for_update().get(pk=lease.account_id)
+        # The turns counting now (the refused one is already released): the window's fallback time, and
+        # what an explicit quota refusal teaches.
+        starts = selectors.counted_starts(account=account, now=now) if effect is rules.Effect.EXHAUST else []
 
         def until_exhausted() -> datetime:
-            starts = selectors.counted_starts(account=account, now=now)
             return rules.exhausted_until(
                 now=now,
                 retry_after=retry_after,
+                reset_at=reset_at,
                 oldest_counted=starts[0] if starts else None,
                 window_seconds=account.window_seconds,
             )
@@ -180,6 +198,15 @@ def release(
             cooldown_base=settings.KIMIPROXY_COOLDOWN_SECONDS,
             until_exhausted=until_exhausted,
         )
+        if quota and effect is rules.Effect.EXHAUST:
+            fields |= refusal_record(
+                account=account,
+                source=RefusalSource.CHAT,
+                served=len(starts),
+                reset_at=reset_at,
+                message=message,
+                now=now,
+            )
         KimiAccount.objects.filter(pk=account.pk).update(total_errors=F("total_errors") + 1, **fields)
 
 

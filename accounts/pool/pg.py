@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from accounts import limits
 from accounts.models import KimiAccount, Turn
 from accounts.pool import rules
 from accounts.pool.lease import Lease
@@ -73,6 +74,17 @@ def assignments(column_values: Mapping[str, object]) -> str:
     return ", ".join(f"{column} = {literal(value)}" for column, value in column_values.items())
 
 
+def effective_limit_sql(row: str) -> str:
+    """``rules.effective_limit`` of the account row ``row`` at ``p_now`` as SQL (values from limits.py)."""
+    holds = (
+        f"{row}.limit_mode = {literal(rules.LEARN_MODE)} AND {row}.learned_limit IS NOT NULL"
+        f" AND {row}.learned_at > p_now - {limits.LEARNED_LIMIT_SECONDS} * interval '1 second'"
+    )
+    return (
+        f"(CASE WHEN {holds} THEN GREATEST(1, LEAST({row}.turn_limit, {row}.learned_limit)) ELSE {row}.turn_limit END)"
+    )
+
+
 def _render(name: str) -> str:
     sections = _SECTION.split(SOURCE.read_text())
     parts = dict(zip(sections[1::2], sections[2::2], strict=True))
@@ -86,6 +98,8 @@ def _render(name: str) -> str:
         "taken_turn_status": literal(rules.TAKEN_TURN["status"]),
         "taken_turn_outcome": literal(rules.TAKEN_TURN["outcome"]),
         "taken_account_state": literal(rules.TAKEN_ACCOUNT["state"]),
+        "effective_limit_a": effective_limit_sql("a"),
+        "effective_limit_chosen": effective_limit_sql("chosen"),
     }
     # The choice's own comment stays in the file: the function gets the query alone, twice.
     choose = "\n".join(line for line in parts["choose"].strip("\n").splitlines() if not line.startswith("--"))

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 
 from accounts import limits
-from accounts.choices import AccountSource, AccountState, LeaseOutcome, TurnStatus
+from accounts.choices import AccountSource, AccountState, LeaseOutcome, LimitMode, TurnStatus
 
 # --- Eligibility ------------------------------------------------------------------------------------------
 
@@ -36,6 +36,17 @@ UNCOUNTED_STATUS = TurnStatus.REFUNDED
 # A live lease: an in-flight turn whose lease has not expired. An expired one stops blocking at once
 # (a crashed worker never blocks an account) but still counts against the window.
 LIVE_STATUS = TurnStatus.IN_FLIGHT
+
+
+# --- The limit ---------------------------------------------------------------------------------------------
+
+# An account's limit now: in ``learn`` mode the count it had served when the upstream last refused it for
+# quota, for ``limits.LEARNED_LIMIT_SECONDS`` after that refusal and never above the operator's
+# ``turn_limit`` (its cap); otherwise ``turn_limit``. The arithmetic lives in accounts/limits.py (the
+# selectors need it too); sql/reserve_turn.sql states it again, rendered from the same values.
+LEARN_MODE = LimitMode.LEARN
+effective_limit = limits.effective_limit
+learned_limit = limits.learned_limit
 
 
 def has_room(*, used: int, live: int, turn_limit: int, max_concurrent: int) -> bool:
@@ -118,6 +129,9 @@ SPARED_STATES: Mapping[Effect, frozenset[str]] = MappingProxyType(
         Effect.NONE: frozenset(AccountState.values),
     }
 )
+# A heal also leaves an account in this state while its time (``cooldown_until``) is still ahead: a turn
+# that started before a quota refusal and ended well says nothing against the refusal's reset time.
+HEAL_SPARES_UNTIL_AHEAD = AccountState.EXHAUSTED
 # Effects that record the error on the account (last_error_*, total_errors + 1), spared state or not.
 RECORDS_ERROR = frozenset({Effect.INVALIDATE, Effect.EXHAUST, Effect.COOL})
 # A healed account's columns; one already like this is not written at all.
@@ -143,9 +157,17 @@ def released_status(*, refund: bool) -> TurnStatus:
 
 
 def exhausted_until(
-    *, now: datetime, retry_after: float | None, oldest_counted: datetime | None, window_seconds: int
+    *,
+    now: datetime,
+    retry_after: float | None,
+    oldest_counted: datetime | None,
+    window_seconds: int,
+    reset_at: datetime | None = None,
 ) -> datetime:
-    """The upstream's retry time when it gave one; otherwise when the window frees the oldest counted turn."""
+    """The upstream's reset time (``reset_at``, or ``now + retry_after``) when it gave one still ahead;
+    otherwise when the window frees the oldest counted turn (kimi-web-protocol.md C.13)."""
+    if reset_at is not None and reset_at > now:
+        return reset_at
     if retry_after is not None and retry_after > 0:
         return now + timedelta(seconds=retry_after)
     free = limits.next_free_at(oldest_counted=oldest_counted, window_seconds=window_seconds)
@@ -190,6 +212,14 @@ def error_change(
             cooldown_until=now + timedelta(seconds=wait),
         )
     return fields
+
+
+def refusal_change(*, limit_mode: str, served: int, cap: int, now: datetime) -> dict[str, object]:
+    """The account columns an explicit quota refusal after ``served`` counted turns sets: the learned
+    limit in learn mode, nothing when pinned (the refusal is recorded either way)."""
+    if limit_mode != LEARN_MODE:
+        return {}
+    return {"learned_limit": learned_limit(served=served, cap=cap), "learned_at": now}
 
 
 # Effects the final write on Postgres applies in its one statement (gateway/db/finish_sql.py): those that

@@ -64,14 +64,18 @@ def lease_release(
     refund: bool = False,
     retry_after: float | None = None,
     message: str = "",
+    reset_at: datetime | None = None,
+    quota: bool = False,
     now: datetime | None = None,
 ) -> None:
     """End a turn and apply its outcome (a ``LeaseOutcome``) to the account.
 
     ``refund=True`` means the upstream did no generation work: the turn stops counting. What each
     outcome does is the table ``rules.OUTCOME_EFFECTS``: ``ok`` heals (active, backoff reset); ``auth``
-    -> invalid; ``rate_limited`` -> exhausted until ``now + retry_after`` when the upstream said so,
-    else until the window frees a turn; the transient upstream failures -> cooling with exponential
+    -> invalid; ``rate_limited`` -> exhausted until the upstream's ``reset_at`` (or ``now +
+    retry_after``) when it said so, else until the window frees a turn, and with ``quota`` (an
+    explicit quota refusal, kimi-web-protocol.md C.13) the refusal is recorded as evidence of the
+    account's limit; the transient upstream failures -> cooling with exponential
     backoff; ``client_closed``, ``bad_request``, ``content_filtered`` -> no account change. A disabled or
     invalid account is never revived by a release. Releasing twice (or after a reclaim) is a no-op.
     ``ValueError`` for an unknown outcome. ``message`` must not contain a token (the admin shows it).
@@ -85,6 +89,8 @@ def lease_release(
         refund=refund,
         retry_after=retry_after,
         message=message,
+        reset_at=reset_at,
+        quota=quota,
         now=now or timezone.now(),
     )
 

@@ -74,6 +74,8 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
             refund=end.refund,
             retry_after=end.retry_after,
             message=end.message,
+            reset_at=end.reset_at,
+            quota=end.quota,
         )
         if conversation_id is not None:
             keep = (job.keep and ending.outcome == Outcome.OK) or job.continued is not None

@@ -61,7 +61,7 @@ class Reply:
                 lease, account = await reserve_waiting(job, failover.exclude)
             except NoAccountAvailable as exc:
                 if failover.last_error is not None:
-                    raise failover.final_error() from None
+                    raise failover.final_error(retry_at=exc.retry_at) from None
                 raise no_account_error(exc, continued=job.continued is not None) from None
             failover.attempts += 1
             attempt = Attempt(job, lease, account)

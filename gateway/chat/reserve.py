@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
@@ -22,12 +23,13 @@ from gateway.chat.turn import Job
 from gateway.chat.waiting import slot_waiters
 from gateway.db import eventloop, run
 from gateway.db.threads import db_call
-from gateway.kimi.base import KimiError
+from gateway.kimi.base import KimiError, RateLimited
 from gateway.openai.errors import (
     ConversationUnavailable,
     GatewayError,
     RateLimitExceeded,
     gateway_error_from_kimi,
+    upstream_rate_limited,
 )
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,7 @@ class Failover:
         self.settled: list[Attempt] = []
         self.attempts = 0
         self.last_error: KimiError | None = None
+        self.limited_until: datetime | None = None
         self.max_attempts = 1 if job.continued else settings.KIMIPROXY_MAX_ATTEMPTS
 
     async def may_retry_after(self, attempt: Attempt, exc: KimiError) -> bool:
@@ -114,8 +117,24 @@ class Failover:
         self.settled.append(attempt)
         self.last_error = exc
         self.exclude.add(attempt.account.pk)
+        if isinstance(exc, RateLimited):
+            # The pool has just decided how long the account is exhausted (its reset time); the client's
+            # Retry-After says the same (one small read, on this rare path only).
+            until = await db_call(_cooldown_of, attempt.account.pk)
+            if until is not None and (self.limited_until is None or until < self.limited_until):
+                self.limited_until = until
         return exc.retryable and self.attempts < self.max_attempts
 
-    def final_error(self) -> GatewayError:
+    def final_error(self, *, retry_at: datetime | None = None) -> GatewayError:
+        """The client's error after the last failed attempt. After rate limits, ``Retry-After`` is when
+        the pool frees its first account (``retry_at``, from the pool) or else when the first refusing
+        account is back."""
         assert self.last_error is not None
+        at = retry_at or self.limited_until
+        if isinstance(self.last_error, RateLimited) and at is not None:
+            return upstream_rate_limited(retry_after=max(1.0, (at - timezone.now()).total_seconds()))
         return gateway_error_from_kimi(self.last_error)
+
+
+def _cooldown_of(account_id: int) -> datetime | None:
+    return KimiAccount.objects.filter(pk=account_id).values_list("cooldown_until", flat=True).first()

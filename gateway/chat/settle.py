@@ -9,10 +9,11 @@ request's **log outcome** (``gateway.choices.Outcome``) says how the request end
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 
 from accounts.choices import LeaseOutcome
 from gateway.choices import Outcome
-from gateway.kimi.base import BadRequest, FileRejected, KimiError, UpstreamTimeout
+from gateway.kimi.base import BadRequest, FileRejected, KimiError, RateLimited, UpstreamTimeout
 from gateway.openai.errors import GatewayError
 
 
@@ -33,12 +34,15 @@ def lease_outcome(exc: KimiError) -> LeaseOutcome:
 @dataclasses.dataclass(frozen=True)
 class LeaseEnd:
     """What becomes of one attempt's lease: its outcome for the pool, whether the turn is given back,
-    and the upstream's retry time (for a rate limit)."""
+    and for a rate limit the upstream's retry time (``reset_at`` or ``retry_after``) and whether it
+    refused for quota (``quota``: evidence of the account's limit, kimi-web-protocol.md C.13)."""
 
     outcome: LeaseOutcome = LeaseOutcome.OK
     refund: bool = False
     retry_after: float | None = None
     message: str = ""
+    reset_at: datetime | None = None
+    quota: bool = False
 
 
 def lease_end_for(exc: KimiError | None, *, generated: bool, message: str = "") -> LeaseEnd:
@@ -51,6 +55,8 @@ def lease_end_for(exc: KimiError | None, *, generated: bool, message: str = "") 
         refund=exc.refundable and not generated,
         retry_after=getattr(exc, "retry_after", None),  # rate limits (and any error that carries one)
         message=message or exc.message,
+        reset_at=exc.reset_at if isinstance(exc, RateLimited) else None,
+        quota=isinstance(exc, RateLimited) and exc.quota,
     )
 
 

@@ -49,7 +49,8 @@ _TURN = (
 _HEAL = (
     f"heal AS (UPDATE {ACCOUNT} SET {assignments(rules.HEALED)}, updated_at = %(now)s"
     " WHERE id IN (SELECT account_id FROM turn)"
-    f" AND state NOT IN {literal_list(rules.SPARED_STATES[rules.Effect.HEAL])} AND NOT ({matches(rules.HEALED)}))"
+    f" AND state NOT IN {literal_list(rules.SPARED_STATES[rules.Effect.HEAL])} AND NOT ({matches(rules.HEALED)})"
+    f" AND NOT (state = {literal(rules.HEAL_SPARES_UNTIL_AHEAD)} AND COALESCE(cooldown_until > %(now)s, FALSE)))"
 )
 _CONVERSATION_DELETED = (
     f"conv AS (DELETE FROM {CONVERSATION} WHERE id = %(conversation_id)s AND EXISTS (SELECT 1 FROM log))"

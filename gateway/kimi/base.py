@@ -18,7 +18,8 @@ upstream did no generation work, so the turn should not count against the accoun
 
     KimiError
      ├── AuthError              token rejected after one refresh; account becomes invalid
-     ├── RateLimited            quota / usage limit hit (retry_after seconds when known)
+     ├── RateLimited            quota / usage limit hit (reset_at or retry_after when known; quota=True
+     │                          for an explicit quota refusal, False for a bare HTTP 429, C.13)
      ├── Overloaded             upstream too busy (Connect resource_exhausted for free users, completion overload)
      ├── StreamBusy             the chat is already generating an answer
      ├── Unavailable            5xx, HTTP 429 with an empty body, connection refused/reset
@@ -41,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import ClassVar, Literal, Protocol
 
 from gateway.kimi.drift import Drift
@@ -185,13 +187,28 @@ class AuthError(KimiError):
 
 
 class RateLimited(KimiError):
+    """The account may not take a turn until ``reset_at`` (the upstream's own time) or for ``retry_after``
+    seconds, when the upstream said. ``quota`` says whether the refusal named the account's quota
+    (kimi-web-protocol.md C.13): only such a refusal is evidence of the account's limit; a bare HTTP 429
+    with ``Retry-After`` may be an overload at the edge."""
+
     code = "rate_limited"
     retryable = True
     refundable = True
 
-    def __init__(self, message: str = "", *, retry_after: float | None = None, **kwargs: object):
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        retry_after: float | None = None,
+        reset_at: datetime | None = None,
+        quota: bool = False,
+        **kwargs: object,
+    ):
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.retry_after = retry_after
+        self.reset_at = reset_at
+        self.quota = quota
 
 
 class Overloaded(KimiError):

@@ -4,8 +4,9 @@
 ``/token/check`` call it, and a probe scheduler can. It refreshes the token (which says whether the
 account is alive, with the refusal rules of C.11), then asks the account RPCs, never a chat:
 
-* Connect: ``UserService/GetCurrentUser`` (the token check of doc 2.5.3) and
-  ``SubscriptionService/GetSubscription`` (the plan; C.10 names it as a peer's token validator);
+* Connect: ``UserService/GetCurrentUser`` (the token check of doc 2.5.3),
+  ``SubscriptionService/GetSubscription`` (the plan; C.10 names it as a peer's token validator) and
+  ``MembershipService/GetSubscriptionStats`` (the 5 h / 7 d rate-limit windows, C.10, C.13);
 * legacy: ``GET /api/user`` (doc 1.4.4).
 
 Every call goes to the account's origin (C.5), like its chats. What it learns lands on the account
@@ -20,10 +21,11 @@ from typing import Any
 
 from django.utils import timezone
 
-from accounts.checks import AccountFacts, CheckResult, account_record_check
+from accounts.checks import AccountFacts, CheckResult, RateWindow, account_record_check
 from accounts.jwt_claims import jwt_claims, membership_level
 from accounts.models import KimiAccount
 from gateway.db.threads import db_call
+from gateway.kimi import quota
 from gateway.kimi.base import AuthError, KimiError, KimiSession, RefreshRefused
 from gateway.kimi.connect.session import ConnectSession
 from gateway.kimi.legacy.session import LegacySession
@@ -33,6 +35,9 @@ log = logging.getLogger(__name__)
 
 USER_PATH = "/apiv2/kimi.gateway.account.v1.UserService/GetCurrentUser"
 SUBSCRIPTION_PATH = "/apiv2/kimi.gateway.order.v1.SubscriptionService/GetSubscription"
+STATS_PATH = "/apiv2/kimi.gateway.membership.v2.MembershipService/GetSubscriptionStats"
+# GetSubscriptionStats keys of its rate-limit windows (doc 2.10, 2.13.3) -> our names.
+STATS_WINDOWS = (("ratelimitCode5h", "5h"), ("ratelimitCode7d", "7d"))
 LEGACY_USER_PATH = "/api/user"
 
 
@@ -83,7 +88,36 @@ async def _connect_facts(session: ConnectSession, level: int | None) -> AccountF
         log.info("GetSubscription failed (%s); plan unknown", exc.code)
         return AccountFacts(membership_level=level)
     plan, status = subscription_facts(answer)
-    return AccountFacts(plan=plan, subscription_status=status, membership_level=level)
+    return AccountFacts(
+        plan=plan, subscription_status=status, membership_level=level, windows=await _stats_windows(session)
+    )
+
+
+async def _stats_windows(session: ConnectSession) -> tuple[RateWindow, ...]:
+    """The 5 h / 7 d windows of ``GetSubscriptionStats`` (C.10), where the account has them; () when the
+    call fails (a fact unknown, not a verdict on the account)."""
+    try:
+        answer = await session.unary(session.base_url + STATS_PATH, {})
+    except AuthError:
+        raise
+    except KimiError as exc:
+        log.info("GetSubscriptionStats failed (%s); rate-limit windows unknown", exc.code)
+        return ()
+    return stats_windows(answer)
+
+
+def stats_windows(answer: dict[str, Any]) -> tuple[RateWindow, ...]:
+    """Each ``ratelimitCode5h`` / ``ratelimitCode7d`` object present: ``ratio`` (0-1, LIKELY shape) and
+    ``resetTime`` (RFC 3339). A window marked ``enabled: false`` is left out."""
+    windows = []
+    for key, name in STATS_WINDOWS:
+        window = answer.get(key)
+        if not isinstance(window, dict) or window.get("enabled") is False:
+            continue
+        ratio = window.get("ratio")
+        ratio = float(ratio) if isinstance(ratio, int | float) and not isinstance(ratio, bool) else None
+        windows.append(RateWindow(name=name, ratio=ratio, reset_at=quota.reset_time(window.get("resetTime"))))
+    return tuple(windows)
 
 
 def subscription_facts(answer: dict[str, Any]) -> tuple[str, str]:

@@ -166,7 +166,11 @@ def _auth(exc: kimi.KimiError) -> GatewayError:
 
 
 def _rate_limited(exc: kimi.KimiError) -> GatewayError:
-    retry_after = exc.retry_after if isinstance(exc, kimi.RateLimited) else None
+    return upstream_rate_limited(retry_after=exc.retry_after if isinstance(exc, kimi.RateLimited) else None)
+
+
+def upstream_rate_limited(*, retry_after: float | None) -> GatewayError:
+    """The 429 for accounts the upstream refused; ``retry_after`` is when the first of them is back."""
     when = f" Retry in about {max(1, math.ceil(retry_after))} s." if retry_after is not None else ""
     return RateLimitExceeded(
         f"Every Kimi account is at its usage limit.{when}", code="upstream_rate_limited", retry_after=retry_after

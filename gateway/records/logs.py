@@ -209,6 +209,8 @@ def request_finish_orm(
                 refund=lease.refund,
                 retry_after=lease.retry_after,
                 message=lease.message,
+                reset_at=lease.reset_at,
+                quota=lease.quota,
                 now=now,
             )
         if conversation is not None:

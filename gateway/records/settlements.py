@@ -7,6 +7,7 @@ path on PostgreSQL (gateway/db/finish_sql.py) both take these.
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 
 from accounts.pool import Lease
 
@@ -38,6 +39,8 @@ class LeaseSettlement:
     refund: bool = False
     retry_after: float | None = None
     message: str = ""
+    reset_at: datetime | None = None  # a rate limit's reset time, when the upstream gave one
+    quota: bool = False  # an explicit quota refusal (accounts/pool/rules.py learns from it)
 
 
 @dataclasses.dataclass(frozen=True)

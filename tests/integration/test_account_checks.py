@@ -26,8 +26,8 @@ def fake_account(fake: FakeKimi, name: str = "alice", **options: Any) -> KimiAcc
 @pytest.mark.parametrize(
     ("protocol", "paid", "plan", "level", "calls"),
     [
-        ("connect", True, "Moderato", 40, {"refresh": 1, "user": 1, "plan": 1}),
-        ("connect", False, "free", 10, {"refresh": 1, "user": 1, "plan": 1}),
+        ("connect", True, "Moderato", 40, {"refresh": 1, "user": 1, "plan": 1, "subscription": 1}),
+        ("connect", False, "free", 10, {"refresh": 1, "user": 1, "plan": 1, "subscription": 1}),
         ("legacy", False, "", None, {"refresh": 1, "user": 1}),
     ],
 )

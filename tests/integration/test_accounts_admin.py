@@ -198,3 +198,18 @@ def test_it_shows_and_edits_the_origin(admin_client: Client) -> None:
         data | {"name": "old", "protocol": "legacy", "origin": "kimi.ai"},
     )
     assert refused.status_code == 200 and KimiAccount.objects.get(pk=legacy.pk).origin == "kimi.com"
+
+
+def test_it_shows_a_learned_limit_with_its_evidence(admin_client: Client) -> None:
+    account = make_account(name="learner", limit=30)
+    for _ in range(7):
+        lease = pool.account_reserve()
+        pool.lease_release(lease=lease, outcome="ok")
+    lease = pool.account_reserve()
+    pool.lease_release(lease=lease, outcome="rate_limited", refund=True, quota=True, message="usage limit reached")
+
+    page = html(admin_client.get(reverse("admin:accounts_kimiaccount_change", args=[account.pk])))
+
+    assert "7 (learned from a quota refusal at" in page and "cap 30" in page
+    assert "Quota refusals (the evidence)" in page
+    assert "usage limit reached" in page

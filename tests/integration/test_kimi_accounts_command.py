@@ -72,7 +72,10 @@ def test_it_lists_accounts_tab_separated_with_usage_and_masks() -> None:
     out, _ = run("list")
 
     lines = out.splitlines()
-    header = ["name", "protocol", "origin", "state", "reason", "until", "used/limit", "plan", "token", "expires"]
+    header = [
+        "name", "protocol", "origin", "state", "reason", "until", "used/limit", "limit_mode", "limit_source",
+        "plan", "token", "expires",
+    ]  # fmt: skip
     assert lines[0].split("\t") == header
     row = dict(zip(header, lines[1].split("\t"), strict=True))
     assert row | {"expires": "?"} == {
@@ -83,6 +86,8 @@ def test_it_lists_accounts_tab_separated_with_usage_and_masks() -> None:
         "reason": "-",
         "until": "-",
         "used/limit": "1/5",
+        "limit_mode": "learn",
+        "limit_source": "cap",
         "plan": "-",
         "token": f"...{token[-4:]}",
         "expires": "?",

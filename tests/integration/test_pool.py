@@ -141,6 +141,29 @@ def test_it_exhausts_until_the_upstream_retry_time() -> None:
     assert account.state == AccountState.ACTIVE
 
 
+def test_it_exhausts_until_the_upstream_reset_time() -> None:
+    account = make_account(limit=10)
+    lease = pool.account_reserve(now=at(0))
+    pool.lease_release(lease=lease, outcome="rate_limited", reset_at=at(90), retry_after=5, quota=True, now=at(0))
+    account.refresh_from_db()
+    assert (account.state, account.cooldown_until) == (AccountState.EXHAUSTED, at(90))  # the absolute time wins
+
+
+def test_a_turn_ending_well_after_a_quota_refusal_does_not_revive_the_account() -> None:
+    account = make_account(limit=10, max_concurrent=2, limit_mode="pinned")  # no learned limit in the way
+    long_turn = pool.account_reserve(now=at(0))
+    refused = pool.account_reserve(now=at(1))
+    pool.lease_release(lease=refused, outcome="rate_limited", refund=True, reset_at=at(60), quota=True, now=at(1))
+    pool.lease_release(lease=long_turn, outcome="ok", now=at(2))
+    account.refresh_from_db()
+    assert (account.state, account.cooldown_until) == (AccountState.EXHAUSTED, at(60))
+    # Once its time has passed, a success heals it as usual.
+    late = pool.account_reserve(now=at(60))
+    pool.lease_release(lease=late, outcome="ok", now=at(61))
+    account.refresh_from_db()
+    assert (account.state, account.cooldown_until) == (AccountState.ACTIVE, None)
+
+
 def test_it_exhausts_until_the_window_frees_without_a_retry_time() -> None:
     account = make_account(limit=10, window_hours=1)
     reserve_and_finish(now=at(0))

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from accounts import selectors, services
 from accounts.checks import CheckResult
-from accounts.choices import Origin, Protocol
+from accounts.choices import LimitMode, Origin, Protocol
 from accounts.models import KimiAccount
 from gateway.records.drift import drift_seen_since
 
@@ -60,7 +60,14 @@ class Command(BaseCommand):
         add.add_argument("--token", required=True, help="The refresh token (or an access token).")
         add.add_argument("--protocol", choices=Protocol.values, help="Default: detected from the token.")
         add.add_argument("--origin", choices=Origin.values, help="Deployment; default: the token's issuer.")
-        add.add_argument("--limit", type=int, help="Turns per window.")
+        add.add_argument("--limit", type=int, help="Turns per window (in learn mode: the cap).")
+        add.add_argument(
+            "--limit-mode",
+            choices=LimitMode.values,
+            default=LimitMode.LEARN,
+            dest="limit_mode",
+            help="learn (default): the limit is learned from quota refusals, at most --limit; pinned: --limit is it.",
+        )
         add.add_argument("--window-hours", type=float, dest="window_hours", help="Window length in hours.")
         add.add_argument("--max-concurrent", type=int, dest="max_concurrent", help="Open streams at once.")
         listing = sub.add_parser("list", help="List accounts with their usage.")
@@ -95,6 +102,7 @@ class Command(BaseCommand):
                 limit=options["limit"],
                 window_hours=options["window_hours"],
                 max_concurrent=options["max_concurrent"],
+                limit_mode=options["limit_mode"],
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None

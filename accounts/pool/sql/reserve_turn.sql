@@ -23,12 +23,15 @@
 -- <<choose>>
 -- The counts are computed once per candidate: OFFSET 0 keeps the planner from copying the LATERAL
 -- subqueries into both the filter and the sort key. Each count is one index range: (account,
--- started_at) and (status, lease_expires_at). The ranking counts at most p_rank_cap turns.
-            SELECT a.* INTO chosen FROM {account_table} a CROSS JOIN LATERAL (SELECT
+-- started_at) and (status, lease_expires_at). The ranking counts at most p_rank_cap turns. The limit
+-- is rules.effective_limit: the learned one while it holds, else turn_limit (pg.effective_limit_sql).
+            SELECT a.* INTO chosen FROM {account_table} a
+            CROSS JOIN LATERAL (SELECT {effective_limit_a} AS lim OFFSET 0) l
+            CROSS JOIN LATERAL (SELECT
                 (SELECT count(*) FROM (SELECT 1 FROM {turn_table} t WHERE t.account_id = a.id
                     AND t.status <> {uncounted_status}
                     AND t.started_at > p_now - a.window_seconds * interval '1 second'
-                    LIMIT LEAST(a.turn_limit, p_rank_cap)) counted) AS used,
+                    LIMIT LEAST(l.lim, p_rank_cap)) counted) AS used,
                 (SELECT count(*) FROM {turn_table} t WHERE t.account_id = a.id AND t.status = {live_status}
                     AND t.lease_expires_at > p_now) AS live
                 OFFSET 0) c
@@ -37,8 +40,8 @@
                 AND NOT (a.id = ANY(skipped))
                 AND a.state NOT IN {unusable_states}
                 AND (a.cooldown_until IS NULL OR a.cooldown_until <= p_now)
-                AND c.used < a.turn_limit AND c.live < a.max_concurrent
-            ORDER BY a.turn_limit - c.used DESC, a.last_used_at ASC NULLS FIRST, a.id
+                AND c.used < l.lim AND c.live < a.max_concurrent
+            ORDER BY l.lim - c.used DESC, a.last_used_at ASC NULLS FIRST, a.id
             LIMIT 1 FOR UPDATE OF a {lock};
 
 -- <<function>>
@@ -54,6 +57,7 @@ CREATE OR REPLACE FUNCTION {function}(
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     chosen {account_table};
+    chosen_limit integer;
     taken bigint;
     skipped bigint[] := coalesce(p_exclude, ARRAY[]::bigint[]);
     blocking boolean := false;
@@ -73,12 +77,13 @@ BEGIN
         END IF;
 
         taken := NULL;
+        chosen_limit := {effective_limit_chosen};
         INSERT INTO {turn_table} (account_id, started_at, status, lease_expires_at, outcome, request_id)
             SELECT chosen.id, p_now, {taken_turn_status}, p_lease_expires_at, {taken_turn_outcome}, p_request_id
             WHERE (SELECT count(*) FROM (SELECT 1 FROM {turn_table} WHERE account_id = chosen.id
                     AND status <> {uncounted_status}
                     AND started_at > p_now - chosen.window_seconds * interval '1 second'
-                    LIMIT chosen.turn_limit) counted) < chosen.turn_limit
+                    LIMIT chosen_limit) counted) < chosen_limit
                 AND (SELECT count(*) FROM {turn_table} WHERE account_id = chosen.id AND status = {live_status}
                     AND lease_expires_at > p_now) < chosen.max_concurrent
             RETURNING id INTO taken;

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import orjson
 
+from gateway.kimi import quota
 from gateway.kimi.base import (
     AuthError,
     BadRequest,
@@ -277,12 +278,18 @@ def _reason(error: dict[str, Any]) -> str:
     return reason if isinstance(reason, str) else ""
 
 
-def _retry_after(error: dict[str, Any]) -> float | None:
-    value = _debug(error).get("retryAfterSeconds")
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+def _quota_refusal(error: dict[str, Any], message: str, **kwargs: Any) -> RateLimited:
+    """A refusal for quota (C.13): the reset time as ``resetTime`` or ``retryAfterSeconds``, in
+    ``details[].debug`` or on the error itself."""
+    reset_at, retry_after = quota.when(_debug(error))
+    if reset_at is None and retry_after is None:
+        reset_at, retry_after = quota.when(error)
+    return RateLimited(message, retry_after=retry_after, reset_at=reset_at, quota=True, **kwargs)
+
+
+def _quota_reason(reason: str) -> bool:
+    """A reason that names a quota (C.13: e.g. containing QUOTA or LIMIT), not the free-user overload."""
+    return reason != OVERLOADED_FREE and any(word in reason for word in ("QUOTA", "LIMIT", "USAGE"))
 
 
 def connect_error(
@@ -304,10 +311,12 @@ def connect_error(
     if code == "resource_exhausted":
         if reason == OVERLOADED_FREE or "OVERLOAD" in reason:
             return Overloaded(message, **kwargs)
-        return RateLimited(message, retry_after=_retry_after(error), **kwargs)  # quota limits (doc 2.13.3)
+        return _quota_refusal(error, message, **kwargs)  # any other resource_exhausted is a quota (C.13)
     if code == "permission_denied":
-        # A plan-restricted model or an exhausted paid quota: another account may be allowed.
-        return RateLimited(message, retry_after=_retry_after(error), **kwargs)
+        # A plan-restricted model or an exhausted paid quota: another account may be allowed, but the
+        # refusal says nothing about how many turns this one has (not evidence of a limit, C.13).
+        reset_at, retry_after = quota.when(_debug(error))
+        return RateLimited(message, retry_after=retry_after, reset_at=reset_at, **kwargs)
     if code in ("failed_precondition", "aborted"):
         return StreamBusy(message, **kwargs)  # "already generating" (doc 2.17, code UNCERTAIN)
     if code == "not_found":
@@ -330,4 +339,6 @@ def exception_error(exception: dict[str, Any], *, drift: Drift | None = None) ->
         return ContextTooLong(message, upstream_code=reason)
     if any(word in reason for word in _FILTER_WORDS):
         return ContentFiltered(message, upstream_code=reason)
+    if _quota_reason(reason):
+        return _quota_refusal(error, message, upstream_code=reason)  # an in-stream quota notice (C.13)
     return Overloaded(message, upstream_code=reason)

@@ -116,7 +116,7 @@ def error_from_response(
         body = None
     if isinstance(body, dict) and isinstance(body.get("code"), str):
         error = connect_error(body, continuing=continuing, status=status, drift=drift)
-        if isinstance(error, RateLimited) and error.retry_after is None:
+        if isinstance(error, RateLimited) and error.retry_after is None and error.reset_at is None:
             error.retry_after = _retry_after(response)
         return error
     if status == 401:

@@ -237,7 +237,14 @@ def _subscription(fake: FakeKimi, account: AccountState, body: Any) -> Answer:
     balance["amountUsedRatio"] = fake.state.options.amount_used_ratio
     balance["expireTime"] = rfc3339(time.time() + 30 * 86400)
     balance["domain"] = "DOMAIN_NEXUS"
-    return 200, {"subscriptionBalance": balance}
+    answer: dict[str, Any] = {"subscriptionBalance": balance}
+    for key, window in (
+        ("ratelimitCode5h", fake.state.options.ratelimit_5h),
+        ("ratelimitCode7d", fake.state.options.ratelimit_7d),
+    ):
+        if window is not None:
+            answer[key] = window
+    return 200, answer
 
 
 def _plan(fake: FakeKimi, account: AccountState, body: Any) -> Answer:

@@ -22,7 +22,9 @@ AGENT_SCENARIOS = frozenset({"SCENARIO_OK_COMPUTER", "SCENARIO_OK_COMPUTER_SWARM
 AGENT_FIELDS = ("kimiplus_id", "kimiplusId", "kimi_plus_id", "kimiPlusId")
 AGENT_MODELS = frozenset({"k3-agent", "k3-agent-swarm", "k28-agent-preview", "k2d6-agent", "k2d6-agent-ultra"})
 DEFAULT_THINKING = "Let me think about this step by step."
-_FAILING = frozenset({"overloaded", "block_exception", "content_filter", "context_too_long", "cut", "done_then_error"})
+_FAILING = frozenset(
+    {"rate_limited", "overloaded", "block_exception", "content_filter", "context_too_long", "cut", "done_then_error"}
+)
 
 
 class TurnRefused(Exception):
@@ -86,6 +88,11 @@ async def _pre_stream_fault(req: Request, call: Call, fault: Fault | None) -> bo
         call.status = 401
         error = connect_error("unauthenticated", "invalid user token: token is expired", "REASON_INVALID_AUTH_TOKEN")
         await req.respond_json(401, error)
+    elif fault.kind == "rate_limited" and fault.variant == "http":
+        call.status = 429  # the quota refusal as a unary-style Connect error (C.13: "HTTP or 0x02")
+        await req.respond_json(429, _stream_error(fault), retry_headers(fault))
+    elif fault.kind == "rate_limited" and fault.variant == "exception":
+        return False  # an in-stream notice: block.exception inside the answer (connect_turn.py)
     elif fault.kind in ("auth_in_stream", "rate_limited", "stream_busy"):
         await req.stream([end_frame(_stream_error(fault))], CONNECT_JSON, retry_headers(fault))
     else:
@@ -99,7 +106,9 @@ def _stream_error(fault: Fault) -> dict[str, Any]:
     if fault.kind == "stream_busy":
         code = fault.code or fault.variant or "failed_precondition"
         return connect_error(code, fault.message or "a reply is already being generated in this chat")
-    debug = {} if fault.retry_after is None else {"retryAfterSeconds": int(fault.retry_after)}
+    debug: dict[str, Any] = {} if fault.retry_after is None else {"retryAfterSeconds": int(fault.retry_after)}
+    if fault.reset_time is not None:
+        debug["resetTime"] = fault.reset_time
     if fault.variant == "permission_denied":  # doc 2.13.3: agent models for free accounts
         return connect_error(
             "permission_denied", fault.message or "upgrade to use this model", "REASON_MEMBERSHIP_REQUIRED"

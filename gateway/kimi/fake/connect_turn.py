@@ -182,7 +182,7 @@ def _answer(frames: _Frames, plan: TurnPlan, fault: Fault | None, block_id: str)
         reason = fault.reason or "REASON_SERVER_OVERLOADED_FOR_FREE_USER"  # type: ignore[union-attr]
         return connect_error(fault.code or "resource_exhausted", fault.message or OVERLOAD_MESSAGE, reason)  # type: ignore[union-attr]
     status = "MESSAGE_STATUS_COMPLETED"
-    if kind == "context_too_long":
+    if kind in ("context_too_long", "rate_limited"):
         _exception(frames, fault, block_id)  # type: ignore[arg-type]
         status = "MESSAGE_STATUS_CANCELLED"
     elif kind in ("block_exception", "content_filter"):
@@ -252,10 +252,19 @@ def _exception(frames: _Frames, fault: Fault, block_id: str) -> None:
         reason, text = fault.reason or "REASON_CONTENT_FILTER", "This content cannot be displayed."
     elif fault.kind == "context_too_long":
         reason, text = fault.reason or "REASON_TOKEN_LENGTH_TOO_LONG", "The conversation is too long."
+    elif fault.kind == "rate_limited":  # variant="exception": a quota notice in the stream (C.13)
+        reason, text = fault.reason or "REASON_QUOTA_EXCEEDED", "You have reached your usage limit."
     else:
         reason, text = fault.reason or "REASON_COMPLETION_OVERLOADED", "不好意思，刚刚和Kimi聊的人太多了。"
-    error = {"reason": reason, "localizedMessage": {"locale": "zh-CN", "message": fault.message or text}}
+    error: dict[str, Any] = {
+        "reason": reason,
+        "localizedMessage": {"locale": "zh-CN", "message": fault.message or text},
+    }
     error["severity"] = "SEVERITY_BLOCK_RETRACT"
+    if fault.reset_time is not None:
+        error["resetTime"] = fault.reset_time
+    if fault.retry_after is not None:
+        error["retryAfterSeconds"] = int(fault.retry_after)
     frames.event("set", "block.exception", "block", {"id": block_id, "exception": {"error": error}})
 
 

@@ -14,7 +14,7 @@ from gateway.kimi.fake.control import FakeKimi
 from gateway.kimi.fake.files import parse_events, remaining_parse_delay
 from gateway.kimi.fake.http import Request
 from gateway.kimi.fake.ids import xid
-from gateway.kimi.fake.legacy_turn import LegacyPlan, build_events
+from gateway.kimi.fake.legacy_turn import LegacyPlan, build_events, quota_detail
 from gateway.kimi.fake.records import AccountState, Call, MessageRecord
 from gateway.kimi.fake.script import DEFAULT_SEARCH, Fault, has_fault, main_fault
 from gateway.kimi.fake.state import State
@@ -122,7 +122,7 @@ async def _pre_fault(req: Request, call: Call, fault: Fault | None) -> bool:
     elif fault.kind == "stream_busy":
         await legacy_error(req, call, 400, "chat.user_stream_pushing", "当前会话正在输出中，请稍后再试")
     elif fault.kind == "rate_limited" and fault.variant == "http":
-        detail = {"retry_after": fault.retry_after} if fault.retry_after is not None else None
+        detail = quota_detail(fault)
         call.status = 429
         body = {"error_type": "chat.quota_exceeded", "message": "您的使用次数已达上限", "detail": detail}
         await req.respond_json(429, body, retry_headers(fault))

@@ -80,8 +80,22 @@ def build_events(plan: LegacyPlan) -> list[Step]:
     return _shape(steps, plan)
 
 
+def quota_detail(fault: Fault | None) -> dict[str, Any] | None:
+    """A quota refusal's ``detail`` (C.13): ``retry_after`` seconds and/or ``resetTime`` when scripted."""
+    if fault is None:
+        return None
+    detail: dict[str, Any] = {}
+    if fault.retry_after is not None:
+        detail["retry_after"] = fault.retry_after
+    if fault.reset_time is not None:
+        detail["resetTime"] = fault.reset_time
+    return detail or None
+
+
 def _error(base: dict[str, Any], fault: Fault | None) -> bytes:
     error = dict(base)
+    if base is QUOTA_ERROR:
+        error["detail"] = quota_detail(fault)
     if fault is not None and fault.message:
         error["message"] = fault.message
     if fault is not None and fault.code:

@@ -120,6 +120,7 @@ class Fault:
     code: str | None = None
     reason: str | None = None
     message: str | None = None
+    reset_time: str | None = None  # RFC 3339: a quota refusal's reset time (C.13)
 
 
 def make_fault(kind: str, **options: Any) -> Fault:

@@ -31,6 +31,10 @@ class Options:
     research_total: int = 30
     default_reply: str = "Hello from fake Kimi."
     amount_used_ratio: float = 0.0
+    # GetSubscriptionStats ratelimitCode5h / ratelimitCode7d objects, e.g. {"ratio": 1, "enabled": True,
+    # "resetTime": "<rfc3339>"}; None leaves the key out (free accounts have none).
+    ratelimit_5h: dict[str, Any] | None = None
+    ratelimit_7d: dict[str, Any] | None = None
     strict_deployments: bool = False
     # deployment ("kimi.com" / "kimi.ai") -> its GetAvailableModels answer; a deployment not named
     # answers the 2026-09 catalogue of doc 2.12 (connect.MODELS)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import orjson
 
+from gateway.kimi import quota
 from gateway.kimi.base import (
     AuthError,
     BadRequest,
@@ -211,7 +212,10 @@ def legacy_error(
     if any(word in lowered for word in _FILTER_WORDS):
         return ContentFiltered(message, **kwargs)
     if any(word in lowered for word in _QUOTA_WORDS):
-        return RateLimited(message, **kwargs)
+        # A quota refusal (C.13): T as ``detail.resetTime`` or ``detail.retry_after`` when it came.
+        detail = body.get("detail")
+        reset_at, retry_after = quota.when(detail) if isinstance(detail, dict) else (None, None)
+        return RateLimited(message, retry_after=retry_after, reset_at=reset_at, quota=True, **kwargs)
     if in_stream and after_text:
         return ContentFiltered(message, **kwargs)  # most mid-stream stops are moderation (doc 1.10.1)
     if status is not None and 400 <= status < 500 and status != 429:

@@ -107,7 +107,7 @@ def error_from_response(
         body = None
     if isinstance(body, dict) and isinstance(body.get("error_type"), str):
         error = legacy_error(body, status=status, continuing=continuing, drift=drift)
-        if isinstance(error, RateLimited) and error.retry_after is None:
+        if isinstance(error, RateLimited) and error.retry_after is None and error.reset_at is None:
             error.retry_after = _retry_after(response)
         return error
     if status == 401:

@@ -114,6 +114,9 @@ def test_it_writes_nothing_while_streaming_and_everything_at_the_end(e2e, protoc
         if seen_mid_stream is None and chunk.choices and chunk.choices[0].delta.content:
             # The unknown frames came before the text and were read already: still nothing written.
             seen_mid_stream = UpstreamDrift.objects.count()
+    # The client can see [DONE] before the server's body ends and spawns the final write: wait for the
+    # final log row first, then for the rest of that task (the drift write follows the final write).
+    wait_for_final_log(stream.response.headers["x-request-id"])
     wait_for_background_tasks()
 
     assert seen_mid_stream == 0

@@ -5,7 +5,8 @@ Each example builds a pool (account states, cooldowns, limits, windows, recency,
 accounts; turns counted, refunded, in flight with live or expired leases, at the window's edge), then
 runs each path inside a savepoint that is rolled back, and compares the decision (the account chosen,
 or none) and every row and column written: the turn and the account, and the row the lease carries.
-The ranking cap is drawn small too, so its rule is exercised without a hundred turns.
+The ranking cap is drawn small too, so its rule is exercised without a hundred turns; learned limits
+(learn and pinned mode, around their 24 h expiry) decide both eligibility and the ranking.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase
 
-from accounts.choices import AccountSource, AccountState, Protocol, TurnStatus
+from accounts.choices import AccountSource, AccountState, LimitMode, Protocol, TurnStatus
+from accounts.limits import LEARNED_LIMIT_SECONDS
 from accounts.models import KimiAccount, Turn
 from accounts.pool import Lease, orm, pg
 
@@ -29,6 +31,8 @@ pytestmark = [pytest.mark.postgres]
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 # Offsets around the instants the rules compare against (a window's start, a cooldown's or lease's end).
 EDGES = [-7200, -3601, -3600, -3599, -61, -60, -59, -1, 0, 1, 60, 3600]
+# Ages of a learned limit around its expiry (limits.LEARNED_LIMIT_SECONDS).
+LEARNED_AGES = [60, LEARNED_LIMIT_SECONDS - 1, LEARNED_LIMIT_SECONDS, LEARNED_LIMIT_SECONDS + 1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +53,8 @@ class AccountSpec:
     window_seconds: int
     last_used: int | None  # seconds before NOW
     turns: tuple[TurnSpec, ...]
+    limit_mode: str = LimitMode.PINNED
+    learned: tuple[int, int] | None = None  # (learned limit, seconds before NOW it was learned)
 
 
 turns = st.builds(
@@ -68,6 +74,8 @@ accounts = st.builds(
     window_seconds=st.sampled_from([60, 3600]),
     last_used=st.sampled_from([None, 0, 10, 600]),
     turns=st.lists(turns, max_size=4).map(tuple),
+    limit_mode=st.sampled_from(LimitMode.values),
+    learned=st.none() | st.tuples(st.sampled_from([1, 2, 5]), st.sampled_from(LEARNED_AGES)),
 )
 
 
@@ -84,6 +92,8 @@ rankable = st.builds(
     window_seconds=st.just(3600),
     last_used=st.sampled_from([None, 0, 10]),
     turns=st.lists(turns, max_size=3).map(tuple),
+    limit_mode=st.sampled_from(LimitMode.values),
+    learned=st.none() | st.tuples(st.sampled_from([1, 2]), st.sampled_from(LEARNED_AGES)),
 )
 
 
@@ -119,6 +129,9 @@ def build(pool: list[AccountSpec]) -> list[int]:
             max_concurrent=spec.max_concurrent,
             window_seconds=spec.window_seconds,
             last_used_at=None if spec.last_used is None else NOW - timedelta(seconds=spec.last_used),
+            limit_mode=spec.limit_mode,
+            learned_limit=spec.learned[0] if spec.learned else None,
+            learned_at=NOW - timedelta(seconds=spec.learned[1]) if spec.learned else None,
         )
         Turn.objects.bulk_create(
             Turn(
