@@ -31,6 +31,7 @@ class Report:
     accounts: list[pool.AccountUsage]
     charts: dict[str, Any]  # JSON for the page's script (templates/dashboard/index.html)
     drift: list[DriftRow] = dataclasses.field(default_factory=list)  # seen in the last DRIFT_WINDOW
+    expiring: list[pool.TokenExpiry] = dataclasses.field(default_factory=list)  # refresh tokens about to die
 
 
 def _key_names(totals: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -76,4 +77,5 @@ def dashboard_report(*, spec: RangeSpec, now: datetime) -> Report:
         },
     }
     drift = drift_seen_since(since=now - DRIFT_WINDOW, limit=DRIFT_ROWS)
-    return Report(spec, window.since, window.until, source.rolled_until, headline, usage, charts, drift)
+    expiring = pool.tokens_expiring(now=now)
+    return Report(spec, window.since, window.until, source.rolled_until, headline, usage, charts, drift, expiring)
