@@ -45,7 +45,7 @@ CHANGE_FIELDS = [
     "turn_limit", "limit_mode", "limit_now", "refusal_evidence", "window_seconds", "max_concurrent",
     "cooldown_until", "backoff_level", "token_expires_at", "access_expires_at", "last_used_at",
     "last_error_code", "last_error_message", "last_error_at", "refresh_failures", "refresh_failing_since",
-    "plan", "subscription_status", "membership_level", "checked_at",
+    "plan", "subscription_status", "membership_level", "checked_at", "check_verdict", "check_message",
     "stats_5h_ratio", "stats_5h_reset_at", "stats_7d_ratio", "stats_7d_reset_at",
     "total_turns", "total_errors", "created_at",
 ]  # fmt: skip
@@ -61,15 +61,17 @@ class KimiAccountAdmin(_KimiAccountAdminBase):
         "protocol",
         "origin",
         "state_badge",
+        "last_error",
+        "until",
+        "last_probe",
         "usage",
         "in_flight_streams",
         "last_used_at",
         "plan",
-        "last_error",
     ]
     list_filter = ["state", "protocol", "origin", "source"]
     search_fields = ["name"]
-    actions = ["enable_accounts", "disable_accounts", "check_accounts", "reset_windows"]
+    actions = ["enable_accounts", "disable_accounts", "check_accounts", "clear_cooldowns", "reset_windows"]
 
     # --- queryset and columns (annotations only, no per-row queries) ---------------------------------
     def get_queryset(self, request: HttpRequest) -> QuerySet[KimiAccount]:
@@ -137,11 +139,25 @@ class KimiAccountAdmin(_KimiAccountAdminBase):
     def in_flight_streams(self, obj: KimiAccount) -> str:
         return f"{obj.in_flight} / {obj.max_concurrent}"  # type: ignore[attr-defined]
 
-    @admin.display(description="Last error")
+    @admin.display(description="Reason (last error)")
     def last_error(self, obj: KimiAccount) -> str:
         if not obj.last_error_code:
             return "-"
         return f"{obj.last_error_code}: {obj.last_error_message[:80]}"
+
+    @admin.display(description="Until", ordering="cooldown_until")
+    def until(self, obj: KimiAccount) -> str:
+        """When a cooling or exhausted account serves again (its cooldown or the upstream's reset time)."""
+        if obj.cooldown_until is None or obj.cooldown_until <= timezone.now():
+            return "-"
+        return f"{timezone.localtime(obj.cooldown_until):%Y-%m-%d %H:%M}"
+
+    @admin.display(description="Last probe", ordering="checked_at")
+    def last_probe(self, obj: KimiAccount) -> str:
+        if obj.checked_at is None:
+            return "never"
+        said = f": {obj.check_message[:60]}" if obj.check_message else ""
+        return f"{timezone.localtime(obj.checked_at):%Y-%m-%d %H:%M} {obj.check_verdict or '?'}{said}"
 
     # --- add / change ---------------------------------------------------------------------------------
     def get_fields(self, request: HttpRequest, obj: KimiAccount | None = None) -> _FieldGroups:
@@ -187,14 +203,29 @@ class KimiAccountAdmin(_KimiAccountAdminBase):
             services.account_disable(account=account)
         self.message_user(request, f"Disabled {len(queryset)} account(s).")
 
-    @admin.action(description="Check now (refresh and read the plan; no chat turn)")
+    @admin.action(description="Probe now (refresh and read the plan; no chat turn)")
     def check_accounts(self, request: HttpRequest, queryset: QuerySet[KimiAccount]) -> None:
         for account in queryset:
+            state = account.state
             result = services.account_check_now(account=account)
+            account.refresh_from_db()
             level = messages.SUCCESS if result.live else messages.ERROR
             facts = result.facts
             detail = f"plan {facts.plan or 'unknown'}" if facts else result.message
             self.message_user(request, f"{account.name}: {result.verdict} ({detail})", level)
+            change = state if state == account.state else f"{state} -> {account.state}"
+            self.log_change(request, account, f"Probed now: {result.verdict} ({detail[:100]}); {change}.")
+
+    @admin.action(description="Clear cooldown (cooling or exhausted -> active; usage keeps counting)")
+    def clear_cooldowns(self, request: HttpRequest, queryset: QuerySet[KimiAccount]) -> None:
+        for account in queryset:
+            until = account.cooldown_until
+            revived = services.account_clear_cooldown(account=account)
+            was = f"until {until:%Y-%m-%d %H:%M} UTC" if until else "without a time"
+            self.log_change(request, account, f"Cleared the cooldown (was {was}); now {account.state}.")
+            if not revived:
+                self.message_user(request, f"{account.name} is {account.state}: only its timer was cleared.")
+        self.message_user(request, f"Cleared the cooldown of {len(queryset)} account(s).")
 
     @admin.action(description="Reset usage window")
     def reset_windows(self, request: HttpRequest, queryset: QuerySet[KimiAccount]) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Q
 
 from accounts import selectors
 from accounts.choices import AccountState, RefusalSource
@@ -58,7 +59,12 @@ def account_record_check(*, account_id: int, result: CheckResult, now: datetime)
     """Store when the account was checked and, when it answered, what it said (facts it did not give
     keep their previous value). A rate-limit window used up (ratio 1) with a reset time ahead is a quota
     refusal like a chat's (C.13): the account is exhausted until then and the refusal is recorded."""
-    changes: dict[str, object] = {"checked_at": now, "updated_at": now}
+    changes: dict[str, object] = {
+        "checked_at": now,
+        "updated_at": now,
+        "check_verdict": result.verdict,
+        "check_message": result.message[:500],
+    }
     facts = result.facts
     if facts is not None:
         if facts.plan:
@@ -70,10 +76,25 @@ def account_record_check(*, account_id: int, result: CheckResult, now: datetime)
         for window in facts.windows:
             changes[f"stats_{window.name}_ratio"] = window.ratio
             changes[f"stats_{window.name}_reset_at"] = window.reset_at
+    used_up = facts is not None and any(_used_up(w, now) for w in facts.windows)
     with transaction.atomic():
-        if facts is not None and any(_used_up(w, now) for w in facts.windows):
+        if facts is not None and used_up:
             changes |= _window_refusal(account_id=account_id, windows=facts.windows, now=now)
         KimiAccount.objects.filter(pk=account_id).update(**changes)
+        if result.live and not used_up:
+            _recover(account_id=account_id, now=now)
+
+
+def _recover(*, account_id: int, now: datetime) -> None:
+    """A live check brings the account back without waiting for traffic: a cooling or exhausted one once
+    its time (``cooldown_until``, the upstream's reset time) has passed; an invalid one at once, since
+    "live" means its refresh has just succeeded (a new token, or the upstream was wrong). A disabled
+    account is the operator's and is never touched."""
+    healed = {"state": AccountState.ACTIVE, "cooldown_until": None, "backoff_level": 0, "updated_at": now}
+    rows = KimiAccount.objects.filter(pk=account_id)
+    over = Q(cooldown_until__isnull=True) | Q(cooldown_until__lte=now)
+    rows.filter(over, state__in=(AccountState.COOLING, AccountState.EXHAUSTED)).update(**healed)
+    rows.filter(state=AccountState.INVALID).update(**healed)
 
 
 def _used_up(window: RateWindow, now: datetime) -> bool:

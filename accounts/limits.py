@@ -8,7 +8,7 @@ query, so these functions only see the start times of counted turns.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from accounts.choices import LimitMode
@@ -139,3 +139,61 @@ def cooldown_seconds(*, base: float, level: int, cap: float = MAX_COOLDOWN_SECON
     # min() on the exponent first keeps 2**level from growing without bound on a long failure streak.
     factor: int = 2 ** min(level - 1, 30)  # int ** int is typed Any (a negative exponent gives a float)
     return min(base * factor, cap)
+
+
+# --- Capacity ahead (``kimi_accounts capacity``, the dashboard's panel) -----------------------------------
+
+
+def turns_free(
+    *, counted_starts: Sequence[datetime], limit: int, window_seconds: int, blocked_until: datetime | None, at: datetime
+) -> int:
+    """Turns an account could take at instant ``at`` if it took none before then: none while it is blocked
+    (a cooldown, or the upstream's reset time), else its limit less the turns still counting at ``at``."""
+    if blocked_until is not None and blocked_until > at:
+        return 0
+    counting = sum(1 for s in counted_starts if counts_in_window(started_at=s, now=at, window_seconds=window_seconds))
+    return max(limit - counting, 0)
+
+
+def next_turn_at(
+    *,
+    counted_starts: Sequence[datetime],
+    limit: int,
+    window_seconds: int,
+    blocked_until: datetime | None,
+    now: datetime,
+) -> datetime | None:
+    """When the account can take its next turn: when one fits under the limit and it is no longer blocked
+    (without new turns the count only falls, so the later of the two)."""
+    fits = available_at(counted_starts=counted_starts, limit=limit, window_seconds=window_seconds, now=now)
+    if blocked_until is not None and blocked_until > now:
+        return max(fits, blocked_until) if fits is not None else blocked_until
+    return fits
+
+
+def dry_at(
+    *,
+    now: datetime,
+    supply: Callable[[datetime], int],
+    changes: Sequence[datetime],
+    rate_per_hour: float,
+    window_seconds: int,
+    horizon_seconds: int,
+) -> datetime | None:
+    """When a pool serving ``rate_per_hour`` turns from ``now`` on runs out: the first instant the turns
+    taken since ``now`` reach what it could serve then (``supply(t)``: free turns at ``t`` counting only
+    the turns taken before ``now``; it changes only at ``changes``). A turn taken after ``now`` counts for
+    ``window_seconds`` (pass the longest window: the earlier answer), so demand grows to
+    ``rate * window`` and stays there. None: not within ``horizon_seconds``, or no traffic."""
+    if rate_per_hour <= 0:
+        return None
+    end = now + timedelta(seconds=horizon_seconds)
+    plateau = now + timedelta(seconds=window_seconds)
+    times = sorted({now, *(t for t in changes if now < t < end)})
+    for index, start in enumerate(times):
+        stop = times[index + 1] if index + 1 < len(times) else end
+        # Demand reaches this segment's supply at ``hit`` (if before the plateau, where it stops growing).
+        hit = now + timedelta(hours=supply(start) / rate_per_hour)
+        if hit <= plateau and hit < stop:
+            return max(hit, start)
+    return None

@@ -80,6 +80,12 @@ class KimiAccount(models.Model):
     subscription_status = models.CharField(max_length=64, blank=True, default="", editable=False)
     membership_level = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
     checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The last check's verdict (accounts/checks.py VERDICTS) and what it said; "" = never checked.
+    check_verdict = models.CharField(max_length=16, blank=True, default="", editable=False)
+    check_message = models.CharField(max_length=500, blank=True, default="", editable=False)
+    # Cross-process claim of the probe scheduler (accounts/probing.py): the one process probing the account
+    # sets it with a conditional update; past it, a crashed prober's claim is taken over.
+    probe_claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
     # GetSubscriptionStats rate-limit windows (C.10, 2.10): used ratio (0-1) and reset time, where given.
     stats_5h_ratio = models.FloatField(null=True, blank=True, editable=False)
     stats_5h_reset_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -7,6 +7,7 @@ window becomes one condition per distinct ``window_seconds`` (nearly always a si
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -172,7 +173,7 @@ def usage_from_annotations(*, account: KimiAccount, now: datetime) -> limits.Usa
 # Columns of ``kimi_accounts list`` (text) in order; ``--json`` prints every key of ``account_summary``.
 SUMMARY_COLUMNS = (
     "name", "protocol", "origin", "state", "reason", "until", "used/limit", "limit_mode", "limit_source",
-    "plan", "token", "expires",
+    "plan", "token", "expires", "token_expires_in",
 )  # fmt: skip
 _REASON_STATES = ("cooling", "exhausted", "invalid")
 
@@ -181,11 +182,28 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def token_expires_in_days(*, account: KimiAccount, now: datetime) -> int | None:
+    """Whole days until the stored refresh token's ``exp`` (0 on its last day, negative once expired);
+    None when unknown (not a JWT, or an access-token-only account)."""
+    if account.token_expires_at is None or not account.refresh_token_enc:
+        return None
+    return math.floor((account.token_expires_at - now).total_seconds() / 86400)
+
+
+def _expires_in_text(days: int | None, *, expires_at: datetime | None, now: datetime) -> str | None:
+    if days is None or expires_at is None:
+        return None
+    if expires_at <= now:
+        return "expired"
+    return "today" if days == 0 else f"{days} day{'s' if days != 1 else ''}"
+
+
 def account_summary(*, account: KimiAccount, now: datetime) -> dict[str, object]:
     """One account as plain data for scripts: state and why, usage, origin, check facts, token masked
     (last 4 characters at most). ``account`` comes from ``accounts_for_admin`` (no query here)."""
     usage = usage_from_annotations(account=account, now=now)
     reason = account.last_error_code if account.state in _REASON_STATES else ""
+    expires_in = token_expires_in_days(account=account, now=now)
     return {
         "name": account.name,
         "protocol": account.protocol,
@@ -221,6 +239,10 @@ def account_summary(*, account: KimiAccount, now: datetime) -> dict[str, object]
         "refresh_failures": account.refresh_failures,
         "token": account.masked_token,
         "expires": _iso(account.token_expires_at),
+        "token_expires_in_days": expires_in,
+        "token_expires_in": _expires_in_text(expires_in, expires_at=account.token_expires_at, now=now),
+        "check_verdict": account.check_verdict,
+        "check_message": account.check_message,
         "access_expires_at": _iso(account.access_expires_at),
         "last_used_at": _iso(account.last_used_at),
     }

@@ -229,6 +229,21 @@ def account_reset_window(*, account: KimiAccount, now: datetime | None = None) -
     return refunded
 
 
+def account_clear_cooldown(*, account: KimiAccount, now: datetime | None = None) -> bool:
+    """End a cooldown or an exhaustion now: a cooling or exhausted account becomes active, its backoff
+    starts again; the turns it served keep counting (``account_reset_window`` forgets them too). An
+    invalid or disabled account only loses its timer. True when the account was cooling or exhausted."""
+    now = now or timezone.now()
+    rows = KimiAccount.objects.filter(pk=account.pk)
+    revived = rows.filter(state__in=(AccountState.COOLING, AccountState.EXHAUSTED)).update(
+        state=AccountState.ACTIVE, cooldown_until=None, backoff_level=0, updated_at=now
+    )
+    if not revived:
+        rows.update(cooldown_until=None, backoff_level=0, updated_at=now)
+    account.refresh_from_db()
+    return revived == 1
+
+
 def account_check_now(*, account: KimiAccount, now: datetime | None = None) -> CheckResult:
     """Check the account without spending a turn (refresh + account RPCs, kimi-web-protocol.md C.10)
     and record what it says. The upstream lives in ``gateway.kimi`` (one seam:

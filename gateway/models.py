@@ -27,6 +27,12 @@ class ApiKey(models.Model):
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute; empty = no limit.")
     max_concurrent = models.PositiveIntegerField(null=True, blank=True, help_text="Open streams; empty = no limit.")
+    turns_per_day = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Upstream turns in any rolling 24 hours (refunded ones and local answers do not count); "
+        "empty = no limit.",
+    )
     allowed_models = models.JSONField(default=list, blank=True, help_text="Model names; empty = all.")
     reasoning_format = models.CharField(max_length=16, choices=ReasoningFormat.choices, default=ReasoningFormat.FIELD)
     revoked_at = models.DateTimeField(null=True, blank=True)

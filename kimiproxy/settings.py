@@ -233,6 +233,11 @@ except (ValueError, zoneinfo.ZoneInfoNotFoundError):
 KIMIPROXY_REFRESH_FAILURES_BEFORE_INVALID = env.int("KIMIPROXY_REFRESH_FAILURES_BEFORE_INVALID", default=3)
 if KIMIPROXY_REFRESH_FAILURES_BEFORE_INVALID < 1:
     raise ImproperlyConfigured("KIMIPROXY_REFRESH_FAILURES_BEFORE_INVALID must be at least 1.")
+# ``pool_probe --loop``: seconds between passes (jittered), and how long an account may go unused before a
+# pass checks it anyway (accounts/probing.py).
+KIMIPROXY_PROBE_INTERVAL = env.float("KIMIPROXY_PROBE_INTERVAL", default=600.0)
+if KIMIPROXY_PROBE_INTERVAL < 10:
+    raise ImproperlyConfigured("KIMIPROXY_PROBE_INTERVAL must be at least 10 seconds.")
 
 # --- Pool and API ---------------------------------------------------------------------------------------
 KIMIPROXY_DEFAULT_TURN_LIMIT = env.int("KIMIPROXY_DEFAULT_TURN_LIMIT", default=30)

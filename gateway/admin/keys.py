@@ -37,7 +37,7 @@ class ApiKeyForm(_ApiKeyFormBase):
 
     class Meta:
         model = ApiKey
-        fields = ["name", "rpm_limit", "max_concurrent", "allowed_models", "reasoning_format"]
+        fields = ["name", "rpm_limit", "max_concurrent", "turns_per_day", "allowed_models", "reasoning_format"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -58,6 +58,7 @@ class ApiKeyAdmin(_ApiKeyAdminBase):
         "status",
         "rpm_limit",
         "max_concurrent",
+        "turns_per_day",
         "models",
         "last_used_at",
         "created_at",
@@ -83,7 +84,7 @@ class ApiKeyAdmin(_ApiKeyAdminBase):
         return self.readonly_fields if obj else []
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> _FieldGroups:
-        base: _FieldGroups = ["name", "rpm_limit", "max_concurrent", "allowed_models", "reasoning_format"]
+        base: _FieldGroups = list(ApiKeyForm.Meta.fields)
         return [*base, *self.readonly_fields] if obj else base
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: ApiKeyForm, change: bool) -> None:
@@ -95,6 +96,7 @@ class ApiKeyAdmin(_ApiKeyAdminBase):
             rpm=obj.rpm_limit,
             allowed_models=obj.allowed_models,
             max_concurrent=obj.max_concurrent,
+            turns_per_day=obj.turns_per_day,
             reasoning_format=obj.reasoning_format,
         )
         obj.pk = key.pk

@@ -71,6 +71,9 @@ class RequestLogAdmin(ReadOnlyAdmin):
         ("Previews", {"fields": ["prompt_preview", "answer_preview"], "classes": ["collapse"]}),
     ]
 
+    class Media:
+        css = {"all": ["kimiproxy/request_log_list.css"]}  # the list fits or scrolls at 1400 px
+
     @admin.display(description="outcome", ordering="outcome")
     def outcome_badge(self, obj: RequestLog) -> SafeString:
         return state_badge(obj.outcome, obj.get_outcome_display())

@@ -82,6 +82,39 @@ def _usage(account: KimiAccount, starts: list[datetime], now: datetime) -> Accou
     )
 
 
+# The dashboard warns this long before an account's refresh token expires (its JWT ``exp``, ~90 days).
+TOKEN_WARNING = timedelta(days=14)
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenExpiry:
+    id: int
+    name: str
+    state: str
+    expires_at: datetime
+    days: int  # whole days left; negative once expired
+
+    @property
+    def expired(self) -> bool:
+        return self.days < 0
+
+
+def tokens_expiring(*, now: datetime, within: timedelta = TOKEN_WARNING) -> list[TokenExpiry]:
+    """Pool accounts (not disabled) whose refresh token expires within ``within`` or has expired, soonest
+    first: a new token must be pasted before they turn ``invalid``."""
+    accounts = (
+        KimiAccount.objects.filter(source=AccountSource.POOL, token_expires_at__lte=now + within)
+        .exclude(refresh_token_enc="")
+        .exclude(state=AccountState.DISABLED)
+        .order_by("token_expires_at", "name")
+    )
+    return [
+        TokenExpiry(a.pk, a.name, a.state, a.token_expires_at, (a.token_expires_at - now) // timedelta(days=1))
+        for a in accounts
+        if a.token_expires_at is not None
+    ]
+
+
 def state_counts(usage: list[AccountUsage]) -> dict[str, int]:
     counts = {state.value: 0 for state in AccountState}
     for account in usage:

@@ -6,6 +6,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
+from accounts.capacity import PoolCapacity, pool_capacity
 from gateway.choices import Outcome
 from gateway.dashboard import pool_usage as pool
 from gateway.dashboard import queries
@@ -31,6 +32,8 @@ class Report:
     accounts: list[pool.AccountUsage]
     charts: dict[str, Any]  # JSON for the page's script (templates/dashboard/index.html)
     drift: list[DriftRow] = dataclasses.field(default_factory=list)  # seen in the last DRIFT_WINDOW
+    expiring: list[pool.TokenExpiry] = dataclasses.field(default_factory=list)  # refresh tokens about to die
+    capacity: PoolCapacity | None = None  # turns free ahead (accounts/capacity.py)
 
 
 def _key_names(totals: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -76,4 +79,8 @@ def dashboard_report(*, spec: RangeSpec, now: datetime) -> Report:
         },
     }
     drift = drift_seen_since(since=now - DRIFT_WINDOW, limit=DRIFT_ROWS)
-    return Report(spec, window.since, window.until, source.rolled_until, headline, usage, charts, drift)
+    expiring = pool.tokens_expiring(now=now)
+    capacity = pool_capacity(now=now)
+    return Report(
+        spec, window.since, window.until, source.rolled_until, headline, usage, charts, drift, expiring, capacity
+    )

@@ -11,8 +11,8 @@ they are one statement with data-modifying CTEs, in autocommit (no BEGIN/COMMIT)
          ins AS (INSERT <the log row> SELECT ... FROM k WHERE <no limits, the model allowed> RETURNING id)
     SELECT <k's columns>, ins.id FROM k LEFT JOIN ins ON TRUE
 
-It writes the log row only when nothing is left to decide in Python: the key has no ``rpm_limit`` and
-no ``max_concurrent`` (those are counted under a row lock in ``request_log_accept``) and its
+It writes the log row only when nothing is left to decide in Python: the key has no ``rpm_limit``, no
+``max_concurrent`` and no ``turns_per_day`` (those are counted under a row lock in ``request_log_accept``) and its
 allow-list is empty or names the model exactly (a match by canonical name needs ``parse_model``). In
 any other case the key comes back without a log row and ``gateway.chat.accept`` continues on the ORM path,
 with the key already authenticated. The rules stay where they were: the key's hash and the
@@ -65,7 +65,7 @@ WITH k AS (
 ), ins AS (
     INSERT INTO {log_table} ({log_api_key}, {log_columns})
     SELECT k.{key_pk}, {log_values} FROM k
-    WHERE k.{rpm_limit} IS NULL AND k.{max_concurrent} IS NULL
+    WHERE k.{rpm_limit} IS NULL AND k.{max_concurrent} IS NULL AND k.{turns_per_day} IS NULL
         AND (k.{allowed_models} = '[]'::jsonb OR k.{allowed_models} @> jsonb_build_array(%s::text))
     RETURNING {log_pk}
 )
@@ -73,7 +73,9 @@ SELECT {k_key_columns}, ins.{log_pk} FROM k LEFT JOIN ins ON TRUE
 """
 
 
-_KEY_COLUMNS_USED = ("key_hash", "revoked_at", "last_used_at", "rpm_limit", "max_concurrent", "allowed_models")
+_KEY_COLUMNS_USED = (
+    "key_hash", "revoked_at", "last_used_at", "rpm_limit", "max_concurrent", "turns_per_day", "allowed_models",
+)  # fmt: skip
 
 
 def _column(model: type[Model], name: str) -> str:

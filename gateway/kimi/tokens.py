@@ -8,6 +8,7 @@ new access token and the rotated refresh token in one UPDATE. Other workers poll
 The refresh call itself is the protocol's (``connect.refresh_tokens`` / ``legacy.refresh_tokens``),
 passed in as ``refresher``.
 
+A refresh token past its JWT ``exp`` is not sent: the account is marked ``invalid`` with that reason.
 Refusals (kimi-web-protocol.md C.11): the explicit dead-token answer (``AuthError``) marks the account
 ``invalid`` at once. Any other refusal (``RefreshRefused``: a filter's 403, a 400, 5xx, HTML) cools it
 down with backoff and counts; ``KIMIPROXY_REFRESH_FAILURES_BEFORE_INVALID`` of them in a row, spread
@@ -147,6 +148,12 @@ class DbTokenSource:
         raise AuthError(message)
 
     async def _refresh(self, refresh_token: str) -> str:
+        expired_at = jwt_expiry(refresh_token)
+        if expired_at is not None and expired_at <= self._clock():
+            # A dead token is not worth a call (the upstream would refuse it, C.11): say why instead.
+            message = f"refresh token expired at {expired_at:%Y-%m-%d %H:%M} UTC; paste a new one"
+            await db_call(_mark_invalid, self.account_id, message, now=self._clock())
+            raise AuthError(message)
         try:
             pair = await self._refresher(refresh_token)
         except AuthError as exc:

@@ -127,6 +127,14 @@ class RateLimitExceeded(GatewayError):
     code = "rate_limit_exceeded"
 
 
+class QuotaExceeded(GatewayError):
+    """A key over its budget of upstream turns per day (OpenAI's own name for a spent quota)."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
 class UpstreamUnavailable(GatewayError):
     status = 503
     type = "api_error"

@@ -29,6 +29,7 @@ class Caller:
     rpm_limit: int | None
     max_concurrent: int | None
     passthrough_account_ids: tuple[int, ...] = ()
+    turns_per_day: int | None = None  # a key's budget of upstream turns per rolling 24 hours
 
     # Who may continue a kept chat: "key:<id>" for a key; each token's hash for pass-through callers.
     owners: tuple[str, ...] = ()
@@ -56,6 +57,7 @@ def caller_for_key(key: ApiKey | None) -> tuple[Caller, ApiKey]:
         owner_hash=f"key:{key.pk}",
         rpm_limit=key.rpm_limit,
         max_concurrent=key.max_concurrent,
+        turns_per_day=key.turns_per_day,
         owners=(f"key:{key.pk}",),
     )
     return caller, key

@@ -41,6 +41,7 @@ def api_key_create(
     rpm: int | None = None,
     allowed_models: Iterable[str] | None = None,
     max_concurrent: int | None = None,
+    turns_per_day: int | None = None,
     reasoning_format: str | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; return the row and the full key, which is never available again."""
@@ -51,6 +52,7 @@ def api_key_create(
         raise ValidationError("The requests-per-minute limit must be at least 1 (omit it for no limit).")
     if max_concurrent is not None and max_concurrent < 1:
         raise ValidationError("The concurrency limit must be at least 1 (omit it for no limit).")
+    _check_turns_per_day(turns_per_day)
     if ApiKey.objects.filter(name=name).exists():
         raise ValidationError(f"A key named {name!r} already exists.")
     raw = KEY_PREFIX + secrets.token_urlsafe(30)
@@ -63,12 +65,26 @@ def api_key_create(
                 key_hash=_hash(raw),
                 rpm_limit=rpm,
                 max_concurrent=max_concurrent,
+                turns_per_day=turns_per_day,
                 allowed_models=_clean_models(allowed_models),
                 **extra,
             )
     except IntegrityError:
         raise ValidationError(f"A key named {name!r} already exists.") from None
     return key, raw
+
+
+def _check_turns_per_day(turns_per_day: int | None) -> None:
+    if turns_per_day is not None and turns_per_day < 1:
+        raise ValidationError("The turns-per-day budget must be at least 1 (omit it for no limit).")
+
+
+def api_key_set_turns_per_day(*, key: ApiKey, turns_per_day: int | None) -> None:
+    """Set (or with None remove) the key's budget of upstream turns per rolling 24 hours; it applies
+    from the key's next request (``gateway.records.logs.request_log_accept``)."""
+    _check_turns_per_day(turns_per_day)
+    ApiKey.objects.filter(pk=key.pk).update(turns_per_day=turns_per_day)
+    key.refresh_from_db()
 
 
 def api_key_hash_of(*, raw: str) -> str | None:

@@ -1,8 +1,9 @@
 """Request-log services: a row is created when a request is accepted (or rejected), and finalised
 exactly once, in the same transaction that releases the account lease and settles the conversation.
 
-Per-key limits are checked in the accept transaction under a row lock on the key, counting the key's
-own log rows, so they hold across processes and replicas sharing the database.
+Per-key limits (requests per minute, concurrent requests, upstream turns per day) are checked in the
+accept transaction under a row lock on the key, counting the key's own log rows (and their turns), so
+they hold across processes and replicas sharing the database.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import KimiAccount
+from accounts import limits
+from accounts.choices import TurnStatus
+from accounts.models import KimiAccount, Turn
 from accounts.pool import lease_release
 from gateway.choices import Outcome
 from gateway.db import finish_sql
 from gateway.db.threads import db_call
 from gateway.models import ApiKey, RequestLog
-from gateway.openai.errors import RateLimitExceeded
+from gateway.openai.errors import GatewayError, QuotaExceeded, RateLimitExceeded
 from gateway.records.callers import Caller
 from gateway.records.conversations import conversation_settle
 from gateway.records.settlements import ConversationSettlement, LeaseSettlement, LogFinish
@@ -52,10 +55,11 @@ def request_log_accept(*, caller: Caller, start: LogStart, now: datetime | None 
     """Create the log row of an accepted request and return its id.
 
     Raises ``RateLimitExceeded`` when the caller is over its requests-per-minute or concurrent-request
-    limit; the rejected request still gets its (final) log row.
+    limit, ``QuotaExceeded`` when a key is over its turns per day; the rejected request still gets its
+    (final) log row.
     """
     now = now or timezone.now()
-    limited = caller.rpm_limit is not None or caller.max_concurrent is not None
+    limited = caller.rpm_limit is not None or caller.max_concurrent is not None or caller.turns_per_day is not None
     # A transaction (and the key's row lock inside it) only when there is a limit to check.
     with transaction.atomic() if limited else contextlib.nullcontext():
         refusal = _limit_refusal(caller=caller, now=now) if limited else None
@@ -69,7 +73,7 @@ def request_log_accept(*, caller: Caller, start: LogStart, now: datetime | None 
             fields.update(
                 finished_at=now,
                 status_code=refusal.status,
-                outcome=Outcome.RATE_LIMITED,
+                outcome=Outcome.RATE_LIMITED,  # the dashboard's group of 429s, whichever limit it was
                 error_code=refusal.code,
                 error_message=refusal.message[:500],
                 latency_ms=0,
@@ -101,7 +105,7 @@ def request_log_accept_fields(
     }
 
 
-def _limit_refusal(*, caller: Caller, now: datetime) -> RateLimitExceeded | None:
+def _limit_refusal(*, caller: Caller, now: datetime) -> GatewayError | None:
     logs = RequestLog.objects.all()
     if caller.api_key_id is not None:
         # The row lock serialises this key's accepts across processes, so the count below is exact.
@@ -131,7 +135,42 @@ def _limit_refusal(*, caller: Caller, now: datetime) -> RateLimitExceeded | None
                 f"Too many concurrent requests: {caller.max_concurrent} allowed for this key.",
                 retry_after=1.0,
             )
+    if caller.turns_per_day is not None and caller.api_key_id is not None:
+        return _budget_refusal(api_key_id=caller.api_key_id, budget=caller.turns_per_day, now=now)
     return None
+
+
+# A key's turn budget counts over a rolling day.
+BUDGET_WINDOW_SECONDS = 24 * 3600
+
+
+def key_turn_starts(*, api_key_id: int, now: datetime) -> list[datetime]:
+    """When the key's counted upstream turns of the last 24 hours started: its requests' ``Turn`` rows
+    (one per upstream attempt, by request id), refunded ones left out (the upstream did no work), so a
+    request answered locally or refused before an account counts nothing."""
+    since = limits.window_start(now=now, window_seconds=BUDGET_WINDOW_SECONDS)
+    # A turn starts after its request's log row; a request may run up to the lease timeout.
+    requests = RequestLog.objects.filter(
+        api_key_id=api_key_id, created_at__gt=since - timedelta(seconds=settings.KIMIPROXY_LEASE_TIMEOUT)
+    ).values("request_id")
+    turns = Turn.objects.filter(started_at__gt=since, request_id__in=requests).exclude(status=TurnStatus.REFUNDED)
+    return list(turns.values_list("started_at", flat=True))
+
+
+def _budget_refusal(*, api_key_id: int, budget: int, now: datetime) -> QuotaExceeded | None:
+    starts = key_turn_starts(api_key_id=api_key_id, now=now)
+    if len(starts) < budget:
+        return None
+    # When enough of its turns have left the rolling day for one more to fit (accounts/limits.py).
+    free_at = limits.available_at(
+        counted_starts=starts, limit=budget, window_seconds=BUDGET_WINDOW_SECONDS, now=now
+    ) or now + timedelta(seconds=BUDGET_WINDOW_SECONDS)
+    retry_after = max(1.0, (free_at - now).total_seconds())
+    return QuotaExceeded(
+        f"This key has used its budget of {budget} upstream turns in 24 hours; the next turn frees up at "
+        f"{free_at:%Y-%m-%d %H:%M} UTC.",
+        retry_after=retry_after,
+    )
 
 
 def request_log_reject(

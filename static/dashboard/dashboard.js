@@ -73,9 +73,14 @@
     }, flat(data.outcomes.map(function (o) { return o.data; })));
 
     var lat = data.latency;
+    // A line needs two values: a series with one (say, requests only in the current hour) would draw
+    // nothing at all, so its lone value gets a visible point.
+    var lonePoint = function (values) {
+      return values.filter(function (v) { return v !== null; }).length === 1 ? 4 : 0;
+    };
     var line = function (label, values, color, dashed) {
       return { label: label, data: values, borderColor: color, backgroundColor: color, borderDash: dashed ? [6, 4] : [],
-        pointRadius: 0, borderWidth: 2, spanGaps: true, tension: 0.2 };
+        pointRadius: lonePoint(values), pointHitRadius: 8, borderWidth: 2, spanGaps: true, tension: 0.2 };
     };
     draw("chart-latency", {
       type: "line",

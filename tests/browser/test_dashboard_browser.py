@@ -100,3 +100,72 @@ def test_it_masks_the_account_token_on_its_change_page(
     for html in (seen["listing"], seen["change"]):
         assert token not in html and "browser-secret-refresh-token" not in html
         assert "...9XyZ" in html  # the masked form: the last four characters only
+
+
+def test_a_lone_current_hour_is_drawn_on_the_latency_chart(
+    live_server: Any, staff: User, in_browser: Browser, artifacts: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.models import RequestLog
+
+    now = datetime.now(UTC)
+    for n in range(14):  # a new user's first requests: all in the current hour
+        RequestLog.objects.create(
+            request_id=f"lone-{n}", created_at=now - timedelta(seconds=1, milliseconds=n), outcome="ok",
+            status_code=200, model="kimi", ttft_ms=400, latency_ms=1500,
+        )  # fmt: skip
+
+    def steps(page: Any) -> dict[str, Any]:
+        log_in(page, live_server.url, "/dashboard/?range=24h")
+        page.wait_for_selector("body[data-charts-ready='1']")
+        page.screenshot(path=str(artifacts / "dashboard-lone-hour.png"), full_page=True)
+        radii = page.evaluate("""() => {
+          const chart = Chart.getChart(document.getElementById("chart-latency"));
+          if (!chart) return null;
+          return chart.data.datasets.map((ds, i) => {
+            const j = ds.data.length - 1;
+            return [ds.data[j], chart.getDatasetMeta(i).data[j].options.radius];
+          });
+        }""")
+        return {"radii": radii, "p50": page.inner_text("[data-headline='ttft_p50']")}
+
+    seen = in_browser(steps)
+    assert seen["p50"] == "400 ms"
+    assert seen["radii"] is not None and len(seen["radii"]) == 4  # the chart was drawn, not "No data"
+    for value, radius in seen["radii"]:
+        assert value is not None and radius > 0  # the current hour's value is visible as a point
+
+
+def test_the_request_log_list_fits_or_scrolls_at_1400_px(
+    live_server: Any, staff: User, in_browser: Browser, artifacts: Path
+) -> None:
+    call_command("seed_request_logs", "--rows", "200", "--days", "1", "--accounts", "4", "--seed", "5",
+                 stdout=StringIO())  # fmt: skip
+
+    def steps(page: Any) -> dict[str, Any]:
+        log_in(page, live_server.url, "/admin/gateway/requestlog/")
+        page.screenshot(path=str(artifacts / "request-log-list.png"), full_page=True)
+        return page.evaluate("""() => {
+          const results = document.querySelector("#changelist-form .results");
+          const box = results.getBoundingClientRect();
+          const last = document.querySelector("#result_list thead th:last-child").getBoundingClientRect();
+          return {
+            viewport: [window.innerWidth, window.innerHeight],
+            pageWidth: document.documentElement.scrollWidth,
+            box: [box.right, box.bottom],
+            lastRight: last.right,
+            scrolls: results.scrollWidth > results.clientWidth,
+            overflowX: getComputedStyle(results).overflowX,
+          };
+        }""")
+
+    seen = in_browser(steps)
+    width, height = seen["viewport"]
+    assert width == 1400
+    assert seen["pageWidth"] <= width  # nothing pushes the page wider than the window
+    box_right, box_bottom = seen["box"]
+    assert box_right <= width
+    if seen["lastRight"] > box_right:  # it does not fit: then it scrolls, with its scrollbar on screen
+        assert seen["scrolls"] and seen["overflowX"] == "auto"
+        assert box_bottom <= height, "the list's horizontal scrollbar is below the window"

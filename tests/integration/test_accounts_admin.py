@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
-from accounts import crypto, pool
+from accounts import crypto, pool, services
 from accounts.choices import AccountState
 from accounts.models import KimiAccount
 from gateway.kimi.fake import FakeKimi
@@ -213,3 +218,62 @@ def test_it_shows_a_learned_limit_with_its_evidence(admin_client: Client) -> Non
     assert "7 (learned from a quota refusal at" in page and "cap 30" in page
     assert "Quota refusals (the evidence)" in page
     assert "usage limit reached" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_list_shows_state_reason_until_and_the_last_probe(admin_client: Client, fake_kimi: FakeKimi) -> None:
+    until = timezone.now() + timedelta(hours=2)
+    make_account(name="spent", state=AccountState.EXHAUSTED)
+    KimiAccount.objects.filter(name="spent").update(
+        cooldown_until=until, last_error_code="rate_limited", last_error_message="quota used up"
+    )
+    probed = make_account(name="probed", token=fake_kimi.mint_account("probed").refresh_token)
+    services.account_check_now(account=probed)
+
+    page = html(admin_client.get(reverse(CHANGELIST)))
+
+    assert "Exhausted</span>" in page and "rate_limited: quota used up" in page
+    assert f"{timezone.localtime(until):%Y-%m-%d %H:%M}" in page
+    assert "never" in page  # "spent" was never probed
+    probed.refresh_from_db()
+    assert probed.checked_at is not None
+    assert f"{timezone.localtime(probed.checked_at):%Y-%m-%d %H:%M} live" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_probe_now_and_clear_cooldown_are_recorded_in_the_admin_history(
+    admin_client: Client, admin_user: Any, fake_kimi: FakeKimi
+) -> None:
+    spent = make_account(name="spent", token=fake_kimi.mint_account("spent").refresh_token)
+    KimiAccount.objects.filter(pk=spent.pk).update(
+        state=AccountState.EXHAUSTED, cooldown_until=timezone.now() + timedelta(hours=1)
+    )
+    cooled = make_account(name="cooled", token=fake_kimi.mint_account("cooled").refresh_token)
+    KimiAccount.objects.filter(pk=cooled.pk).update(
+        state=AccountState.COOLING, cooldown_until=timezone.now() - timedelta(seconds=1)
+    )
+
+    page = html(run_action(admin_client, "check_accounts", spent, cooled))
+
+    assert "Spent: live (plan free)" in page and "Cooled: live (plan free)" in page
+    spent.refresh_from_db()
+    cooled.refresh_from_db()
+    assert spent.state == AccountState.EXHAUSTED  # its reset time is still ahead
+    assert cooled.state == AccountState.ACTIVE  # its cooldown was over: the live probe brought it back
+    assert fake_kimi.count("chat") == 0
+
+    page = html(run_action(admin_client, "clear_cooldowns", spent))
+
+    assert "Cleared the cooldown of 1 account" in page
+    spent.refresh_from_db()
+    assert (spent.state, spent.cooldown_until, spent.backoff_level) == (AccountState.ACTIVE, None, 0)
+    entries = LogEntry.objects.filter(user=admin_user).order_by("action_time", "pk")
+    assert [(e.object_repr, e.change_message.split(":")[0].split(" (")[0]) for e in entries] == [
+        ("cooled", "Probed now"),  # the admin's order: by name
+        ("spent", "Probed now"),
+        ("spent", "Cleared the cooldown"),
+    ]
+    assert "cooling -> active" in entries[0].change_message and "; exhausted." in entries[1].change_message
+    assert all(e.action_flag == CHANGE for e in entries)
+    history = html(admin_client.get(reverse("admin:accounts_kimiaccount_history", args=[spent.pk])))
+    assert "Cleared the cooldown (was until" in history and "Probed now: live" in history

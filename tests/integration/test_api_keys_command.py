@@ -41,8 +41,8 @@ def test_it_lists_keys_by_prefix_only() -> None:
     key, raw = make_api_key(name="alpha", rpm=10, allowed_models=["kimi"])
     make_api_key(name="beta", revoked=True)
     lines = run("list").splitlines()
-    assert lines[0].split("\t") == ["name", "prefix", "status", "rpm", "models", "last_used"]
-    assert lines[1].split("\t") == ["alpha", f"{key.prefix}…", "active", "10", "kimi", "never"]
+    assert lines[0].split("\t") == ["name", "prefix", "status", "rpm", "turns_per_day", "models", "last_used"]
+    assert lines[1].split("\t") == ["alpha", f"{key.prefix}…", "active", "10", "-", "kimi", "never"]
     assert lines[2].split("\t")[2] == "revoked"
     assert raw not in "\n".join(lines)
 
@@ -54,3 +54,18 @@ def test_it_revokes_by_name_and_fails_on_an_unknown_name() -> None:
     assert run("revoke", "gone").strip() == "gone was already revoked"
     with pytest.raises(CommandError, match="No API key named 'nobody'"):
         run("revoke", "nobody")
+
+
+def test_it_creates_and_changes_a_turn_budget() -> None:
+    raw = run("create", "--name", "agent", "--turns-per-day", "50").rstrip("\n").splitlines()[-1]
+    key = api_key_authenticate(raw=raw)
+    assert key is not None and key.turns_per_day == 50
+
+    assert run("set", "agent", "--turns-per-day", "20").strip() == "agent: 20 turns per day"
+    assert ApiKey.objects.get(name="agent").turns_per_day == 20
+    assert run("set", "agent", "--turns-per-day", "none").strip() == "agent: no turn budget"
+    assert ApiKey.objects.get(name="agent").turns_per_day is None
+    with pytest.raises(CommandError, match="at least 1"):
+        run("set", "agent", "--turns-per-day", "0")
+    with pytest.raises(CommandError, match="No API key named 'nobody'"):
+        run("set", "nobody", "--turns-per-day", "5")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -196,3 +197,32 @@ def test_it_says_when_every_upstream_shape_was_understood(admin_client: Client) 
     body = admin_client.get("/dashboard/").content.decode()
 
     assert "None: every upstream shape of the last 24 hours was understood." in body
+
+
+@pytest.mark.parametrize("range_key", ["3h", "24h", "7d", "30d"])
+def test_requests_of_the_current_hour_only_are_on_every_chart(admin_client: Client, range_key: str) -> None:
+    """14 successful requests in the current hour and none before: every time series has them in its
+    last bucket, as the headline does (the latency chart once stayed empty)."""
+    now = now_inside_a_bucket()
+    for minute in range(14):
+        log(now - timedelta(seconds=1, milliseconds=minute))
+
+    report = admin_client.get(f"/dashboard/?range={range_key}").context["report"]
+
+    assert report.headline["requests"] == 14 and report.headline["ttft_p50"] == 500
+    charts = report.charts
+    assert len(charts["labels"]) == len(charts["outcomes"][0]["data"]) == len(charts["latency"]["ttft_p50"])
+    ok = next(o for o in charts["outcomes"] if o["key"] == Outcome.OK)
+    assert ok["data"][-1] == 14 and sum(ok["data"]) == 14
+    for series in ("ttft_p50", "ttft_p95", "latency_p50", "latency_p95"):
+        assert charts["latency"][series][-1] is not None, series
+        assert [v for v in charts["latency"][series] if v is not None] == [charts["latency"][series][-1]]
+
+
+def now_inside_a_bucket() -> datetime:
+    """Now, at least 2 s after a 5-minute boundary: requests 1 s ago then share the current bucket."""
+    now = datetime.now(UTC)
+    if now.timestamp() % 300 < 2:
+        time.sleep(2)
+        now = datetime.now(UTC)
+    return now

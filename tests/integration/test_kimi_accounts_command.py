@@ -74,11 +74,11 @@ def test_it_lists_accounts_tab_separated_with_usage_and_masks() -> None:
     lines = out.splitlines()
     header = [
         "name", "protocol", "origin", "state", "reason", "until", "used/limit", "limit_mode", "limit_source",
-        "plan", "token", "expires",
+        "plan", "token", "expires", "token_expires_in",
     ]  # fmt: skip
     assert lines[0].split("\t") == header
     row = dict(zip(header, lines[1].split("\t"), strict=True))
-    assert row | {"expires": "?"} == {
+    assert row | {"expires": "?", "token_expires_in": "?"} == {
         "name": "a1",
         "protocol": "connect",
         "origin": "kimi.com",
@@ -91,6 +91,7 @@ def test_it_lists_accounts_tab_separated_with_usage_and_masks() -> None:
         "plan": "-",
         "token": f"...{token[-4:]}",
         "expires": "?",
+        "token_expires_in": "?",
     }
     assert row["expires"].startswith("20")  # the refresh token's exp
     assert lines[2].split("\t")[:5] == ["b2", "legacy", "kimi.com", "disabled", "-"]

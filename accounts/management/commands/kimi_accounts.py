@@ -1,5 +1,5 @@
-"""``manage.py kimi_accounts add|list|import|check|origin|models|enable|disable|drift``: thin wrappers over
-the services.
+"""``manage.py kimi_accounts add|list|import|check|origin|models|enable|disable|drift|capacity``: thin
+wrappers over the services.
 
 Errors print one line and exit non-zero (``CommandError``); no token is ever printed (the last 4
 characters at most). ``list --json`` prints one JSON object per account and line, for scripts.
@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from accounts import selectors, services
+from accounts.capacity import HORIZONS, capacity_dry_text, capacity_json, capacity_when, pool_capacity
 from accounts.checks import CheckResult
 from accounts.choices import LimitMode, Origin, Protocol
 from accounts.models import KimiAccount
@@ -83,6 +84,8 @@ class Command(BaseCommand):
         models.add_argument("--origin", choices=Origin.values, action="append", help="Default: every deployment.")
         for action in ("enable", "disable"):
             sub.add_parser(action, help=f"{action.capitalize()} an account.").add_argument("name")
+        capacity = sub.add_parser("capacity", help="Turns free now, in 1 h and 3 h; when the pool would run dry.")
+        capacity.add_argument("--json", action="store_true", help="One JSON object: the pool and every account.")
         drift = sub.add_parser("drift", help="Upstream shapes the accounts' turns did not understand.")
         drift.add_argument("--hours", type=float, default=24.0, help="Seen in the last N hours (0: any time).")
         drift.add_argument("--account", metavar="NAME", help="Only this account.")
@@ -171,6 +174,19 @@ class Command(BaseCommand):
                 effort = model.default_effort.removeprefix("REASONING_EFFORT_").lower()
                 cells = (origin, model.id + default, model.scenario, model.agent_mode, model.kimiplus_id)
                 self.stdout.write("\t".join(_cell(c) for c in (*cells, efforts, effort, catalogue.source)))
+
+    def do_capacity(self, options: dict[str, Any]) -> None:
+        report = pool_capacity(now=timezone.now())
+        if options["json"]:
+            self.stdout.write(json.dumps(capacity_json(report), ensure_ascii=False))
+            return
+        free = ", ".join(f"{label} {n}" for (_, label), n in zip(HORIZONS, report.free, strict=True))
+        self.stdout.write(f"pool: turns free {free}")
+        self.stdout.write(f"last hour: {report.rate_per_hour} turns; {capacity_dry_text(report)}")
+        self.stdout.write("\t".join(["name", "state", *(f"free {label}" for _, label in HORIZONS), "next turn"]))
+        for a in report.accounts:
+            cells = [a.name, a.state, *map(str, a.free), capacity_when(a.next_turn_at, now=report.now)]
+            self.stdout.write("\t".join(cells))
 
     def do_drift(self, options: dict[str, Any]) -> None:
         hours = options["hours"]

@@ -1,18 +1,29 @@
-"""``manage.py api_keys create|list|revoke``: thin wrappers over ``gateway.records.keys``.
+"""``manage.py api_keys create|list|set|revoke``: thin wrappers over ``gateway.records.keys``.
 
 ``create`` prints the new key alone on its last line (scripts take ``tail -n1``); it is never shown again.
 """
 
 from __future__ import annotations
 
-from argparse import ArgumentParser
+from argparse import ArgumentParser, ArgumentTypeError
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from gateway.models import ApiKey
-from gateway.records.keys import api_key_create, api_key_revoke
+from gateway.records.keys import api_key_create, api_key_revoke, api_key_set_turns_per_day
+
+TURNS_HELP = "Upstream turns per rolling 24 hours (default: no limit)."
+
+
+def _budget(text: str) -> int | None:
+    if text.strip().lower() in ("none", "-"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ArgumentTypeError(f"not a number of turns: {text!r} (or 'none')") from None
 
 
 class Command(BaseCommand):
@@ -25,7 +36,17 @@ class Command(BaseCommand):
         create.add_argument("--rpm", type=int, help="Requests per minute (default: no limit).")
         create.add_argument("--models", default="", help="Comma-separated allowed models (default: all).")
         create.add_argument("--max-concurrent", type=int, dest="max_concurrent", help="Open streams at once.")
+        create.add_argument("--turns-per-day", type=int, dest="turns_per_day", help=TURNS_HELP)
         sub.add_parser("list", help="List keys (prefixes only).")
+        change = sub.add_parser("set", help="Change a key's limits.")
+        change.add_argument("name")
+        change.add_argument(
+            "--turns-per-day",
+            type=_budget,
+            dest="turns_per_day",
+            required=True,
+            help=TURNS_HELP + " 'none' removes it.",
+        )
         sub.add_parser("revoke", help="Revoke a key.").add_argument("name")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -39,6 +60,7 @@ class Command(BaseCommand):
                 rpm=options["rpm"],
                 allowed_models=models,
                 max_concurrent=options["max_concurrent"],
+                turns_per_day=options["turns_per_day"],
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
@@ -46,21 +68,35 @@ class Command(BaseCommand):
         self.stdout.write(raw)
 
     def do_list(self, options: dict[str, Any]) -> None:
-        self.stdout.write("name\tprefix\tstatus\trpm\tmodels\tlast_used")
+        self.stdout.write("name\tprefix\tstatus\trpm\tturns_per_day\tmodels\tlast_used")
         for key in ApiKey.objects.order_by("name"):
             row = [
                 key.name,
                 f"{key.prefix}…",
                 "active" if key.is_active else "revoked",
                 str(key.rpm_limit or "-"),
+                str(key.turns_per_day or "-"),
                 ",".join(key.allowed_models) or "all",
                 key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "never",
             ]
             self.stdout.write("\t".join(row))
 
-    def do_revoke(self, options: dict[str, Any]) -> None:
+    def do_set(self, options: dict[str, Any]) -> None:
+        key = _key(options["name"])
         try:
-            key = ApiKey.objects.get(name=options["name"])
-        except ApiKey.DoesNotExist:
-            raise CommandError(f"No API key named {options['name']!r}.") from None
+            api_key_set_turns_per_day(key=key, turns_per_day=options["turns_per_day"])
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
+        budget = f"{key.turns_per_day} turns per day" if key.turns_per_day else "no turn budget"
+        self.stdout.write(f"{key.name}: {budget}")
+
+    def do_revoke(self, options: dict[str, Any]) -> None:
+        key = _key(options["name"])
         self.stdout.write(f"revoked {key.name}" if api_key_revoke(key=key) else f"{key.name} was already revoked")
+
+
+def _key(name: str) -> ApiKey:
+    try:
+        return ApiKey.objects.get(name=name)
+    except ApiKey.DoesNotExist:
+        raise CommandError(f"No API key named {name!r}.") from None
