@@ -48,6 +48,13 @@ def _ask(client, *, stream: bool) -> tuple[str, str]:
     return text, raw.headers["x-request-id"]
 
 
+def _settle(request_id: str) -> None:
+    """Wait for the request's final write and the drift write after it. A streamed answer can reach the
+    client ([DONE]) before the server's body ends and spawns that task, so the log row comes first."""
+    wait_for_final_log(request_id)
+    wait_for_background_tasks()
+
+
 def _secrets(e2e, account_name: str, request_id: str) -> list[str]:
     """Everything a stored sample must never contain: tokens, ids, the question and the answer."""
     fake_account = e2e.fake.account(account_name)
@@ -66,10 +73,10 @@ def test_it_counts_the_fakes_unknown_shapes_per_account_and_protocol(e2e, protoc
     e2e.fake.fault("unknown_kinds", times=2)
 
     first, request_id = _ask(client, stream=stream)
-    wait_for_background_tasks()
+    _settle(request_id)
     after_one = {key: row.count for key, row in _rows().items()}
-    second, _ = _ask(client, stream=stream)
-    wait_for_background_tasks()
+    second, second_id = _ask(client, stream=stream)
+    _settle(second_id)
 
     assert first == second == ANSWER  # unknown shapes are ignored and unmapped markers stripped, as before
     assert after_one == EXPECTED[protocol]
