@@ -6,6 +6,11 @@ message; the answered message's files are uploaded to this account. A very long 
 C.9) goes up as an attached ``.txt`` file instead, while the system text and the message to answer stay
 inline, and the message says so. The next features plug in here (continuing a chat natively, tool
 instructions): each changes what ``upstream_turn`` builds, not the stages around it.
+
+Client tools (gateway/tools/README.md): the tool instructions go with the system text, the history's
+calls in the envelope and its results escaped, and the reminder after the message to answer (and the
+results that follow it). Such a turn is plain chat upstream: no agent scenario or research, search only
+when the model asked for it, since the client runs the tools.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from django.conf import settings
 from gateway.chat.turn import Job, Turn
 from gateway.kimi.base import FileBlob, KimiSession, TurnRequest
 from gateway.kimi.uploads import upload_cached
-from gateway.openai.flatten import INSTRUCTION_ROLES, flatten_history, last_user_text, transcript
+from gateway.openai.flatten import INSTRUCTION_ROLES, flatten_history, history_calls, last_user_text, transcript
+from gateway.tools.prompt import tools_prompt, tools_reminder
 
 HISTORY_FILE = "conversation-history.txt"
 HISTORY_NOTE = (
@@ -28,7 +34,16 @@ HISTORY_NOTE = (
 
 def prompt_text(turn: Turn) -> str:
     """The whole history as one upstream message (what a new chat gets; logged and counted)."""
-    return flatten_history(turn.messages)
+    preamble, reminder = _tool_texts(turn)
+    return flatten_history(turn.messages, tools=turn.tools, nonce=turn.tool_nonce, preamble=preamble, reminder=reminder)
+
+
+def _tool_texts(turn: Turn) -> tuple[str, str]:
+    """The tool instructions and the reminder (both empty without offered tools)."""
+    if turn.tools is None or not turn.offers_tools:
+        return "", ""
+    nonce = turn.tool_nonce
+    return tools_prompt(turn.tools, nonce=nonce), tools_reminder(turn.tools, nonce=nonce)
 
 
 def history_attachable(job: Job) -> bool:
@@ -56,6 +71,8 @@ async def upstream_turn(
         blobs.insert(0, history)
     files = tuple([await upload_cached(session=session, account_id=account_id, blob=b) for b in blobs])
     request = job.turn.model.turn_request(text=text, files=files, reasoning_effort=job.turn.reasoning_effort)
+    if job.turn.offers_tools:
+        request = dataclasses.replace(request, agent_id=None, research=False)
     if job.continued is None:
         return request
     continued = job.continued
@@ -72,9 +89,15 @@ def _split_history(turn: Turn) -> tuple[str, FileBlob]:
     """The inline message (system text, a note about the file, the latest message and what follows it)
     and the earlier turns as a text file."""
     earlier = set(_earlier_turns(turn))
-    history = transcript([m for i, m in enumerate(turn.messages) if i in earlier])
+    tools, nonce, calls = turn.tools, turn.tool_nonce, history_calls(turn.messages)
+    preamble, reminder = _tool_texts(turn)
+    history = transcript(
+        [m for i, m in enumerate(turn.messages) if i in earlier], tools=tools, nonce=nonce, calls=calls
+    )
     inline = [m for i, m in enumerate(turn.messages) if i not in earlier]
-    instructions = "\n\n".join(m.text for m in inline if m.role in INSTRUCTION_ROLES and m.text.strip())
-    latest = flatten_history([m for m in inline if m.role not in INSTRUCTION_ROLES])
+    texts = [m.text for m in inline if m.role in INSTRUCTION_ROLES and m.text.strip()]
+    instructions = "\n\n".join(s for s in (*texts, preamble) if s)
+    rest = [m for m in inline if m.role not in INSTRUCTION_ROLES]
+    latest = flatten_history(rest, tools=tools, nonce=nonce, reminder=reminder, calls=calls)
     text = "\n\n".join(s for s in (instructions, HISTORY_NOTE, latest) if s)
     return text, FileBlob(name=HISTORY_FILE, mime_type="text/plain", data=history.encode())
