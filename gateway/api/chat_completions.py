@@ -54,6 +54,7 @@ class ChatCompletionsDoor(FrontDoor[ChatRequest, ChatCompletionSink]):
             reasoning_effort=chat.reasoning_effort,
             tools=chat.tools,
             tool_nonce=new_nonce() if chat.tools else "",
+            response_format=chat.response_format,
         )
         return turn, chat
 

@@ -135,6 +135,8 @@ async def _drain(events: AsyncIterator[KimiEvent], sink: DrainingSink, *, second
         log.info("%s: drain after the tool call stopped after %ss", job.request_id, seconds)
     except KimiError as exc:  # the answer is already decided; only the trailing count is incomplete
         log.info("%s: drain after the tool call failed: %r", job.request_id, exc)
+    except Exception:  # a bug of ours must not keep the final write from happening
+        log.exception("%s: drain after the tool call failed", job.request_id)
     finally:
         aclose = getattr(events, "aclose", None)
         if aclose is not None:

@@ -10,7 +10,8 @@ instructions): each changes what ``upstream_turn`` builds, not the stages around
 Client tools (gateway/tools/README.md): the tool instructions go with the system text, the history's
 calls in the envelope and its results escaped, and the reminder after the message to answer (and the
 results that follow it). Such a turn is plain chat upstream: no agent scenario or research, search only
-when the model asked for it, since the client runs the tools.
+when the model asked for it, since the client runs the tools. ``response_format``: the JSON output
+instructions go with the system text too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gateway.kimi.base import FileBlob, KimiSession, TurnRequest
 from gateway.kimi.uploads import upload_cached
 from gateway.openai.flatten import INSTRUCTION_ROLES, flatten_history, history_calls, last_user_text, transcript
 from gateway.tools.prompt import tools_prompt, tools_reminder
+from gateway.tools.structured import json_instructions
 
 HISTORY_FILE = "conversation-history.txt"
 HISTORY_NOTE = (
@@ -39,11 +41,14 @@ def prompt_text(turn: Turn) -> str:
 
 
 def _tool_texts(turn: Turn) -> tuple[str, str]:
-    """The tool instructions and the reminder (both empty without offered tools)."""
+    """What goes after the system text (tool instructions, the JSON output format) and the tool
+    reminder that goes last (empty without offered tools)."""
+    fmt = json_instructions(turn.response_format) if turn.response_format else ""
     if turn.tools is None or not turn.offers_tools:
-        return "", ""
+        return fmt, ""
     nonce = turn.tool_nonce
-    return tools_prompt(turn.tools, nonce=nonce), tools_reminder(turn.tools, nonce=nonce)
+    preamble = "\n\n".join(s for s in (tools_prompt(turn.tools, nonce=nonce), fmt) if s)
+    return preamble, tools_reminder(turn.tools, nonce=nonce)
 
 
 def history_attachable(job: Job) -> bool:

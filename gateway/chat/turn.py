@@ -13,6 +13,7 @@ from gateway.openai.model_names import ModelSpec
 from gateway.records.callers import Caller
 from gateway.records.conversations import ContinuedConversation
 from gateway.tools.spec import ToolSet
+from gateway.tools.structured import ResponseFormat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Turn:
         continuation; ``continue_chat`` is the kept chat this request continues. ``reasoning_effort`` is how
     much the client asked the model to reason, on the scale every door maps onto. ``tools`` are the
     client's tools (gateway/tools/), ``tool_nonce`` the envelope id of this request (the prompt and the
-    parser use the same one).
+    parser use the same one); ``response_format`` the JSON output asked for.
     """
 
     model: ModelSpec
@@ -37,6 +38,7 @@ class Turn:
     reasoning_effort: ReasoningEffort | None = None  # None: the model's own default (kimi/base.py)
     tools: ToolSet | None = None
     tool_nonce: str = ""
+    response_format: ResponseFormat | None = None
 
     @property
     def offers_tools(self) -> bool:

@@ -129,6 +129,11 @@ class ReplyAssembler:
         return "".join(self._content)
 
     @property
+    def answer(self) -> str:
+        """The answer text in ``content`` (without a ``<think>`` block before it)."""
+        return self.content[self._answer_start :] if self._answer_start is not None else ""
+
+    @property
     def reasoning(self) -> str:
         return "".join(self._reasoning)
 
@@ -171,9 +176,14 @@ class ReplyAssembler:
         if self.finished:
             return []
         index = len(self.tool_calls)
+        # The text before the block leaves first: what the filters held back is released now.
+        chunks = self._answer("", final=True) if index == 0 else []
+        if self.finished:  # a stop sequence (or max_tokens) in the released text ends the answer there
+            return chunks
         self.tool_calls.append(call)
         self._tally.add(call.name + call.arguments)
-        chunks = [self._chunk(self._close_think())] if self._think_open else []
+        if self._think_open:
+            chunks.append(self._chunk(self._close_think()))
         first = {"index": index, "id": call.id, **_call_body(call, arguments="")}
         second: dict[str, object] = {"index": index}
         if call.kind == "custom":

@@ -9,9 +9,8 @@ Every refusal is an ``InvalidRequest`` (400) whose ``param`` names the field, Op
 (codes ``too_many_messages``, ``too_many_parts``, ``too_many_files``).
 
 Accepted and ignored (listed in ``ChatRequest.ignored`` when sent): ``temperature``, ``top_p``,
-``presence_penalty``, ``frequency_penalty``, ``seed``, ``response_format``, ``top_logprobs`` (0 only),
-``logit_bias``. Refused as unsupported: ``n`` > 1,
-``logprobs: true``. Unknown fields are ignored, as most OpenAI-compatible servers do.
+``presence_penalty``, ``frequency_penalty``, ``seed``, ``top_logprobs`` (0 only), ``logit_bias``.
+Refused as unsupported: ``n`` > 1, ``logprobs: true``. Unknown fields are ignored, as most OpenAI-compatible servers do.
 
 Our extensions: ``conversation_id`` (absent/null: a throw-away upstream chat; ``"new"``, or the
 ancestor's ``"none"``: a new chat that is kept; anything else: continue that kept conversation),
@@ -23,6 +22,8 @@ ancestor's ``"none"``: a new chat that is kept; anything else: continue that kep
 
 ``tools`` / ``tool_choice`` / ``parallel_tool_calls`` become ``ChatRequest.tools`` (gateway/tools/spec.py;
 None without tools); a bad one is a 400 naming the field (``tools[1].function.name``, ``tool_choice``).
+``response_format`` (``json_object`` / ``json_schema``) becomes ``ChatRequest.response_format``
+(gateway/tools/structured.py; None for ``text``).
 
 Files and images are taken from the last user message only (``ChatRequest.files``, decoded); earlier
 ones appear in the flattened history by name or URL.
@@ -40,6 +41,7 @@ from gateway.openai.errors import InvalidRequest
 from gateway.openai.messages import Attachment, Message, PartBudget, parse_message
 from gateway.openai.model_names import ModelSpec, parse_model
 from gateway.tools.spec import ToolSet, parse_openai_tools
+from gateway.tools.structured import ResponseFormat, parse_openai_response_format
 
 T = TypeVar("T")
 ReasoningFormat = Literal["field", "think_tags", "hidden"]
@@ -58,7 +60,6 @@ _EFFORTS: dict[str, ReasoningEffort] = {
 _IGNORED_NUMBERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 _IGNORED_OTHER: dict[str, type | tuple[type, ...]] = {
     "seed": int,
-    "response_format": dict,
     "logit_bias": dict,
 }
 
@@ -79,6 +80,7 @@ class ChatRequest:
     reasoning_effort: ReasoningEffort | None = None  # None: the model's default
     ignored: tuple[str, ...] = ()  # accepted-but-ignored parameters the client sent
     tools: ToolSet | None = None  # the client's tools with its tool_choice applied
+    response_format: ResponseFormat | None = None  # JSON asked for (None: plain text)
 
 
 def parse_json_body(raw: bytes) -> object:
@@ -137,6 +139,7 @@ def parse_chat_request(
         reasoning_effort=_reasoning_effort(body),
         ignored=_ignored(body),
         tools=tools,
+        response_format=parse_openai_response_format(body.get("response_format")),
     )
 
 

@@ -9,6 +9,11 @@ close of the block the answer ends (``finished``) with ``"tool_calls"``. What th
 that is only counted (the pipeline drains it, gateway/chat/finish.py). A tool call the client required
 and did not get is raised as the parser's ``GatewayError`` (502 ``tool_call_missing`` /
 ``tool_call_malformed``): the pipeline turns it into the error body or the stream's error chunk.
+
+With ``response_format`` the answer (no source list) is checked once it ended normally
+(gateway/tools/structured.py): valid, the collected ``content`` is exactly the JSON text; invalid, the
+check's 502 ``invalid_json_output`` is raised the same way (a stream has sent the text already and ends
+with the error chunk).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from gateway.openai.chunks import Chunk, ReasoningFormat, ReplyAssembler, error_
 from gateway.openai.errors import GatewayError
 from gateway.openai.request import ChatRequest
 from gateway.tools.parser import BlockClosed, CallReady, Event, Text, ToolCallParser
+from gateway.tools.structured import check_json_output
 
 KEEPALIVE = b": keep-alive\n\n"
 DONE = b"data: [DONE]\n\n"
@@ -54,6 +60,7 @@ class ChatCompletionSink:
         self.conversation_id: str | None = None
         self.parser: ToolCallParser | None = None  # with tools declared: this attempt's
         self._reasoning: list[str] = []  # the attempt's reasoning text (a call may be found only there)
+        self._json_text: str | None = None  # with response_format: the checked JSON answer
 
     @property
     def streams(self) -> bool:
@@ -72,21 +79,37 @@ class ChatCompletionSink:
             model=chat.model.requested,
             created=int(time.time()),
             reasoning_format=self.reasoning_format,
-            silent=chat.model.silent,
+            silent=chat.model.silent or chat.response_format is not None,  # no source list after JSON
             max_tokens=chat.max_tokens,
             stop=chat.stop,
             include_usage=chat.include_usage,
             prompt_text=self.prompt_text,
             completion_id=self.conversation_id,
         )
+        self._json_text = None
         if chat.tools is not None:
             self.parser = ToolCallParser(chat.tools, nonce=self.tool_nonce)
             self._reasoning = []
 
     def feed(self, event: KimiEvent) -> Sequence[bytes]:
-        assert self.assembler is not None
-        chunks = self.assembler.feed(event) if self.parser is None else self._feed_tools(event, self.parser)
+        assembler = self.assembler
+        assert assembler is not None
+        chunks = assembler.feed(event) if self.parser is None else self._feed_tools(event, self.parser)
+        if self.chat.response_format is not None and self._json_text is None and assembler.finished:
+            self._check_json(assembler)
         return [sse(chunk) for chunk in chunks] if self.streams else ()
+
+    def _check_json(self, assembler: ReplyAssembler) -> None:
+        """The answer ended: check it against ``response_format`` (not after a call, a cut or a filter)."""
+        fmt = self.chat.response_format
+        assert fmt is not None
+        if assembler.tool_calls or assembler.finish_reason != "stop":
+            self._json_text = assembler.content
+            return
+        result = check_json_output(assembler.answer, fmt)
+        self._json_text = result.json_text
+        if result.error is not None:
+            raise result.error
 
     @property
     def drains(self) -> bool:
@@ -158,7 +181,7 @@ class ChatCompletionSink:
 
     def close(self) -> Sequence[bytes]:
         if not self.streams:
-            if self.parser is not None and not self.finished:
+            if (self.parser is not None or self.chat.response_format is not None) and not self.finished:
                 self.feed(Done())  # the upstream ended without a Done: the parser still decides
             return ()
         tail = [] if self.finished else list(self.feed(Done()))  # the upstream ended without a Done
@@ -182,6 +205,10 @@ class ChatCompletionSink:
         """The collected ``chat.completion`` body."""
         assert self.assembler is not None
         body = self.assembler.completion()
+        if self._json_text is not None and not self.assembler.tool_calls:
+            choices = body["choices"]
+            assert isinstance(choices, list)
+            choices[0]["message"]["content"] = self._json_text
         if self.conversation_id:
             body["conversation_id"] = self.conversation_id
         return body

@@ -80,7 +80,8 @@ def test_it_reads_the_openai_options() -> None:
     assert request.model.thinking
     assert (request.stream, request.include_usage, request.max_tokens, request.stop) == (True, True, 50, ("\n\n",))
     assert request.user == "alice"
-    assert request.ignored == ("temperature", "top_p", "seed", "response_format")
+    assert request.ignored == ("temperature", "top_p", "seed")
+    assert request.response_format is None  # {"type": "text"} asks for nothing
     assert request.tools is None  # an empty tool list declares nothing
 
 
@@ -292,6 +293,12 @@ BAD = [
     ),
     ({"messages": [user()], "tool_choice": "required"}, "tool_choice", "invalid_value"),
     ({"messages": [user()], "parallel_tool_calls": "yes"}, "parallel_tool_calls", "invalid_type"),
+    ({"messages": [user()], "response_format": {"type": "xml"}}, "response_format.type", "invalid_value"),
+    (
+        {"messages": [user()], "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": 5}}}},
+        "response_format.json_schema.schema",
+        "invalid_value",
+    ),
     (
         {"messages": [user(), {"role": "assistant", "content": None, "tool_calls": {}}, user()]},
         "messages[1].tool_calls",

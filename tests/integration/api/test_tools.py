@@ -336,3 +336,64 @@ def test_a_call_only_in_the_reasoning_is_used_when_the_answer_is_empty(e2e):
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert [c.function.name for c in choice.message.tool_calls] == ["get_weather"]
+
+
+CITY_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "city",
+        "schema": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},
+            "required": ["name", "population"],
+        },
+    },
+}
+
+
+def test_response_format_content_is_exactly_the_json(e2e):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text='Here it is:\n```json\n{"name": "Paris", "population": 2102650}\n```', chunk_size=6)
+    completion = client.chat.completions.create(model="kimi", messages=ASK, response_format=CITY_SCHEMA)
+    assert json.loads(completion.choices[0].message.content) == {"name": "Paris", "population": 2102650}
+    assert completion.choices[0].message.content.startswith("{")
+    (prompt,) = e2e.fake.prompts()
+    assert "# Output format" in prompt and '"population"' in prompt
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_response_format_invalid_output_is_a_502(e2e, stream):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text='{"name": "Paris"}', chunk_size=4)
+    with pytest.raises(openai.APIError) as caught:
+        if stream:
+            list(client.chat.completions.create(model="kimi", messages=ASK, response_format=CITY_SCHEMA, stream=True))
+        else:
+            client.chat.completions.create(model="kimi", messages=ASK, response_format=CITY_SCHEMA)
+    assert caught.value.code == "invalid_json_output"
+    assert "population" in caught.value.message
+    (log,) = _final_logs()
+    assert (log.status_code, log.error_code) == (502, "invalid_json_output")
+
+
+def test_response_format_json_object_streams_the_text(e2e):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text='{"ok": true}', chunk_size=3)
+    chunks = list(
+        client.chat.completions.create(model="kimi", messages=ASK, response_format={"type": "json_object"}, stream=True)
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == '{"ok": true}'
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+
+def test_a_paced_answer_reaches_the_client_before_the_upstream_ends(e2e):
+    """With tools declared only a possible marker start is held back, never the answer."""
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(chunks=["Hello there, ", "a < b but ", "no call ", "today."], delay=0.4)
+    arrivals = []
+    for chunk in client.chat.completions.create(model="kimi", messages=ASK, tools=TOOLS, stream=True):
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append((time.monotonic(), chunk.choices[0].delta.content))
+    assert "".join(text for _, text in arrivals) == "Hello there, a < b but no call today."
+    assert arrivals[0][1].startswith("Hello")
+    assert arrivals[-1][0] - arrivals[0][0] > 0.8  # the first text left about three paced frames early
