@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import openai
 import pytest
 
@@ -73,9 +74,10 @@ def test_a_plain_answer_with_tools_declared_streams_unchanged(e2e):
     assert prompt.rstrip().endswith("otherwise answer normally in plain text.)")  # the reminder comes last
 
 
+@pytest.mark.parametrize("protocol", ["connect", "legacy"])
 @pytest.mark.parametrize("stream", [False, True])
-def test_it_returns_one_call_with_the_text_before_it(e2e, stream):
-    client, _ = setup_pool(e2e)
+def test_it_returns_one_call_with_the_text_before_it(e2e, stream, protocol):
+    client, _ = setup_pool(e2e, protocol=protocol)
     e2e.fake.reply(text="Let me check the forecast.\n" + WEATHER_CALL, chunk_size=7, times=2)
 
     if stream:
@@ -134,9 +136,10 @@ def test_parallel_tool_calls_false_keeps_the_first(e2e):
     assert "one <invoke> in the block" in e2e.fake.prompts()[0]
 
 
+@pytest.mark.parametrize("protocol", ["connect", "legacy"])
 @pytest.mark.parametrize("stream", [False, True])
-def test_what_follows_the_block_never_reaches_the_client(e2e, stream):
-    client, _ = setup_pool(e2e)
+def test_what_follows_the_block_never_reaches_the_client(e2e, stream, protocol):
+    client, _ = setup_pool(e2e, protocol=protocol)
     invented = "\n<tool_result>SECRET sunny, 25C</tool_result>\nSo it will be SECRET sunny."
     e2e.fake.reply(text="Checking.\n" + WEATHER_CALL + invented, chunk_size=6)
 
@@ -397,3 +400,27 @@ def test_a_paced_answer_reaches_the_client_before_the_upstream_ends(e2e):
     assert "".join(text for _, text in arrivals) == "Hello there, a < b but no call today."
     assert arrivals[0][1].startswith("Hello")
     assert arrivals[-1][0] - arrivals[0][0] > 0.8  # the first text left about three paced frames early
+
+
+def test_a_disconnect_while_capturing_a_call_closes_the_upstream_and_bills_one_turn(e2e):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(
+        chunks=["Checking.\n", '<tool_calls>\n<invoke name="get_weather">', '\n<parameter name="city">Paris', "</x>"],
+        delay=0.4,
+    )
+    body = {"model": "kimi", "messages": ASK, "tools": TOOLS, "stream": True}
+    with httpx.stream(
+        "POST",
+        f"{e2e.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {client.api_key}"},
+        json=body,
+        timeout=20,
+    ) as response:
+        request_id = response.headers["x-request-id"]
+        for line in response.iter_lines():
+            if "Checking." in line:
+                break  # the block is being captured upstream: leave now
+    log = wait_for_final_log(request_id, timeout=10)
+    assert log.outcome == "client_closed"
+    _wait(lambda: e2e.fake.chats[log.upstream_chat_id].deleted)
+    assert len(e2e.fake.prompts()) == 1 and RequestLog.objects.count() == 1
