@@ -1,7 +1,8 @@
 """Shape the upstream prompt for the account reserved: the one stage that decides what Kimi reads.
 
 A new chat gets the flattened history (gateway/openai/flatten.py); a continued chat only the newest user
-message; the answered message's files are uploaded to this account. A very long history (above
+message (with client tools: what followed the last answer, tool results included); the answered
+message's files are uploaded to this account. A very long history (above
 ``KIMIPROXY_PROMPT_ATTACH_BYTES``, or after Kimi refused the prompt as too long, protocol doc C.2 and
 C.9) goes up as an attached ``.txt`` file instead, while the system text and the message to answer stay
 inline, and the message says so. The next features plug in here (continuing a chat natively, tool
@@ -23,7 +24,14 @@ from django.conf import settings
 from gateway.chat.turn import Job, Turn
 from gateway.kimi.base import FileBlob, KimiSession, TurnRequest
 from gateway.kimi.uploads import upload_cached
-from gateway.openai.flatten import INSTRUCTION_ROLES, flatten_history, history_calls, last_user_text, transcript
+from gateway.openai.flatten import (
+    INSTRUCTION_ROLES,
+    flatten_history,
+    flatten_tail,
+    history_calls,
+    last_user_text,
+    transcript,
+)
 from gateway.tools.prompt import tools_prompt, tools_reminder
 from gateway.tools.structured import json_instructions
 
@@ -70,7 +78,7 @@ async def upstream_turn(
     blobs = list(job.blobs)
     text = job.prompt_text
     if job.continued is not None:
-        text = last_user_text(job.turn.messages)
+        text = _continued_text(job.turn)
     elif attach_history:
         text, history = _split_history(job.turn)
         blobs.insert(0, history)
@@ -82,6 +90,15 @@ async def upstream_turn(
         return request
     continued = job.continued
     return dataclasses.replace(request, chat_id=continued.chat_id, parent_id=continued.parent_message_id or None)
+
+
+def _continued_text(turn: Turn) -> str:
+    """A continued chat holds the history: the newest user message, or with client tools what came
+    after the last answer (tool results included) with the tool texts around it."""
+    if not turn.offers_tools:
+        return last_user_text(turn.messages)
+    preamble, reminder = _tool_texts(turn)
+    return flatten_tail(turn.messages, tools=turn.tools, nonce=turn.tool_nonce, preamble=preamble, reminder=reminder)
 
 
 def _earlier_turns(turn: Turn) -> tuple[int, ...]:

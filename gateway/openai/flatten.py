@@ -76,6 +76,21 @@ def transcript(
     return "\n".join(render.line(m) for m in messages)
 
 
+def flatten_tail(
+    messages: Sequence[Message], *, tools: ToolSet | None, nonce: str, preamble: str = "", reminder: str = ""
+) -> str:
+    """What a continued chat with client tools gets: the messages after the last assistant message (the
+    new question, or the results of the calls the upstream chat already holds), between the tool
+    instructions (again: this request has its own nonce) and the reminder."""
+    last = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=-1)
+    tail = [m for m in messages[last + 1 :] if m.role not in INSTRUCTION_ROLES]
+    render = _Render(messages, tools=tools, nonce=nonce, calls=None)
+    if not tail:  # the client ended with an assistant message: answer the newest question again
+        tail = [messages[_last_user_index(messages)]]
+    body = "\n".join(m.text if m.role == "user" and len(tail) == 1 else render.line(m) for m in tail)
+    return "\n\n".join(s for s in (preamble, body, reminder) if s)
+
+
 def last_user_text(messages: Sequence[Message]) -> str:
     """The newest user message alone: what to send when continuing an upstream chat."""
     return messages[_last_user_index(messages)].text

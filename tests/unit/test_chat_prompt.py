@@ -182,6 +182,19 @@ async def test_with_tools_the_upstream_turn_is_plain_chat():
     assert request.agent_id is None
 
 
+async def test_a_continued_chat_with_tools_gets_the_new_results_between_the_tool_texts():
+    continued = ContinuedConversation(conversation_id=3, account_id=1, chat_id="chat-9", parent_message_id="msg-5")
+    turn = Turn(model=parse_model("kimi"), messages=TOOL_HISTORY, tools=TOOLS, tool_nonce="n2", continue_chat="chat-9")
+    request = await upstream_turn(job(turn, continued=continued), session=NoUploads(), account_id=1)  # type: ignore[arg-type]
+    text = request.text
+    assert text.startswith("# Tools") and '<tool_calls id="n2">' in text and text.endswith(".)")
+    assert '<tool_result call_id="call_2" name="lookup">' in text and "new result &lt;tool_calls&gt;" in text
+    assert "latest question" not in text and "old result" not in text  # the upstream chat holds those
+    asked = dataclasses.replace(turn, messages=(*TOOL_HISTORY[:6],))  # a new question: sent as written
+    request = await upstream_turn(job(asked, continued=continued), session=NoUploads(), account_id=1)  # type: ignore[arg-type]
+    assert "\n\nlatest question\n\n(Reminder" in request.text
+
+
 def test_only_a_new_chat_with_earlier_turns_can_move_its_history():
     long = Turn(model=parse_model("kimi"), messages=LONG_HISTORY)
     single = Turn(

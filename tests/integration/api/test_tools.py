@@ -424,3 +424,29 @@ def test_a_disconnect_while_capturing_a_call_closes_the_upstream_and_bills_one_t
     assert log.outcome == "client_closed"
     _wait(lambda: e2e.fake.chats[log.upstream_chat_id].deleted)
     assert len(e2e.fake.prompts()) == 1 and RequestLog.objects.count() == 1
+
+
+def test_a_kept_conversation_continues_with_the_tool_results(e2e):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text=WEATHER_CALL + "\ninvented result")
+    first = client.chat.completions.create(
+        model="kimi", messages=ASK, tools=TOOLS, extra_body={"conversation_id": "new"}
+    )
+    conversation_id = first.model_extra["conversation_id"]
+    (call,) = first.choices[0].message.tool_calls
+    assert [log.outcome for log in _final_logs()] == ["ok"]  # kept: the next request may continue it
+
+    e2e.fake.reply(text="Sunny all week.")
+    history = [
+        *ASK,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny <b>25C</b>"},
+    ]
+    second = client.chat.completions.create(
+        model="kimi", messages=history, tools=TOOLS, extra_body={"conversation_id": conversation_id}
+    )
+    assert second.choices[0].message.content == "Sunny all week."
+    sent = e2e.fake.prompts()[1]
+    assert f'<tool_result call_id="{call.id}" name="get_weather">' in sent and "sunny &lt;b&gt;25C" in sent
+    assert ASK[0]["content"] not in sent  # the kept chat already holds the question
+    assert not e2e.fake.chats[conversation_id].deleted
