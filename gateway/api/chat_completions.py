@@ -21,6 +21,7 @@ from gateway.chat.turn import Job, Turn
 from gateway.openai.errors import GatewayError, InvalidRequest
 from gateway.openai.request import ChatRequest, parse_chat_request
 from gateway.openai.sinks import ChatCompletionSink
+from gateway.tools.spec import new_nonce
 
 
 def sse_response(body: StreamBody, *, request_id: str, conversation_id: str | None) -> StreamingHttpResponse:
@@ -51,6 +52,9 @@ class ChatCompletionsDoor(FrontDoor[ChatRequest, ChatCompletionSink]):
             continue_chat=chat.continue_conversation,
             user=chat.user or "",
             reasoning_effort=chat.reasoning_effort,
+            tools=chat.tools,
+            tool_nonce=new_nonce() if chat.tools else "",
+            response_format=chat.response_format,
         )
         return turn, chat
 
@@ -62,6 +66,7 @@ class ChatCompletionsDoor(FrontDoor[ChatRequest, ChatCompletionSink]):
             reasoning_format=reasoning,  # type: ignore[arg-type]
             prompt_text=job.prompt_text,
             keep=job.keep,
+            tool_nonce=job.turn.tool_nonce,
         )
 
     def error_response(self, error: GatewayError, *, request_id: str) -> HttpResponseBase:

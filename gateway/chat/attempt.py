@@ -63,6 +63,7 @@ class Attempt:
         self.message_id = ""  # the answer's message id, from Done (Connect's next parent_id)
         self.ignored_flags: list[str] = []  # request flags this account's protocol does not have
         self.prompt_flags: list[str] = []  # how the prompt was sent, for the log row (e.g. history_attached)
+        self.reply_flags: list[str] = []  # the sink's own flags (client tools), set by the final write
         self.dropped_reasoning = 0  # characters of reasoning the client did not ask for (not shown)
         self.pending: asyncio.Future[KimiEvent] | None = None  # a read begun before the response started
         self.closed = False
@@ -124,11 +125,11 @@ class Attempt:
 
     def log_flags(self) -> list[str]:
         """What this attempt adds to the request's log flags: how the prompt was sent, ignored flags,
-        hidden reasoning."""
+        hidden reasoning, and the sink's own (client tools: declared count, parse outcome, trailing text)."""
         flags = [*self.prompt_flags, *(f"ignored:{f}" for f in self.ignored_flags)]
         if self.dropped_reasoning:
             flags.append(f"dropped_reasoning:{self.dropped_reasoning}")
-        return flags
+        return flags + self.reply_flags
 
     async def _discard_refused_chat(self) -> None:
         """Close the refused turn and delete the chat it created (in the background), so the retry

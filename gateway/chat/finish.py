@@ -2,26 +2,39 @@
 the final log row, lease release and conversation settled in one transaction, from a tracked task the
 client going away cannot cancel. When an attempt saw upstream shapes it did not understand, their
 counts follow in the same task (gateway/records/drift.py): one more write, only for such requests.
+
+An answer that ended before the upstream's (a client tool call: the sink stopped at the block's close)
+is first drained here, after the client's response ended: the rest of the upstream answer is read into
+the sink without being sent, for at most ``KIMIPROXY_TOOL_DRAIN_SECONDS``, so the upstream turn ends
+cleanly and what the model wrote after the call is counted (``trailing_after_tool``) before the chat
+is deleted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
+from collections.abc import AsyncIterator
+
+from django.conf import settings
 
 from gateway import lifecycle
 from gateway.chat.attempt import Attempt
 from gateway.chat.settle import Ending
-from gateway.chat.sink import ReplyStats
+from gateway.chat.sink import DrainingSink, ReplyStats
 from gateway.chat.turn import Job
 from gateway.chat.waiting import slot_waiters
 from gateway.choices import Outcome
 from gateway.db.threads import db_call
+from gateway.kimi.base import Done, KimiError, KimiEvent
 from gateway.records.conversations import chat_delete
 from gateway.records.drift import drift_record
 from gateway.records.logs import request_finish_async
 from gateway.records.settlements import ConversationSettlement, LeaseSettlement, LogFinish
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +50,8 @@ class Final:
     first_token_at: float | None = None
     parent_message_id: str = ""
     settled: tuple[Attempt, ...] = ()
+    rest: AsyncIterator[KimiEvent] | None = None  # the upstream answer left to drain into ``tail``
+    tail: DrainingSink | None = None  # a sink with log flags of its own (read after the drain)
 
 
 def finish_spawn(job: Job, final: Final) -> asyncio.Task[None]:
@@ -48,6 +63,10 @@ def finish_spawn(job: Job, final: Final) -> asyncio.Task[None]:
 async def _write(job: Job, final: Final, latency_ms: int) -> None:
     attempt, ending = final.attempt, final.ending
     conversation_id = None
+    if final.rest is not None and final.tail is not None:
+        await _drain(final.rest, final.tail, seconds=settings.KIMIPROXY_TOOL_DRAIN_SECONDS, job=job)
+    if attempt is not None and final.tail is not None:
+        attempt.reply_flags = final.tail.log_flags()
     if attempt is not None:
         await attempt.close()
         conversation_id = await attempt.recorded_conversation()
@@ -101,3 +120,27 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
     reports = [report for report in (a.drift_report() for a in tried) if report is not None]
     if reports:
         await db_call(drift_record, reports=reports)
+
+
+async def _drain(events: AsyncIterator[KimiEvent], sink: DrainingSink, *, seconds: float, job: Job) -> None:
+    """Read the rest of the answer into the sink (its output is dropped) until Done, the end or the
+    time limit; the upstream stream is closed after this either way (``attempt.close``)."""
+    try:
+        async with asyncio.timeout(seconds):
+            async for event in events:
+                sink.feed(event)
+                if isinstance(event, Done):
+                    break
+    except TimeoutError:
+        log.info("%s: drain after the tool call stopped after %ss", job.request_id, seconds)
+    except KimiError as exc:  # the answer is already decided; only the trailing count is incomplete
+        log.info("%s: drain after the tool call failed: %r", job.request_id, exc)
+    except Exception:  # a bug of ours must not keep the final write from happening
+        log.exception("%s: drain after the tool call failed", job.request_id)
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception as exc:
+                log.debug("closing the drained events failed: %r", exc)

@@ -1,11 +1,18 @@
 """Shape the upstream prompt for the account reserved: the one stage that decides what Kimi reads.
 
 A new chat gets the flattened history (gateway/openai/flatten.py); a continued chat only the newest user
-message; the answered message's files are uploaded to this account. A very long history (above
+message (with client tools: what followed the last answer, tool results included); the answered
+message's files are uploaded to this account. A very long history (above
 ``KIMIPROXY_PROMPT_ATTACH_BYTES``, or after Kimi refused the prompt as too long, protocol doc C.2 and
 C.9) goes up as an attached ``.txt`` file instead, while the system text and the message to answer stay
 inline, and the message says so. The next features plug in here (continuing a chat natively, tool
 instructions): each changes what ``upstream_turn`` builds, not the stages around it.
+
+Client tools (gateway/tools/README.md): the tool instructions go with the system text, the history's
+calls in the envelope and its results escaped, and the reminder after the message to answer (and the
+results that follow it). Such a turn is plain chat upstream: no agent scenario or research, search only
+when the model asked for it, since the client runs the tools. ``response_format``: the JSON output
+instructions go with the system text too.
 """
 
 from __future__ import annotations
@@ -17,7 +24,16 @@ from django.conf import settings
 from gateway.chat.turn import Job, Turn
 from gateway.kimi.base import FileBlob, KimiSession, TurnRequest
 from gateway.kimi.uploads import upload_cached
-from gateway.openai.flatten import INSTRUCTION_ROLES, flatten_history, last_user_text, transcript
+from gateway.openai.flatten import (
+    INSTRUCTION_ROLES,
+    flatten_history,
+    flatten_tail,
+    history_calls,
+    last_user_text,
+    transcript,
+)
+from gateway.tools.prompt import tools_prompt, tools_reminder
+from gateway.tools.structured import json_instructions
 
 HISTORY_FILE = "conversation-history.txt"
 HISTORY_NOTE = (
@@ -28,7 +44,19 @@ HISTORY_NOTE = (
 
 def prompt_text(turn: Turn) -> str:
     """The whole history as one upstream message (what a new chat gets; logged and counted)."""
-    return flatten_history(turn.messages)
+    preamble, reminder = _tool_texts(turn)
+    return flatten_history(turn.messages, tools=turn.tools, nonce=turn.tool_nonce, preamble=preamble, reminder=reminder)
+
+
+def _tool_texts(turn: Turn) -> tuple[str, str]:
+    """What goes after the system text (tool instructions, the JSON output format) and the tool
+    reminder that goes last (empty without offered tools)."""
+    fmt = json_instructions(turn.response_format) if turn.response_format else ""
+    if turn.tools is None or not turn.offers_tools:
+        return fmt, ""
+    nonce = turn.tool_nonce
+    preamble = "\n\n".join(s for s in (tools_prompt(turn.tools, nonce=nonce), fmt) if s)
+    return preamble, tools_reminder(turn.tools, nonce=nonce)
 
 
 def history_attachable(job: Job) -> bool:
@@ -50,16 +78,27 @@ async def upstream_turn(
     blobs = list(job.blobs)
     text = job.prompt_text
     if job.continued is not None:
-        text = last_user_text(job.turn.messages)
+        text = _continued_text(job.turn)
     elif attach_history:
         text, history = _split_history(job.turn)
         blobs.insert(0, history)
     files = tuple([await upload_cached(session=session, account_id=account_id, blob=b) for b in blobs])
     request = job.turn.model.turn_request(text=text, files=files, reasoning_effort=job.turn.reasoning_effort)
+    if job.turn.offers_tools:
+        request = dataclasses.replace(request, agent_id=None, research=False)
     if job.continued is None:
         return request
     continued = job.continued
     return dataclasses.replace(request, chat_id=continued.chat_id, parent_id=continued.parent_message_id or None)
+
+
+def _continued_text(turn: Turn) -> str:
+    """A continued chat holds the history: the newest user message, or with client tools what came
+    after the last answer (tool results included) with the tool texts around it."""
+    if not turn.offers_tools:
+        return last_user_text(turn.messages)
+    preamble, reminder = _tool_texts(turn)
+    return flatten_tail(turn.messages, tools=turn.tools, nonce=turn.tool_nonce, preamble=preamble, reminder=reminder)
 
 
 def _earlier_turns(turn: Turn) -> tuple[int, ...]:
@@ -72,9 +111,15 @@ def _split_history(turn: Turn) -> tuple[str, FileBlob]:
     """The inline message (system text, a note about the file, the latest message and what follows it)
     and the earlier turns as a text file."""
     earlier = set(_earlier_turns(turn))
-    history = transcript([m for i, m in enumerate(turn.messages) if i in earlier])
+    tools, nonce, calls = turn.tools, turn.tool_nonce, history_calls(turn.messages)
+    preamble, reminder = _tool_texts(turn)
+    history = transcript(
+        [m for i, m in enumerate(turn.messages) if i in earlier], tools=tools, nonce=nonce, calls=calls
+    )
     inline = [m for i, m in enumerate(turn.messages) if i not in earlier]
-    instructions = "\n\n".join(m.text for m in inline if m.role in INSTRUCTION_ROLES and m.text.strip())
-    latest = flatten_history([m for m in inline if m.role not in INSTRUCTION_ROLES])
+    texts = [m.text for m in inline if m.role in INSTRUCTION_ROLES and m.text.strip()]
+    instructions = "\n\n".join(s for s in (*texts, preamble) if s)
+    rest = [m for m in inline if m.role not in INSTRUCTION_ROLES]
+    latest = flatten_history(rest, tools=tools, nonce=nonce, reminder=reminder, calls=calls)
     text = "\n\n".join(s for s in (instructions, HISTORY_NOTE, latest) if s)
     return text, FileBlob(name=HISTORY_FILE, mime_type="text/plain", data=history.encode())

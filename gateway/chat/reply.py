@@ -19,7 +19,7 @@ from gateway.chat.attempt import Attempt, AttemptCancelled, attempt_abandon
 from gateway.chat.finish import Final, finish_spawn
 from gateway.chat.reserve import Failover, no_account_error, reserve_waiting
 from gateway.chat.settle import Ending
-from gateway.chat.sink import ReplyStats
+from gateway.chat.sink import DrainingSink, ReplyStats
 from gateway.chat.turn import Job
 from gateway.kimi.base import KimiError, KimiEvent
 
@@ -95,8 +95,16 @@ class Reply:
         buffered, self._buffered = self._buffered, []
         return self.attempt.events(buffered)
 
-    def finish(self, ending: Ending, stats: ReplyStats | None = None) -> asyncio.Task[None]:
-        """Start the final write with this ending; later calls return the same task (the first wins)."""
+    def finish(
+        self,
+        ending: Ending,
+        stats: ReplyStats | None = None,
+        *,
+        rest: AsyncIterator[KimiEvent] | None = None,
+        tail: DrainingSink | None = None,
+    ) -> asyncio.Task[None]:
+        """Start the final write with this ending; later calls return the same task (the first wins).
+        ``rest``: the upstream answer left to drain into ``tail`` (whose log flags are recorded)."""
         if self._finished is None:
             final = Final(
                 ending=ending,
@@ -106,6 +114,8 @@ class Reply:
                 first_token_at=self.first_token_at,
                 parent_message_id=self.parent_message_id,
                 settled=tuple(self.failover.settled),
+                rest=rest,
+                tail=tail,
             )
             self._finished = finish_spawn(self.job, final)
         return self._finished

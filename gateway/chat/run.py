@@ -9,6 +9,9 @@ exit path, cancellation included.
 Django's ASGI handler cancels the response when the client disconnects and may never start (or never
 close) a streaming body, so ``StreamBody.close()`` (a resource closer Django calls) finishes too; the
 first of the two wins.
+
+A ``DrainingSink`` whose answer ended early (a tool call) hands the still-open event iterator to the
+final write, which drains it (``KIMIPROXY_TOOL_DRAIN_SECONDS``) after the client's response has ended.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from django.conf import settings
 from gateway.chat.deadlines import Deadline
 from gateway.chat.reply import Reply
 from gateway.chat.settle import Ending, ending_client_closed, ending_for_error, ending_success, internal_error
-from gateway.chat.sink import Sink
+from gateway.chat.sink import DrainingSink, Sink
+from gateway.choices import Outcome
 from gateway.kimi.base import Done, Heartbeat, KimiError, KimiEvent
 from gateway.openai.errors import GatewayError, gateway_error_from_kimi
 
@@ -35,18 +39,23 @@ async def run(reply: Reply, sink: Sink) -> AsyncIterator[bytes]:
     Raises ``GatewayError`` only for a collected sink (nothing was sent: the door answers with an error).
     """
     ending: Ending = ending_client_closed()
+    draining = sink if isinstance(sink, DrainingSink) else None
+    events: AsyncIterator[KimiEvent] | None = None
+    done = False  # the upstream's Done was read: nothing left to drain
     try:
         sink.start(chat_id=reply.chat_id)
         while True:
             try:
-                async for event in _events(reply, sink):
+                events = _events(reply, sink)
+                async for event in events:
                     if isinstance(event, Heartbeat):
                         if sink.streams:
                             yield sink.keepalive()
                         continue
+                    done = isinstance(event, Done)
                     for data in sink.feed(event):
                         yield data
-                    if isinstance(event, Done) or (sink.finished and not reply.job.keep):
+                    if done or (sink.finished and not reply.job.keep):
                         break
                 break
             except KimiError as exc:
@@ -64,7 +73,10 @@ async def run(reply: Reply, sink: Sink) -> AsyncIterator[bytes]:
             yield data
     except GatewayError as error:
         ending = ending_for_error(error)
-        raise
+        if not sink.streams:
+            raise
+        for data in sink.fail(error):  # the sink refused the answer at its end (e.g. a required tool call)
+            yield data
     except Exception:
         if not sink.streams:
             ending = ending_for_error(internal_error())
@@ -76,7 +88,8 @@ async def run(reply: Reply, sink: Sink) -> AsyncIterator[bytes]:
         for data in sink.fail(internal):
             yield data
     finally:
-        reply.finish(ending, sink.stats())
+        drain = draining is not None and draining.drains and not done and ending.outcome == Outcome.OK
+        reply.finish(ending, sink.stats(), rest=events if drain else None, tail=draining)
 
 
 def _events(reply: Reply, sink: Sink) -> AsyncIterator[KimiEvent]:

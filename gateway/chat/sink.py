@@ -3,14 +3,20 @@
 The pipeline runs one loop over upstream events (gateway/chat/run.py) and hands each to the sink,
 which returns the bytes to send (a streaming sink) or keeps them for one body at the end (a collected
 sink; its door builds the response from it). A streaming sink commits to the client at the first byte,
-so only a collected sink lets the pipeline fail over after the answer began.
+so only a collected sink lets the pipeline fail over after the answer began. A sink's ``feed`` or
+``close`` may raise ``GatewayError`` when the answer turns out unusable at its end (a tool call the
+client required and did not get): a collected answer becomes that error, a stream ends with ``fail``.
+
+A sink may also be a ``DrainingSink``: when its answer ended before the upstream's (a tool call block
+closed), the final write first reads the rest of the upstream answer into ``feed`` without sending it,
+so the turn ends cleanly before the chat is deleted, then logs the sink's ``log_flags()``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.kimi.base import KimiEvent
 from gateway.openai.errors import GatewayError
@@ -60,3 +66,19 @@ class Sink(Protocol):
         ...
 
     def stats(self) -> ReplyStats: ...
+
+
+@runtime_checkable
+class DrainingSink(Protocol):
+    """A sink whose answer may end before the upstream's (see the module docstring)."""
+
+    @property
+    def drains(self) -> bool:
+        """The rest of the upstream answer is to be read (into ``feed``, its output dropped)."""
+        ...
+
+    def feed(self, event: KimiEvent) -> Sequence[bytes]: ...
+
+    def log_flags(self) -> list[str]:
+        """Flags for the log row, read after the drain."""
+        ...

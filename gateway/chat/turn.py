@@ -12,6 +12,8 @@ from gateway.openai.messages import Attachment, Message
 from gateway.openai.model_names import ModelSpec
 from gateway.records.callers import Caller
 from gateway.records.conversations import ContinuedConversation
+from gateway.tools.spec import ToolSet
+from gateway.tools.structured import ResponseFormat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +23,9 @@ class Turn:
         ``messages`` is the history (system texts included), ``files`` the attachments of the message the
         reply answers (uploaded to the account that serves it). ``keep`` keeps the upstream chat for a later
         continuation; ``continue_chat`` is the kept chat this request continues. ``reasoning_effort`` is how
-    much the client asked the model to reason, on the scale every door maps onto.
+    much the client asked the model to reason, on the scale every door maps onto. ``tools`` are the
+    client's tools (gateway/tools/), ``tool_nonce`` the envelope id of this request (the prompt and the
+    parser use the same one); ``response_format`` the JSON output asked for.
     """
 
     model: ModelSpec
@@ -32,6 +36,14 @@ class Turn:
     continue_chat: str | None = None
     user: str = ""
     reasoning_effort: ReasoningEffort | None = None  # None: the model's own default (kimi/base.py)
+    tools: ToolSet | None = None
+    tool_nonce: str = ""
+    response_format: ResponseFormat | None = None
+
+    @property
+    def offers_tools(self) -> bool:
+        """The model is told about tools (some declared, and ``tool_choice`` is not ``none``)."""
+        return self.tools is not None and bool(self.tools.offered)
 
 
 @dataclasses.dataclass(frozen=True)

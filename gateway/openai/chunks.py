@@ -30,6 +30,10 @@ What the client sees:
 * The last chunk has an empty delta and ``finish_reason``; with ``include_usage`` a final chunk with
   ``choices: []`` and ``usage`` follows (and every other chunk has ``usage: null``, as OpenAI does).
 * A failure mid-stream is sent as ``error_chunk(error)``.
+* Client tools (the sink parses the answer, gateway/tools/): ``tool_call(call)`` gives OpenAI's two
+  deltas for one call (``tool_calls[i]`` with id, type and name, then its arguments) and
+  ``finish_tool_calls()`` ends the reply with ``"tool_calls"``; ``completion()`` then carries
+  ``message.tool_calls`` and ``content`` only when the text before the call is not blank (else null).
 
 Token estimates are described in usage.py. ``finished`` turns True with the last chunk; later events
 give no chunks (``Done.message_id`` is still recorded).
@@ -44,6 +48,7 @@ from gateway.kimi.base import ChatCreated, Done, KimiEvent, SearchResult, Search
 from gateway.openai.errors import GatewayError
 from gateway.openai.textfilters import Citation, CitationRewriter, StopFilter
 from gateway.openai.usage import TokenTally, estimate_tokens
+from gateway.tools.spec import ToolCall
 
 Chunk = dict[str, object]
 ReasoningFormat = Literal["field", "think_tags", "hidden"]
@@ -64,6 +69,13 @@ def _source_line(number: int, result: SearchResult) -> str:
 def url_citation(result: SearchResult, start: int, end: int) -> dict[str, object]:
     citation = {"url": result.url, "title": result.title, "start_index": start, "end_index": end}
     return {"type": "url_citation", "url_citation": citation}
+
+
+def _call_body(call: ToolCall, *, arguments: str) -> dict[str, object]:
+    """``type`` and the function (or custom tool) of one call, with these arguments."""
+    if call.kind == "custom":
+        return {"type": "custom", "custom": {"name": call.name, "input": arguments}}
+    return {"type": "function", "function": {"name": call.name, "arguments": arguments}}
 
 
 class ReplyAssembler:
@@ -104,6 +116,7 @@ class ReplyAssembler:
         self._answer_start: int | None = None  # offset of the answer text in content
         self._think_open = False
         self._role_sent = False
+        self.tool_calls: list[ToolCall] = []
 
     # -- what the orchestrator reads ---------------------------------------------------------------
 
@@ -114,6 +127,11 @@ class ReplyAssembler:
     @property
     def content(self) -> str:
         return "".join(self._content)
+
+    @property
+    def answer(self) -> str:
+        """The answer text in ``content`` (without a ``<think>`` block before it)."""
+        return self.content[self._answer_start :] if self._answer_start is not None else ""
 
     @property
     def reasoning(self) -> str:
@@ -153,11 +171,44 @@ class ReplyAssembler:
             return [self._chunk({"annotations": annotations})] if annotations else []
         return []  # Heartbeat: the caller sends its own keep-alive
 
+    def tool_call(self, call: ToolCall) -> list[Chunk]:
+        """One complete call, announced and sent in two deltas (the SDKs' accumulators rebuild it)."""
+        if self.finished:
+            return []
+        index = len(self.tool_calls)
+        # The text before the block leaves first: what the filters held back is released now.
+        chunks = self._answer("", final=True) if index == 0 else []
+        if self.finished:  # a stop sequence (or max_tokens) in the released text ends the answer there
+            return chunks
+        self.tool_calls.append(call)
+        self._tally.add(call.name + call.arguments)
+        if self._think_open:
+            chunks.append(self._chunk(self._close_think()))
+        first = {"index": index, "id": call.id, **_call_body(call, arguments="")}
+        second: dict[str, object] = {"index": index}
+        if call.kind == "custom":
+            second["custom"] = {"input": call.arguments}
+        else:
+            second["function"] = {"arguments": call.arguments}
+        return [*chunks, self._chunk({"tool_calls": [first]}), self._chunk({"tool_calls": [second]})]
+
+    def finish_tool_calls(self) -> list[Chunk]:
+        """End the reply at the close of a call block: held-back text first, no source list."""
+        if self.finished:
+            return []
+        chunks = self._answer("", final=True)
+        if self.finished:
+            return chunks
+        return chunks + self._finish("tool_calls", natural=False)
+
     def completion(self) -> dict[str, object]:
         """The non-streaming body. Called before ``finished``, it first ends the reply as ``Done()`` would."""
         if not self.finished:
             self._finish("stop", natural=True)
         message: dict[str, object] = {"role": "assistant", "content": self.content, "refusal": None}
+        if self.tool_calls:
+            message["content"] = self.content if self.content.strip() else None
+            message["tool_calls"] = [{"id": c.id, **_call_body(c, arguments=c.arguments)} for c in self.tool_calls]
         if self.reasoning and self.reasoning_format == "field":
             message["reasoning_content"] = self.reasoning
         message["annotations"] = self.annotations
@@ -298,7 +349,7 @@ class ReplyAssembler:
         return text[: self._tally.fitting_prefix(text, self.max_tokens)]
 
     def _chunk(self, delta: Chunk, finish_reason: str | None = None) -> Chunk:
-        if any(k in delta for k in ("content", "reasoning_content", "annotations")):
+        if any(k in delta for k in ("content", "reasoning_content", "annotations", "tool_calls")):
             self.first_content_emitted = True
         if not self._role_sent:
             delta = {"role": "assistant", **(delta or {"content": ""})}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import json
 import mimetypes
 import re
 from typing import Literal
@@ -27,6 +26,7 @@ from urllib.parse import unquote_to_bytes
 
 from gateway.kimi.base import FileBlob
 from gateway.openai.errors import InvalidRequest, PayloadTooLarge
+from gateway.tools.spec import ToolCall, parse_openai_history_calls
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _THINK_PREFIX_RE = re.compile(r"\A\s*<think>.*?</think>\s*", re.DOTALL)
@@ -74,6 +74,8 @@ class Message:
     text: str
     attachments: tuple[Attachment, ...] = ()
     name: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant's calls, ids as the client sent them
+    tool_call_id: str | None = None  # a tool result: the call it answers
 
 
 @dataclasses.dataclass
@@ -108,10 +110,16 @@ def parse_message(raw: object, index: int, *, decode: bool, parts: PartBudget, m
     if name is not None and not isinstance(name, str):
         raise _type_error(f"{param}.name", "a string")
     text, attachments = _parse_content(raw.get("content"), role, param, decode, parts, max_file_bytes)
+    calls: tuple[ToolCall, ...] = ()
     if role == "assistant":
         text = _THINK_PREFIX_RE.sub("", text)
-        text = "\n".join(filter(None, [text, *_tool_call_lines(raw.get("tool_calls"))]))
-    return Message(role=role, text=text, attachments=attachments, name=name or None)
+        calls = parse_openai_history_calls(raw.get("tool_calls"), param=f"{param}.tool_calls")
+    call_id = raw.get("tool_call_id") if role == "tool" else None
+    if call_id is not None and not isinstance(call_id, str):
+        raise _type_error(f"{param}.tool_call_id", "a string")
+    return Message(
+        role=role, text=text, attachments=attachments, name=name or None, tool_calls=calls, tool_call_id=call_id
+    )
 
 
 def _parse_content(
@@ -228,21 +236,6 @@ def _decode_data_url(url: str, param: str, filename: str | None, max_bytes: int 
 def _default_name(mime: str) -> str:
     ext = _MIME_TYPES.guess_extension(mime) or ".bin"
     return ("image" if mime.startswith("image/") else "file") + ext
-
-
-def _tool_call_lines(tool_calls: object) -> list[str]:
-    """An assistant's earlier tool calls as text, so the flattened history still shows them."""
-    if not isinstance(tool_calls, list):
-        return []
-    lines = []
-    for call in tool_calls:
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict):
-            arguments = function.get("arguments", "")
-            if not isinstance(arguments, str):
-                arguments = json.dumps(arguments, ensure_ascii=False)
-            lines.append(f"[called tool {function.get('name', '?')} with {arguments}]")
-    return lines
 
 
 def _type_error(param: str, expected: str) -> InvalidRequest:

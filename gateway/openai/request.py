@@ -9,9 +9,8 @@ Every refusal is an ``InvalidRequest`` (400) whose ``param`` names the field, Op
 (codes ``too_many_messages``, ``too_many_parts``, ``too_many_files``).
 
 Accepted and ignored (listed in ``ChatRequest.ignored`` when sent): ``temperature``, ``top_p``,
-``presence_penalty``, ``frequency_penalty``, ``seed``, ``tools``, ``tool_choice``, ``response_format``,
-``parallel_tool_calls``, ``top_logprobs`` (0 only), ``logit_bias``. Refused as unsupported: ``n`` > 1,
-``logprobs: true``. Unknown fields are ignored, as most OpenAI-compatible servers do.
+``presence_penalty``, ``frequency_penalty``, ``seed``, ``top_logprobs`` (0 only), ``logit_bias``.
+Refused as unsupported: ``n`` > 1, ``logprobs: true``. Unknown fields are ignored, as most OpenAI-compatible servers do.
 
 Our extensions: ``conversation_id`` (absent/null: a throw-away upstream chat; ``"new"``, or the
 ancestor's ``"none"``: a new chat that is kept; anything else: continue that kept conversation),
@@ -20,6 +19,11 @@ ancestor's ``"none"``: a new chat that is kept; anything else: continue that kep
 
 ``reasoning_effort`` (OpenAI's) becomes the neutral effort of the turn (kimi-web-protocol.md C.6):
 ``none`` -> none, ``minimal`` / ``low`` -> low, ``medium`` / ``high`` / ``xhigh`` -> high.
+
+``tools`` / ``tool_choice`` / ``parallel_tool_calls`` become ``ChatRequest.tools`` (gateway/tools/spec.py;
+None without tools); a bad one is a 400 naming the field (``tools[1].function.name``, ``tool_choice``).
+``response_format`` (``json_object`` / ``json_schema``) becomes ``ChatRequest.response_format``
+(gateway/tools/structured.py; None for ``text``).
 
 Files and images are taken from the last user message only (``ChatRequest.files``, decoded); earlier
 ones appear in the flattened history by name or URL.
@@ -36,6 +40,8 @@ from gateway.kimi.base import ReasoningEffort
 from gateway.openai.errors import InvalidRequest
 from gateway.openai.messages import Attachment, Message, PartBudget, parse_message
 from gateway.openai.model_names import ModelSpec, parse_model
+from gateway.tools.spec import ToolSet, parse_openai_tools
+from gateway.tools.structured import ResponseFormat, parse_openai_response_format
 
 T = TypeVar("T")
 ReasoningFormat = Literal["field", "think_tags", "hidden"]
@@ -54,10 +60,6 @@ _EFFORTS: dict[str, ReasoningEffort] = {
 _IGNORED_NUMBERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 _IGNORED_OTHER: dict[str, type | tuple[type, ...]] = {
     "seed": int,
-    "tools": list,
-    "tool_choice": (str, dict),
-    "response_format": dict,
-    "parallel_tool_calls": bool,
     "logit_bias": dict,
 }
 
@@ -77,6 +79,8 @@ class ChatRequest:
     reasoning_format: ReasoningFormat | None = None
     reasoning_effort: ReasoningEffort | None = None  # None: the model's default
     ignored: tuple[str, ...] = ()  # accepted-but-ignored parameters the client sent
+    tools: ToolSet | None = None  # the client's tools with its tool_choice applied
+    response_format: ResponseFormat | None = None  # JSON asked for (None: plain text)
 
 
 def parse_json_body(raw: bytes) -> object:
@@ -119,6 +123,7 @@ def parse_chat_request(
     if _optional(body, "use_search", bool, "a boolean"):
         model = dataclasses.replace(model, search=True)
     _check_unsupported(body)
+    tools = parse_openai_tools(body)
     return ChatRequest(
         model=model,
         messages=messages,
@@ -133,6 +138,8 @@ def parse_chat_request(
         reasoning_format=_reasoning_format(body),
         reasoning_effort=_reasoning_effort(body),
         ignored=_ignored(body),
+        tools=tools,
+        response_format=parse_openai_response_format(body.get("response_format")),
     )
 
 

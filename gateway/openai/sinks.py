@@ -2,6 +2,18 @@
 
 Both modes are one ``ReplyAssembler`` (chunks.py) per attempt; the streaming sink sends each chunk as a
 ``data:`` line and ends with ``[DONE]``, the collected one builds ``chat.completion`` at the end.
+
+With client tools declared, the answer text goes through one ``ToolCallParser`` per attempt first
+(gateway/tools/README.md): its text is forwarded, its calls become ``tool_calls`` deltas, and at the
+close of the block the answer ends (``finished``) with ``"tool_calls"``. What the model writes after
+that is only counted (the pipeline drains it, gateway/chat/finish.py). A tool call the client required
+and did not get is raised as the parser's ``GatewayError`` (502 ``tool_call_missing`` /
+``tool_call_malformed``): the pipeline turns it into the error body or the stream's error chunk.
+
+With ``response_format`` the answer (no source list) is checked once it ended normally
+(gateway/tools/structured.py): valid, the collected ``content`` is exactly the JSON text; invalid, the
+check's 502 ``invalid_json_output`` is raised the same way (a stream has sent the text already and ends
+with the error chunk).
 """
 
 from __future__ import annotations
@@ -13,10 +25,12 @@ from typing import Any
 import orjson
 
 from gateway.chat.sink import ReplyStats
-from gateway.kimi.base import Done, KimiEvent
-from gateway.openai.chunks import ReasoningFormat, ReplyAssembler, error_chunk
+from gateway.kimi.base import Done, KimiEvent, TextDelta, ThinkingDelta
+from gateway.openai.chunks import Chunk, ReasoningFormat, ReplyAssembler, error_chunk
 from gateway.openai.errors import GatewayError
 from gateway.openai.request import ChatRequest
+from gateway.tools.parser import BlockClosed, CallReady, Event, Text, ToolCallParser
+from gateway.tools.structured import check_json_output
 
 KEEPALIVE = b": keep-alive\n\n"
 DONE = b"data: [DONE]\n\n"
@@ -31,12 +45,22 @@ class ChatCompletionSink:
     """One chat completion, streamed (``stream: true``) or collected."""
 
     def __init__(
-        self, *, request_id: str, chat: ChatRequest, reasoning_format: ReasoningFormat, prompt_text: str, keep: bool
+        self,
+        *,
+        request_id: str,
+        chat: ChatRequest,
+        reasoning_format: ReasoningFormat,
+        prompt_text: str,
+        keep: bool,
+        tool_nonce: str = "",
     ) -> None:
         self.request_id, self.chat, self.reasoning_format = request_id, chat, reasoning_format
-        self.prompt_text, self.keep = prompt_text, keep
+        self.prompt_text, self.keep, self.tool_nonce = prompt_text, keep, tool_nonce
         self.assembler: ReplyAssembler | None = None
         self.conversation_id: str | None = None
+        self.parser: ToolCallParser | None = None  # with tools declared: this attempt's
+        self._reasoning: list[str] = []  # the attempt's reasoning text (a call may be found only there)
+        self._json_text: str | None = None  # with response_format: the checked JSON answer
 
     @property
     def streams(self) -> bool:
@@ -55,24 +79,110 @@ class ChatCompletionSink:
             model=chat.model.requested,
             created=int(time.time()),
             reasoning_format=self.reasoning_format,
-            silent=chat.model.silent,
+            silent=chat.model.silent or chat.response_format is not None,  # no source list after JSON
             max_tokens=chat.max_tokens,
             stop=chat.stop,
             include_usage=chat.include_usage,
             prompt_text=self.prompt_text,
             completion_id=self.conversation_id,
         )
+        self._json_text = None
+        if chat.tools is not None:
+            self.parser = ToolCallParser(chat.tools, nonce=self.tool_nonce)
+            self._reasoning = []
 
     def feed(self, event: KimiEvent) -> Sequence[bytes]:
-        assert self.assembler is not None
-        chunks = self.assembler.feed(event)
+        assembler = self.assembler
+        assert assembler is not None
+        chunks = assembler.feed(event) if self.parser is None else self._feed_tools(event, self.parser)
+        if self.chat.response_format is not None and self._json_text is None and assembler.finished:
+            self._check_json(assembler)
         return [sse(chunk) for chunk in chunks] if self.streams else ()
+
+    def _check_json(self, assembler: ReplyAssembler) -> None:
+        """The answer ended: check it against ``response_format`` (not after a call, a cut or a filter)."""
+        fmt = self.chat.response_format
+        assert fmt is not None
+        if assembler.tool_calls or assembler.finish_reason != "stop":
+            self._json_text = assembler.content
+            return
+        result = check_json_output(assembler.answer, fmt)
+        self._json_text = result.json_text
+        if result.error is not None:
+            raise result.error
+
+    @property
+    def drains(self) -> bool:
+        """The answer ended at a call block before the upstream's did: read the rest, unforwarded."""
+        return self.parser is not None and self.parser.closed
+
+    def log_flags(self) -> list[str]:
+        """The tool outcome for the log row (read after the drain, so trailing text is counted)."""
+        parser = self.parser
+        if parser is None:
+            return []
+        parser.finish(reasoning="".join(self._reasoning))  # a no-op when already finished
+        stats = parser.stats
+        flags = [f"tools:{stats.declared}", f"tool_outcome:{stats.outcome}"]
+        if stats.calls:
+            flags.append(f"tool_calls:{stats.calls}")
+        if stats.form:
+            flags.append(f"tool_form:{stats.form}")
+        flags += [f"tool_{flag}" for flag in stats.flags if flag != "trailing_after_tool"]
+        if stats.unknown_names:
+            flags.append("tool_unknown:" + ",".join(stats.unknown_names)[:100])
+        if stats.trailing_chars:
+            flags.append(f"trailing_after_tool:{stats.trailing_chars}")
+        return flags
+
+    def _feed_tools(self, event: KimiEvent, parser: ToolCallParser) -> list[Chunk]:
+        assembler = self.assembler
+        assert assembler is not None
+        if isinstance(event, TextDelta):
+            if parser.closed or assembler.finished:
+                parser.feed(event.text)  # after the block (or a cut): only counted
+                return []
+            return self._tool_events(parser.feed(event.text))
+        if isinstance(event, ThinkingDelta):
+            self._reasoning.append(event.text)
+        elif isinstance(event, Done) and not assembler.finished:
+            return self._end(parser) + assembler.feed(event)
+        return assembler.feed(event)
+
+    def _tool_events(self, events: Sequence[Event]) -> list[Chunk]:
+        assembler = self.assembler
+        assert assembler is not None and self.parser is not None
+        chunks: list[Chunk] = []
+        for event in events:
+            if isinstance(event, Text):
+                chunks += assembler.feed(TextDelta(event.text))
+            elif isinstance(event, CallReady):
+                chunks += assembler.tool_call(event.call)
+            elif isinstance(event, BlockClosed):
+                chunks += assembler.finish_tool_calls()
+        if assembler.finished and not self.parser.closed:  # a stop sequence or max_tokens cut the answer
+            chunks += self._end(self.parser)
+        return chunks
+
+    def _end(self, parser: ToolCallParser) -> list[Chunk]:
+        """The answer ended: what the parser held back, calls it decides on now, or its error."""
+        assembler = self.assembler
+        assert assembler is not None
+        end = parser.finish(reasoning="".join(self._reasoning))
+        chunks = [] if assembler.finished else self._tool_events(end.events)
+        if end.error is not None:
+            raise end.error
+        if end.calls and assembler.tool_calls:
+            chunks += assembler.finish_tool_calls()
+        return chunks
 
     def keepalive(self) -> bytes:
         return KEEPALIVE
 
     def close(self) -> Sequence[bytes]:
         if not self.streams:
+            if (self.parser is not None or self.chat.response_format is not None) and not self.finished:
+                self.feed(Done())  # the upstream ended without a Done: the parser still decides
             return ()
         tail = [] if self.finished else list(self.feed(Done()))  # the upstream ended without a Done
         return [*tail, DONE]
@@ -95,6 +205,10 @@ class ChatCompletionSink:
         """The collected ``chat.completion`` body."""
         assert self.assembler is not None
         body = self.assembler.completion()
+        if self._json_text is not None and not self.assembler.tool_calls:
+            choices = body["choices"]
+            assert isinstance(choices, list)
+            choices[0]["message"]["content"] = self._json_text
         if self.conversation_id:
             body["conversation_id"] = self.conversation_id
         return body

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.openai.errors import GatewayError, InvalidRequest, PayloadTooLarge
+from gateway.openai.flatten import flatten_history
 from gateway.openai.request import ChatRequest, parse_chat_request, parse_json_body
 
 PNG = b"\x89PNG\r\n\x1a\nfake"
@@ -79,7 +80,9 @@ def test_it_reads_the_openai_options() -> None:
     assert request.model.thinking
     assert (request.stream, request.include_usage, request.max_tokens, request.stop) == (True, True, 50, ("\n\n",))
     assert request.user == "alice"
-    assert request.ignored == ("temperature", "top_p", "seed", "tools", "tool_choice", "response_format")
+    assert request.ignored == ("temperature", "top_p", "seed")
+    assert request.response_format is None  # {"type": "text"} asks for nothing
+    assert request.tools is None  # an empty tool list declares nothing
 
 
 def test_it_prefers_max_completion_tokens() -> None:
@@ -187,19 +190,38 @@ def test_it_drops_earlier_reasoning() -> None:
     assert request.messages[1].text == "Hello"
 
 
-def test_it_keeps_tool_calls_and_results_as_text() -> None:
+def test_it_keeps_tool_calls_and_results_on_the_messages() -> None:
     call = {"id": "1", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Paris"}'}}
     messages = [
         user(),
         {"role": "assistant", "content": None, "tool_calls": [call]},
-        {"role": "tool", "content": "sunny"},
+        {"role": "tool", "content": "sunny", "tool_call_id": "1"},
     ]
     request = parse(messages=messages)
-    assert request.messages[1].text == '[called tool weather with {"city":"Paris"}]'
-    assert request.messages[2].text == "sunny"
+    assert request.messages[1].text == ""
+    assert [(c.id, c.name, c.arguments) for c in request.messages[1].tool_calls] == [
+        ("1", "weather", '{"city":"Paris"}')
+    ]
+    assert (request.messages[2].text, request.messages[2].tool_call_id) == ("sunny", "1")
+    # without tools declared the flattened history still shows the call (gateway/openai/flatten.py)
+    assert '[called tool weather with {"city":"Paris"}]' in flatten_history(request.messages)
+
+
+def test_it_reads_the_declared_tools_and_the_choice() -> None:
+    tool = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+    request = parse(messages=[user()], tools=[tool], tool_choice="required", parallel_tool_calls=False)
+    assert request.tools is not None
+    assert [t.name for t in request.tools.offered] == ["weather"]
+    assert request.tools.required and not request.tools.parallel
+    assert request.ignored == ()
 
 
 # -- what is refused ---------------------------------------------------------------------------------
+
+
+def _named(name: str) -> dict[str, object]:
+    return {"type": "function", "function": {"name": name}}
+
 
 BAD = [
     ([], "", "invalid_type"),
@@ -259,6 +281,34 @@ BAD = [
     ({"messages": [user()], "top_logprobs": 3}, "top_logprobs", "unsupported_value"),
     ({"messages": [user()], "temperature": "hot"}, "temperature", "invalid_type"),
     ({"messages": [user()], "tools": {}}, "tools", "invalid_type"),
+    (
+        {"messages": [user()], "tools": [{"type": "function", "function": {"name": "a"}}], "tool_choice": _named("b")},
+        "tool_choice",
+        "invalid_value",
+    ),
+    (
+        {"messages": [user()], "tools": [{"type": "function", "function": {}}]},
+        "tools[0].function.name",
+        "invalid_value",
+    ),
+    ({"messages": [user()], "tool_choice": "required"}, "tool_choice", "invalid_value"),
+    ({"messages": [user()], "parallel_tool_calls": "yes"}, "parallel_tool_calls", "invalid_type"),
+    ({"messages": [user()], "response_format": {"type": "xml"}}, "response_format.type", "invalid_value"),
+    (
+        {"messages": [user()], "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": 5}}}},
+        "response_format.json_schema.schema",
+        "invalid_value",
+    ),
+    (
+        {"messages": [user(), {"role": "assistant", "content": None, "tool_calls": {}}, user()]},
+        "messages[1].tool_calls",
+        "invalid_type",
+    ),
+    (
+        {"messages": [user(), {"role": "tool", "content": "x", "tool_call_id": 5}]},
+        "messages[1].tool_call_id",
+        "invalid_type",
+    ),
     ({"messages": [user()], "seed": True}, "seed", "invalid_type"),
     ({"messages": [user()], "user": 5}, "user", "invalid_type"),
     ({"messages": [user()], "conversation_id": "a b"}, "conversation_id", "invalid_value"),

@@ -1,4 +1,5 @@
-"""The official openai Node SDK streams one chat through the gateway (when Node is present)."""
+"""The official openai Node SDK streams one chat, and rebuilds a streamed tool call, through the gateway
+(when Node is present)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,23 @@ def test_the_node_sdk_streams_a_chat(e2e, node_sdk):
     output = json.loads(result.stdout.strip().splitlines()[-1])
     assert output == {"text": "Hi from the fake, via Node.", "chunks": output["chunks"], "finish_reason": "stop"}
     assert output["chunks"] >= 7
+
+
+def test_the_node_sdk_rebuilds_a_streamed_tool_call(e2e, node_sdk):
+    client, _ = setup_pool(e2e)
+    call = (
+        '<tool_calls>\n<invoke name="get_weather">\n<parameter name="city">Paris</parameter>\n</invoke>\n</tool_calls>'
+    )
+    e2e.fake.reply(text="Let me look.\n" + call, chunk_size=5)
+
+    script = node_sdk.parent / "stream_tool_call.mjs"
+    result = subprocess.run(
+        ["node", str(script), f"{e2e.url}/v1", client.api_key], capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    assert output["finish_reason"] == "tool_calls" and output["content"].strip() == "Let me look."
+    (rebuilt,) = output["tool_calls"]
+    assert rebuilt["name"] == "get_weather" and json.loads(rebuilt["arguments"]) == {"city": "Paris"}
+    assert rebuilt["id"].startswith("call_")
