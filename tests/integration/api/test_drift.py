@@ -12,24 +12,11 @@ from tests.fixtures_gateway import wait_for_background_tasks, wait_for_final_log
 from tests.integration.api.helpers import setup_pool
 from tests.integration.api.test_failover import two_accounts
 
+# What the fake's unknown_kinds fault sends, counted once per turn (the same table as the clients' test).
+from tests.integration.test_drift_clients import CONNECT_DRIFT, LEGACY_DRIFT
+
 ANSWER = "Confidential answer about Zanzibar 桑给巴尔的秘密"
 PROMPT = "Tell me the private plan for Kilimanjaro"
-CONNECT_DRIFT = {
-    ("frame", "telemetry"): 1,
-    ("frame", "block.agentArtifact"): 1,
-    ("field", "op:merge"): 1,
-    ("field", "message.feedback"): 1,
-    ("citation", "cite:unmapped"): 1,
-    ("citation", "bare:unmapped"): 1,
-}
-LEGACY_DRIFT = {
-    ("frame", "rename"): 1,
-    ("frame", "loading"): 1,
-    ("field", "cmpl.view"): 1,
-    ("field", "search_plus.msg.type=thinking_res"): 1,
-    ("citation", "cite:unmapped"): 1,
-    ("citation", "bare:unmapped"): 1,
-}
 EXPECTED = {"connect": CONNECT_DRIFT, "legacy": LEGACY_DRIFT}
 
 
