@@ -35,6 +35,11 @@ class ApiKey(models.Model):
     )
     allowed_models = models.JSONField(default=list, blank=True, help_text="Model names; empty = all.")
     reasoning_format = models.CharField(max_length=16, choices=ReasoningFormat.choices, default=ReasoningFormat.FIELD)
+    local_probes = models.BooleanField(
+        default=True,
+        help_text="Answer clients' probes (Messages / Responses requests with max_tokens <= 1) locally, "
+        "without spending an upstream turn.",
+    )
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -37,7 +37,8 @@ class ApiKeyForm(_ApiKeyFormBase):
 
     class Meta:
         model = ApiKey
-        fields = ["name", "rpm_limit", "max_concurrent", "turns_per_day", "allowed_models", "reasoning_format"]
+        fields = ["name", "rpm_limit", "max_concurrent", "turns_per_day", "allowed_models", "reasoning_format",
+                  "local_probes"]  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -98,6 +99,7 @@ class ApiKeyAdmin(_ApiKeyAdminBase):
             max_concurrent=obj.max_concurrent,
             turns_per_day=obj.turns_per_day,
             reasoning_format=obj.reasoning_format,
+            local_probes=obj.local_probes,
         )
         obj.pk = key.pk
         obj.refresh_from_db()

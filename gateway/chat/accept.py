@@ -154,9 +154,16 @@ def _log_flags(turn: Turn) -> tuple[str, ...]:
 
 
 async def accept(
-    request: HttpRequest, *, parse: Callable[[object], tuple[Turn, Parsed]], request_id: str
+    request: HttpRequest,
+    *,
+    parse: Callable[[object], tuple[Turn, Parsed]],
+    request_id: str,
+    authorization: str | None = None,
 ) -> tuple[Job, Parsed]:
-    """The accepted request as a ``Job``, with the door's own parsed request beside it."""
+    """The accepted request as a ``Job``, with the door's own parsed request beside it.
+
+    ``authorization``: the credential as an ``Authorization`` header value, when the door reads it from
+    elsewhere too (``x-api-key`` on the Messages door); by default the request's own header."""
     started = time.monotonic()
     turn: Turn | None = None
     parsed: Parsed | None = None
@@ -177,7 +184,8 @@ async def accept(
         prompt_chars=len(prompt),
         prompt_preview=prompt,
     )
-    authorization = request.headers.get("Authorization", "")
+    if authorization is None:
+        authorization = request.headers.get("Authorization", "")
     caller, key, log_id, continued = await _accept_step(authorization, start, turn, parse_error)
     assert turn is not None
     job = Job(
@@ -196,7 +204,7 @@ async def accept(
 
 async def _with_files(job: Job) -> Job:
     """The job with its files as bytes; a refused file URL (or the client leaving) finishes the request."""
-    if not job.turn.files:
+    if not job.turn.files or job.answered_locally:
         return job
     try:
         return dataclasses.replace(job, blobs=tuple(await files_fetch(job.turn.files)))

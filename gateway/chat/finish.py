@@ -71,9 +71,10 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
         await attempt.close()
         conversation_id = await attempt.recorded_conversation()
     ttft = int((final.first_token_at - job.started) * 1000) if final.first_token_at else None
+    local = attempt is None and job.answered_locally and ending.outcome == Outcome.OK
     finish = LogFinish(
         status_code=ending.status,
-        outcome=ending.outcome,
+        outcome=Outcome.LOCAL if local else ending.outcome,
         error_code=ending.error_code,
         error_message=ending.error_message,
         latency_ms=latency_ms,

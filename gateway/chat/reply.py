@@ -5,6 +5,10 @@ lease and stream) and the final write. ``open`` reserves an account (waiting whi
 busy), sends the shaped turn and reads up to the first content, failing over between accounts on the
 way; ``events`` yields the answer; ``reopen_after`` fails over after a failure mid-answer (only while
 nothing reached the client); ``finish`` ends the request, once.
+
+A request the gateway answers itself (``Job.answered_locally``: count_tokens, clients' probes) opens no
+attempt: its events are the local text and ``Done``, so the door's sink shapes it like any answer, and
+the final write (no lease) logs it as ``local``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from gateway.chat.reserve import Failover, no_account_error, reserve_waiting
 from gateway.chat.settle import Ending
 from gateway.chat.sink import DrainingSink, ReplyStats
 from gateway.chat.turn import Job
-from gateway.kimi.base import KimiError, KimiEvent
+from gateway.kimi.base import Done, KimiError, KimiEvent, TextDelta
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,9 @@ class Reply:
         Raises ``GatewayError`` (mapped for the wire) when no account could answer.
         """
         job, failover = self.job, self.failover
+        if job.answered_locally:  # no reservation, no upstream call, no turn spent
+            self._buffered = [*([TextDelta(job.local_text)] if job.local_text else []), Done()]
+            return
         while failover.attempts < failover.max_attempts:
             try:
                 lease, account = await reserve_waiting(job, failover.exclude)
@@ -91,8 +98,10 @@ class Reply:
 
     def events(self) -> AsyncIterator[KimiEvent]:
         """The open attempt's events (the attempt notes when the answer began and its message id)."""
-        assert self.attempt is not None
         buffered, self._buffered = self._buffered, []
+        if self.attempt is None:
+            assert self.job.answered_locally
+            return _replay(buffered)
         return self.attempt.events(buffered)
 
     def finish(
@@ -119,3 +128,8 @@ class Reply:
             )
             self._finished = finish_spawn(self.job, final)
         return self._finished
+
+
+async def _replay(events: list[KimiEvent]) -> AsyncIterator[KimiEvent]:
+    for event in events:
+        yield event

@@ -26,6 +26,11 @@ class Turn:
     much the client asked the model to reason, on the scale every door maps onto. ``tools`` are the
     client's tools (gateway/tools/), ``tool_nonce`` the envelope id of this request (the prompt and the
     parser use the same one); ``response_format`` the JSON output asked for.
+
+    Housekeeping that must not spend an upstream turn: ``local_answer`` (not None) is answered by the
+    gateway itself with that text, whoever asks (``count_tokens``); ``probe`` marks a client's probe
+    (``max_tokens`` <= 1 on the Messages / Responses doors), answered locally with an empty text when
+    the caller's key allows it (``ApiKey.local_probes``, on by default). Both are logged as ``local``.
     """
 
     model: ModelSpec
@@ -39,6 +44,8 @@ class Turn:
     tools: ToolSet | None = None
     tool_nonce: str = ""
     response_format: ResponseFormat | None = None
+    local_answer: str | None = None
+    probe: bool = False
 
     @property
     def offers_tools(self) -> bool:
@@ -64,3 +71,14 @@ class Job:
     @property
     def keep(self) -> bool:
         return self.turn.keep
+
+    @property
+    def answered_locally(self) -> bool:
+        """No upstream call for this request: the gateway answers it (``Turn.local_answer`` / ``probe``)."""
+        if self.turn.local_answer is not None:
+            return True
+        return self.turn.probe and (self.api_key is None or self.api_key.local_probes)
+
+    @property
+    def local_text(self) -> str:
+        return self.turn.local_answer or ""

@@ -43,6 +43,7 @@ def api_key_create(
     max_concurrent: int | None = None,
     turns_per_day: int | None = None,
     reasoning_format: str | None = None,
+    local_probes: bool = True,
 ) -> tuple[ApiKey, str]:
     """Create a key; return the row and the full key, which is never available again."""
     name = (name or "").strip()
@@ -67,6 +68,7 @@ def api_key_create(
                 max_concurrent=max_concurrent,
                 turns_per_day=turns_per_day,
                 allowed_models=_clean_models(allowed_models),
+                local_probes=local_probes,
                 **extra,
             )
     except IntegrityError:

@@ -37,6 +37,12 @@ class Command(BaseCommand):
         create.add_argument("--models", default="", help="Comma-separated allowed models (default: all).")
         create.add_argument("--max-concurrent", type=int, dest="max_concurrent", help="Open streams at once.")
         create.add_argument("--turns-per-day", type=int, dest="turns_per_day", help=TURNS_HELP)
+        create.add_argument(
+            "--no-local-probes",
+            dest="local_probes",
+            action="store_false",
+            help="Send clients' max_tokens <= 1 probes upstream instead of answering them locally.",
+        )
         sub.add_parser("list", help="List keys (prefixes only).")
         change = sub.add_parser("set", help="Change a key's limits.")
         change.add_argument("name")
@@ -61,6 +67,7 @@ class Command(BaseCommand):
                 allowed_models=models,
                 max_concurrent=options["max_concurrent"],
                 turns_per_day=options["turns_per_day"],
+                local_probes=options["local_probes"],
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
