@@ -142,6 +142,31 @@ class Conversation(models.Model):
         return f"{self.chat_id or '(pending)'} on {self.account_id} ({self.state})"
 
 
+class StoredResponse(models.Model):
+    """A Responses answer kept for ``GET /v1/responses/{id}`` and ``previous_response_id`` (``store``).
+
+    It belongs to the key (or pass-through token hash) that asked, as kept conversations do, and names
+    the kept upstream chat it continues by account and chat id (the conversation row may be swept
+    before it: continuing then finds no conversation). Expires with the kept-conversation TTL.
+    """
+
+    id = models.CharField(max_length=100, primary_key=True)
+    owner_hash = models.CharField(max_length=64)
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE)
+    account = models.ForeignKey(KimiAccount, null=True, blank=True, on_delete=models.SET_NULL)
+    chat_id = models.CharField(max_length=64, blank=True, default="")
+    previous_response_id = models.CharField(max_length=100, blank=True, default="")
+    body = models.JSONField()
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"]), models.Index(fields=["chat_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.id} (chat {self.chat_id or '-'})"
+
+
 class UploadedFile(models.Model):
     """An upload result cached per account by content hash, so re-sent history is not uploaded again."""
 

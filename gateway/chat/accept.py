@@ -41,6 +41,7 @@ from gateway.records.callers import Caller, bearer_token, caller_authenticate, c
 from gateway.records.conversations import ContinuedConversation, conversation_for_continue, conversation_release_unused
 from gateway.records.keys import api_key_hash_of, api_key_model_allowed
 from gateway.records.logs import LogStart, request_log_accept, request_log_reject
+from gateway.records.responses import stored_response_continue
 
 Parsed = TypeVar("Parsed")
 
@@ -68,7 +69,9 @@ def _read_body(request: HttpRequest) -> Any:
 def _fast_accept_key_hash(authorization: str, turn: Turn | None, parse_error: GatewayError | None) -> str | None:
     """The key's hash when the one-statement accept (gateway/db/accept_sql.py) can apply: PostgreSQL, a
     well-formed gateway key, a valid request that continues no conversation. None: the ORM path."""
-    if parse_error is not None or turn is None or turn.continue_chat or not fast_accept_supported():
+    if parse_error is not None or turn is None or turn.continue_chat or turn.continue_stored:
+        return None
+    if not fast_accept_supported():
         return None
     try:
         return api_key_hash_of(raw=bearer_token(authorization))
@@ -113,6 +116,8 @@ def _authenticate_and_accept(
         continued = None
         if turn.continue_chat:
             continued = conversation_for_continue(chat_id=turn.continue_chat, owners=caller.owners)
+        elif turn.continue_stored:
+            continued = stored_response_continue(response_id=turn.continue_stored, owners=caller.owners)
     except GatewayError as error:
         request_log_reject(
             start=start,

@@ -22,7 +22,8 @@ class Turn:
 
         ``messages`` is the history (system texts included), ``files`` the attachments of the message the
         reply answers (uploaded to the account that serves it). ``keep`` keeps the upstream chat for a later
-        continuation; ``continue_chat`` is the kept chat this request continues. ``reasoning_effort`` is how
+        continuation; ``continue_chat`` is the kept chat this request continues; ``continue_stored`` a stored response
+    (records/responses.py) whose kept chat it continues (``previous_response_id``). ``reasoning_effort`` is how
     much the client asked the model to reason, on the scale every door maps onto. ``tools`` are the
     client's tools (gateway/tools/), ``tool_nonce`` the envelope id of this request (the prompt and the
     parser use the same one); ``response_format`` the JSON output asked for.
@@ -39,6 +40,7 @@ class Turn:
     stream: bool = False
     keep: bool = False
     continue_chat: str | None = None
+    continue_stored: str | None = None
     user: str = ""
     reasoning_effort: ReasoningEffort | None = None  # None: the model's own default (kimi/base.py)
     tools: ToolSet | None = None

@@ -92,12 +92,22 @@ class ChatCompletionSink:
             self._reasoning = []
 
     def feed(self, event: KimiEvent) -> Sequence[bytes]:
+        chunks = self.chunks(event)
+        return [sse(chunk) for chunk in chunks] if self.streams else ()
+
+    def chunks(self, event: KimiEvent) -> list[Chunk]:
+        """The chunks for one event, streamed or not (another door's sink translates these)."""
         assembler = self.assembler
         assert assembler is not None
         chunks = assembler.feed(event) if self.parser is None else self._feed_tools(event, self.parser)
         if self.chat.response_format is not None and self._json_text is None and assembler.finished:
             self._check_json(assembler)
-        return [sse(chunk) for chunk in chunks] if self.streams else ()
+        return chunks
+
+    @property
+    def json_text(self) -> str | None:
+        """With ``response_format``: the checked JSON answer, once the answer ended."""
+        return self._json_text
 
     def _check_json(self, assembler: ReplyAssembler) -> None:
         """The answer ended: check it against ``response_format`` (not after a call, a cut or a filter)."""
