@@ -1,0 +1,103 @@
+"""Stored responses: ``store`` (the default) keeps the chat and the response, ``previous_response_id``
+continues the chat natively, ``GET`` / ``DELETE /v1/responses/{id}``, ``store: false``, and no key can
+read or continue another key's response."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from gateway.models import Conversation, StoredResponse
+from tests.factories import make_api_key
+from tests.fixtures_gateway import wait_for_background_tasks
+from tests.integration.api.helpers import client_for, setup_pool
+
+
+def only_chat(e2e):
+    chats = list(e2e.fake.chats.values())
+    assert len(chats) == 1
+    return chats[0]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stored_response_is_continued_natively(e2e, stream):
+    client, _ = setup_pool(e2e, accounts=2)
+    e2e.fake.reply(text="I will remember 7.")
+    if stream:
+        with client.responses.stream(model="kimi", input="remember 7", instructions="Be brief.") as s:
+            first = s.get_final_response()
+    else:
+        first = client.responses.create(model="kimi", input="remember 7", instructions="Be brief.")
+    assert first.store is True
+    # Readable at once, before the final write settled (the door stores it before the answer's end).
+    assert client.responses.retrieve(first.id).output_text == "I will remember 7."
+
+    e2e.fake.reply(text="You said 7.")
+    second = client.responses.create(model="kimi", input="what number?", previous_response_id=first.id)
+    assert second.output_text == "You said 7." and second.previous_response_id == first.id
+    chat = only_chat(e2e)
+    assert [m.text for m in chat.messages if m.role == "user"][-1] == "what number?"  # only the new input
+    assert len([m for m in chat.messages if m.role == "user"]) == 2 and not chat.deleted
+    wait_for_background_tasks()
+    assert Conversation.objects.get(chat_id=chat.id).state == "kept"
+    assert set(StoredResponse.objects.values_list("chat_id", flat=True)) == {chat.id}
+
+
+def test_get_and_delete_a_stored_response(e2e):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text="one")
+    first = client.responses.create(model="kimi", input="a")
+    wait_for_background_tasks()
+    e2e.fake.reply(text="two")
+    second = client.responses.create(model="kimi", input="b", previous_response_id=first.id)
+    wait_for_background_tasks()
+    got = client.responses.retrieve(second.id)
+    assert (got.id, got.output_text, got.status) == (second.id, "two", "completed")
+
+    client.responses.delete(first.id)  # the chat goes on in the second one: kept
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
+    assert not only_chat(e2e).deleted
+    client.responses.delete(second.id)  # the last one of that chat: deleted upstream too
+    assert only_chat(e2e).deleted
+    assert not Conversation.objects.exists() and not StoredResponse.objects.exists()
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete(second.id)
+
+
+def test_store_false_keeps_nothing(e2e):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text="gone")
+    response = client.responses.create(model="kimi", input="x", store=False)
+    wait_for_background_tasks()
+    assert only_chat(e2e).deleted and not StoredResponse.objects.exists()
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.responses.create(model="kimi", input="y", previous_response_id=response.id)
+    assert caught.value.body["param"] == "previous_response_id"
+
+
+def test_another_key_cannot_read_continue_or_delete_a_stored_response(e2e):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text="secret")
+    mine = client.responses.create(model="kimi", input="x")
+    wait_for_background_tasks()
+    _, other_raw = make_api_key()
+    other = client_for(e2e.url, other_raw)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="kimi", input="y", previous_response_id=mine.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.delete(mine.id)
+    assert client.responses.retrieve(mine.id).output_text == "secret"
+    assert not only_chat(e2e).deleted and len(e2e.fake.prompts()) == 1
+
+
+def test_get_needs_a_key(e2e):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text="x")
+    mine = client.responses.create(model="kimi", input="x")
+    with pytest.raises(openai.AuthenticationError):
+        client_for(e2e.url, "sk-wrong").responses.retrieve(mine.id)
