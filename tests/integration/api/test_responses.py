@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from accounts.models import KimiAccount
+from gateway.models import ApiKey
 from tests.fixtures_gateway import wait_for_background_tasks, wait_for_final_log
 from tests.integration.api.helpers import setup_pool
 
@@ -167,3 +168,15 @@ def test_no_account_is_rate_limit_exceeded_with_openais_wording(e2e):
     body = caught.value.body
     assert body["code"] == "rate_limit_exceeded"
     assert body["message"].endswith("s.") and "Please try again in " in body["message"]
+
+
+def test_a_spent_key_budget_is_insufficient_quota(e2e):
+    client, key = setup_pool(e2e)
+    ApiKey.objects.filter(pk=key.pk).update(turns_per_day=1)
+    e2e.fake.reply(text="one")
+    client.responses.create(model="kimi", input="hi", store=False)
+    wait_for_background_tasks()
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.responses.create(model="kimi", input="again", store=False)
+    assert caught.value.body["code"] == "insufficient_quota"
+    assert "Please try again" not in caught.value.body["message"]  # final: clients do not retry it

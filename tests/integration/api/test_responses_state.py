@@ -4,8 +4,13 @@ read or continue another key's response."""
 
 from __future__ import annotations
 
+import io
+from datetime import timedelta
+
 import openai
 import pytest
+from django.core.management import call_command
+from django.utils import timezone
 
 from gateway.models import Conversation, StoredResponse
 from tests.factories import make_api_key
@@ -101,3 +106,17 @@ def test_get_needs_a_key(e2e):
     mine = client.responses.create(model="kimi", input="x")
     with pytest.raises(openai.AuthenticationError):
         client_for(e2e.url, "sk-wrong").responses.retrieve(mine.id)
+
+
+def test_expired_stored_responses_are_swept_by_the_cleanup(e2e):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text="old")
+    old = client.responses.create(model="kimi", input="x")
+    wait_for_background_tasks()
+    StoredResponse.objects.filter(pk=old.id).update(expires_at=timezone.now() - timedelta(seconds=1))
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(old.id)  # expired: gone at once for the client
+    out = io.StringIO()
+    call_command("cleanup_conversations", stdout=out)
+    assert "dropped 1 expired stored response" in out.getvalue()
+    assert not StoredResponse.objects.exists()
