@@ -52,6 +52,8 @@ class ResponseWriter:
         self._seq = 0
         self._open: Item | None = None
         self._searched = False
+        self._chars_in = 0  # answer text received, whitespace left out included (citation offsets)
+        self._space = ""  # whitespace that would open a message, held until text follows
 
     # -- what the sink reads ------------------------------------------------------------------------
 
@@ -131,6 +133,13 @@ class ResponseWriter:
     def text(self, text: str) -> list[Event]:
         if not text:
             return []
+        self._chars_in += len(text)
+        if self._open is None or self._open["type"] != "message":
+            # Whitespace alone does not open a message (the newline before a tool call would be one).
+            text, self._space = self._space + text, ""
+            if not text.strip():
+                self._space = text
+                return []
         events, item = self._message()
         part = item["content"][0]
         part["text"] += text
@@ -140,7 +149,7 @@ class ResponseWriter:
     def annotate(self, *, url: str, title: str, start: int, end: int) -> list[Event]:
         """A url_citation; ``start``/``end`` are offsets in the text of all messages so far."""
         events, item = self._message()
-        base = len(self.text_so_far) - len(self._message_text(item))
+        base = self._chars_in - len(self._message_text(item))  # what came before this message
         annotation = {
             "type": "url_citation",
             "url": url,
@@ -245,6 +254,8 @@ class ResponseWriter:
         return "".join(part.get("text", "") for part in item["content"])
 
     def _add(self, item: Item) -> list[Event]:
+        if item["type"] != "message":
+            self._space = ""  # the whitespace before another kind of item is left out
         self.output.append(item)
         self._open = item
         return [self._event("response.output_item.added", output_index=len(self.output) - 1, item=_snapshot(item))]

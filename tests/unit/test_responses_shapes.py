@@ -227,3 +227,20 @@ def test_error_codes_clients_parse():
     assert responses_error(quota) is quota and quota.code == "insufficient_quota"
     upstream = RateLimitExceeded("limited", code="upstream_rate_limited", retry_after=None)
     assert responses_error(upstream).code == "rate_limit_exceeded"
+
+
+def test_whitespace_alone_opens_no_message_before_a_call():
+    writer = ResponseWriter(response_id="resp_1", created_at=1, echo={})
+    writer.begin()
+    writer.text("\n")
+    writer.call(call_id="call_1", name="f", arguments="{}", custom=False)
+    writer.end({"input_tokens": 1, "output_tokens": 1, "total_tokens": 2})
+    assert [item["type"] for item in writer.output] == ["function_call"]
+
+    writer = ResponseWriter(response_id="resp_2", created_at=1, echo={})
+    writer.text("\n")
+    writer.text("Hi [1]")
+    writer.annotate(url="https://a", title="A", start=4, end=7)
+    (message,) = writer.output
+    part = message["content"][0]
+    assert part["text"] == "\nHi [1]" and part["text"][part["annotations"][0]["start_index"] :][:3] == "[1]"
