@@ -3,11 +3,14 @@
 * No account can serve now (any other 429 but a spent budget): ``rate_limit_exceeded``, the message
   ending with OpenAI's own wording, ``Please try again in 12.5s.``, which Codex reads for its backoff.
 * The caller's own budget is spent (``turns_per_day``): ``insufficient_quota``, which clients treat as
-  final. ``context_length_exceeded`` stays as it is (Codex stops instead of retrying).
+  final. ``context_length_exceeded`` keeps its code (Codex stops instead of retrying), its ``param``
+  naming ``input``.
 The same error object serves the JSON body before the stream and ``response.failed`` after it began.
 """
 
 from __future__ import annotations
+
+import copy
 
 from gateway.openai.errors import GatewayError, RateLimitExceeded
 
@@ -20,6 +23,9 @@ def try_again_wording(seconds: float) -> str:
 
 def responses_error(error: GatewayError) -> GatewayError:
     """``error`` as the Responses door reports it (a new object; the original is logged as it was)."""
+    if error.param == "messages":  # the pipeline's name for the history (e.g. context_length_exceeded)
+        error = copy.copy(error)
+        error.param = "input"
     if error.status != 429 or error.code == QUOTA_CODE:
         return error
     message = error.message.rstrip()

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from accounts.models import KimiAccount
-from gateway.models import ApiKey
+from gateway.models import ApiKey, RequestLog
 from tests.fixtures_gateway import wait_for_background_tasks, wait_for_final_log
 from tests.integration.api.helpers import setup_pool
 
@@ -132,7 +132,9 @@ def test_a_probe_is_answered_locally(e2e, stream):
         final = client.responses.create(model="kimi", input="ping", max_output_tokens=1)
     assert final.status == "completed" and final.output_text == ""
     assert [item.type for item in final.output] == ["message"]
-    assert e2e.fake.chats == {}
+    assert e2e.fake.chats == {} and e2e.fake.prompts() == []
+    log = wait_for_final_log(RequestLog.objects.get(path="/v1/responses").request_id)
+    assert (log.outcome, log.account_id, log.attempts) == ("local", None, 0)
 
 
 def test_a_mid_stream_cut_ends_with_response_failed(e2e):
@@ -180,3 +182,12 @@ def test_a_spent_key_budget_is_insufficient_quota(e2e):
         client.responses.create(model="kimi", input="again", store=False)
     assert caught.value.body["code"] == "insufficient_quota"
     assert "Please try again" not in caught.value.body["message"]  # final: clients do not retry it
+
+
+def test_a_prompt_kimi_refuses_as_too_long_is_context_length_exceeded(e2e):
+    client, _ = setup_pool(e2e)
+    e2e.fake.fault("context_too_long")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="kimi", input="a very long question", store=False)
+    body = caught.value.body
+    assert (body["code"], body["param"]) == ("context_length_exceeded", "input")
