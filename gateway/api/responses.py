@@ -70,6 +70,7 @@ class ResponsesDoor(FrontDoor[ResponsesRequest, ResponsesSink]):
             tool_nonce=new_nonce() if tools else "",
             response_format=parsed.response_format,
             probe=parsed.probe,
+            log_flags=_log_flags(parsed),
         )
         return turn, parsed
 
@@ -101,6 +102,16 @@ class ResponsesDoor(FrontDoor[ResponsesRequest, ResponsesSink]):
         response["x-request-id"] = job.request_id
         setattr(response, STORE_ATTRIBUTE, _record(sink, job=job, reply=reply))
         return response
+
+
+def _log_flags(parsed: ResponsesRequest) -> tuple[str, ...]:
+    """What the log row notes of a Responses request: its state options and what was accepted unused."""
+    flags = [] if parsed.store else ["store:false"]
+    if parsed.previous_response_id:
+        flags.append("previous_response")
+    flags += [f"tool_dropped:{name}" for name in parsed.tools.dropped]
+    flags += [f"ignored:{name}" for name in parsed.ignored]
+    return tuple(flags)
 
 
 def _record(sink: ResponsesSink, *, job: Job, reply: Reply) -> dict[str, Any] | None:

@@ -155,7 +155,7 @@ async def _accept_step(
 
 def _log_flags(turn: Turn) -> tuple[str, ...]:
     effort = (f"effort:{turn.reasoning_effort}",) if turn.reasoning_effort else ()
-    return (*turn.model.flags, *effort)
+    return (*turn.model.flags, *effort, *turn.log_flags)
 
 
 async def accept(

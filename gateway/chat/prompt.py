@@ -44,6 +44,10 @@ HISTORY_NOTE = (
 
 def prompt_text(turn: Turn) -> str:
     """The whole history as one upstream message (what a new chat gets; logged and counted)."""
+    if not any(m.role == "user" for m in turn.messages):
+        # Only a continued chat may come without a user message (Responses: a stored response continued
+        # with tool outputs); what it sends is what follows the answer the chat already holds.
+        return _continued_text(turn)
     preamble, reminder = _tool_texts(turn)
     return flatten_history(turn.messages, tools=turn.tools, nonce=turn.tool_nonce, preamble=preamble, reminder=reminder)
 

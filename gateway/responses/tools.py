@@ -7,7 +7,8 @@ Responses tools are flat (``{"type": "function", "name", "parameters"}``), unlik
 * ``namespace`` groups function/custom tools (Codex sends ``multi_agent_v1``): each is offered as
   ``NAMESPACE.NAME``, and its call goes back as ``name`` + ``namespace`` (``split_name``).
 * ``web_search`` (and its dated/preview spellings) is hosted: it turns Kimi's own search on for the
-  turn (``ParsedTools.search``); Kimi decides whether to search.
+  turn (``ParsedTools.search``); Kimi decides whether to search. With ``external_web_access: false``
+  (Codex's default ``web_search = "cached"``: no live web) it is accepted and search stays off.
 * ``tool_search`` (Codex with a GPT model name; client-executed deferred tool loading) is accepted and
   not offered: every tool is already offered up front.
 * Any other hosted type (``file_search``, ``computer_use_preview``, ``code_interpreter``, ...) is a
@@ -62,6 +63,8 @@ def parse_responses_tools(body: Mapping[str, object]) -> ParsedTools:
             specs.append(_tool(item, param))
         elif kind == "namespace":
             specs += _namespace(item, param)
+        elif kind in SEARCH_TYPES and item.get("external_web_access") is False:
+            dropped.append("web_search_cached")  # no live web asked for (Codex's default): no Kimi search
         elif kind in SEARCH_TYPES:
             search = True
         elif kind in ACCEPTED_UNOFFERED:

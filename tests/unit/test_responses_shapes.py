@@ -73,8 +73,13 @@ def test_tools_namespaces_search_and_tool_search():
     assert request.tools.tools is not None
     assert [t.name for t in request.tools.tools.tools] == ["f", "apply_patch", "ns.g"]
     assert request.tools.tools.tools[1].grammar == "lark: start: x"
-    assert request.model.search and request.tools.dropped == ("tool_search",)
+    assert not request.model.search and request.tools.dropped == ("web_search_cached", "tool_search")
     assert request.namespaces == frozenset({"ns"})
+
+
+def test_live_web_search_turns_kimi_search_on():
+    request = parse({"input": "x", "tools": [{"type": "web_search", "external_web_access": True}]})
+    assert request.model.search and request.tools.tools is None
 
 
 @pytest.mark.parametrize("kind", ["file_search", "computer_use_preview", "code_interpreter"])

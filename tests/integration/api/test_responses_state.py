@@ -12,9 +12,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from gateway.models import Conversation, StoredResponse
+from gateway.models import Conversation, RequestLog, StoredResponse
 from tests.factories import make_api_key
-from tests.fixtures_gateway import wait_for_background_tasks
+from tests.fixtures_gateway import wait_for_background_tasks, wait_for_final_log
 from tests.integration.api.helpers import client_for, setup_pool
 
 
@@ -120,3 +120,21 @@ def test_expired_stored_responses_are_swept_by_the_cleanup(e2e):
     call_command("cleanup_conversations", stdout=out)
     assert "dropped 1 expired stored response" in out.getvalue()
     assert not StoredResponse.objects.exists()
+
+
+def test_a_tool_loop_continues_a_stored_response_with_only_the_tool_output(e2e):
+    client, _ = setup_pool(e2e)
+    tools = [{"type": "function", "name": "get_time", "parameters": {"type": "object", "properties": {}}}]
+    e2e.fake.reply(text='<tool_calls>\n<invoke name="get_time">\n</invoke>\n</tool_calls>')
+    first = client.responses.create(model="kimi", input="What time is it?", tools=tools)
+    call = next(item for item in first.output if item.type == "function_call")
+    e2e.fake.reply(text="It is noon.")
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": "12:00"}
+    second = client.responses.create(model="kimi", input=[output], tools=tools, previous_response_id=first.id)
+    assert second.output_text == "It is noon."
+    chat = only_chat(e2e)
+    last = e2e.fake.prompts()[-1]
+    assert "12:00" in last and "What time is it?" not in last  # the chat holds the question already
+    assert len([m for m in chat.messages if m.role == "user"]) == 2
+    log = RequestLog.objects.filter(path="/v1/responses").order_by("-id").first()
+    assert log is not None and "previous_response" in wait_for_final_log(log.request_id).flags

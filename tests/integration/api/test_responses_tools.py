@@ -151,3 +151,24 @@ def test_codex_with_a_gpt_model_name_is_served_too(e2e):
     response = _post(e2e, client.api_key, body)
     events = sse_events(response)
     assert (response.status_code, events[-1]["type"]) == (200, "response.completed")
+
+
+@pytest.mark.skipif(not (FIXTURES / "codex_plain.json").exists(), reason="the Codex captures are not merged yet")
+def test_codex_plain_prompt_is_answered_and_logged(e2e):
+    client, _ = setup_pool(e2e)
+    body = _codex("codex_plain.json")[0]
+    e2e.fake.reply(text="Hello there.")
+    response = _post(e2e, client.api_key, body)
+    events = sse_events(response)
+    final = events[-1]
+    assert final["type"] == "response.completed" and final["response"]["store"] is False
+    texts = [e["text"] for e in events if e["type"] == "response.output_text.done"]
+    assert texts == ["Hello there."]
+    prompt = e2e.fake.prompts()[-1]
+    assert prompt.startswith("You are a coding agent running in the Codex CLI")  # developer items first
+    assert "Latest message from user (answer this one):\nSay hello" in prompt
+    assert '<tool name="exec_command">' in prompt and '<tool name="multi_agent_v1.spawn_agent">' in prompt
+    log = wait_for_final_log(response.headers["x-request-id"])
+    assert {"store:false", "tool_dropped:web_search_cached"} <= set(log.flags)
+    wait_for_background_tasks()
+    assert all(chat.deleted for chat in e2e.fake.chats.values())
