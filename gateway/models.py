@@ -156,6 +156,7 @@ class StoredResponse(models.Model):
     account = models.ForeignKey(KimiAccount, null=True, blank=True, on_delete=models.SET_NULL)
     chat_id = models.CharField(max_length=64, blank=True, default="")
     previous_response_id = models.CharField(max_length=100, blank=True, default="")
+    message_id = models.CharField(max_length=64, blank=True, default="")  # its upstream answer (a fork's parent)
     body = models.JSONField()
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()

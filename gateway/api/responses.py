@@ -126,6 +126,7 @@ def _record(sink: ResponsesSink, *, job: Job, reply: Reply) -> dict[str, Any] | 
         "account_id": reply.attempt.account.pk,
         "chat_id": reply.chat_id,
         "previous_response_id": request.previous_response_id,
+        "message_id": sink.message_id,
         "body": sink.completed,
     }
 

@@ -138,3 +138,37 @@ def test_a_tool_loop_continues_a_stored_response_with_only_the_tool_output(e2e):
     assert len([m for m in chat.messages if m.role == "user"]) == 2
     log = RequestLog.objects.filter(path="/v1/responses").order_by("-id").first()
     assert log is not None and "previous_response" in wait_for_final_log(log.request_id).flags
+
+
+@pytest.mark.parametrize("protocol", ["connect", "legacy"])
+def test_continuing_an_earlier_response_forks_from_its_answer(e2e, protocol):
+    client, _ = setup_pool(e2e, protocol=protocol)
+    e2e.fake.reply(text="first answer")
+    first = client.responses.create(model="kimi", input="one")
+    wait_for_background_tasks()
+    e2e.fake.reply(text="second answer")
+    client.responses.create(model="kimi", input="two", previous_response_id=first.id)
+    wait_for_background_tasks()
+    e2e.fake.reply(text="forked answer")
+    if protocol == "legacy":
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.responses.create(model="kimi", input="three", previous_response_id=first.id)
+        assert caught.value.body["code"] == "previous_response_not_latest"
+        wait_for_background_tasks()
+        assert Conversation.objects.get().state == "kept"  # given back, still continuable
+        return
+    forked = client.responses.create(model="kimi", input="three", previous_response_id=first.id)
+    assert forked.output_text == "forked answer"
+    chat = only_chat(e2e)
+    first_answer = next(m for m in chat.messages if m.role == "assistant" and m.text == "first answer")
+    fork_question = next(m for m in chat.messages if m.role == "user" and m.text == "three")
+    assert fork_question.parent_id == first_answer.id  # continued from the first answer, not the second
+
+
+def test_delete_right_after_the_answer_still_deletes_the_chat(e2e):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text="short-lived")
+    response = client.responses.create(model="kimi", input="x")
+    client.responses.delete(response.id)  # no wait: the answer's final write may still be running
+    wait_for_background_tasks()
+    assert only_chat(e2e).deleted and not Conversation.objects.exists()
