@@ -12,6 +12,7 @@ from gateway.responses.errors import responses_error
 from gateway.responses.request import parse_responses_request
 from gateway.responses.sink import ResponsesSink
 from gateway.responses.stream import ResponseWriter
+from tests.responses_order import assert_official_order
 
 LIMITS = {"max_messages": 50, "max_parts": 50, "max_files": 4}
 
@@ -137,7 +138,7 @@ def test_the_writer_numbers_every_event_and_closes_items_in_order():
     events = writer.begin() + writer.reasoning("think") + writer.text("Hel") + writer.text("lo")
     events += writer.call(call_id="call_1", name="f", arguments="{}", custom=False)
     events += writer.end({"input_tokens": 1, "output_tokens": 2, "total_tokens": 3})
-    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert_official_order(events)
     assert [e["type"] for e in events] == [
         "response.created",
         "response.in_progress",
@@ -193,6 +194,7 @@ def test_the_sink_streams_search_citations_and_completes():
     frames += sink.feed(Done())
     frames += sink.close()
     events = _events(frames)
+    assert_official_order(events)
     kinds = [e["type"] for e in events]
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
     assert "response.web_search_call.completed" in kinds and "response.output_text.annotation.added" in kinds
@@ -212,6 +214,7 @@ def test_a_cut_answer_is_incomplete_and_a_failure_is_failed():
     sink = _sink({"input": "x"})
     frames = list(sink.feed(TextDelta("part")))
     frames += sink.fail(RateLimitExceeded("No Kimi account can serve this request now (busy).", retry_after=12.5))
+    assert_official_order(_events(frames))
     last = _events(frames)[-1]
     assert last["type"] == "response.failed" and last["response"]["status"] == "failed"
     assert last["response"]["error"]["code"] == "rate_limit_exceeded"
@@ -249,3 +252,16 @@ def test_whitespace_alone_opens_no_message_before_a_call():
     (message,) = writer.output
     part = message["content"][0]
     assert part["text"] == "\nHi [1]" and part["text"][part["annotations"][0]["start_index"] :][:3] == "[1]"
+
+
+def test_the_order_checker_refuses_a_stream_out_of_order():
+    writer = ResponseWriter(response_id="resp_1", created_at=1, echo={})
+    events = writer.begin() + writer.text("hi") + writer.end({"input_tokens": 1, "output_tokens": 1, "total_tokens": 2})
+    assert_official_order(events)
+    without_item_done = [e for e in events if e["type"] != "response.output_item.done"]
+    for n, event in enumerate(without_item_done):
+        event["sequence_number"] = n
+    with pytest.raises(AssertionError):
+        assert_official_order(without_item_done)
+    with pytest.raises(AssertionError):
+        assert_official_order(events[:-1])  # a bare close: no terminal event

@@ -13,6 +13,7 @@ from accounts.models import KimiAccount
 from gateway.models import ApiKey, RequestLog
 from tests.fixtures_gateway import wait_for_background_tasks, wait_for_final_log
 from tests.integration.api.helpers import setup_pool
+from tests.responses_order import assert_official_order
 
 
 def sse_events(response: httpx.Response) -> list[dict[str, object]]:
@@ -57,6 +58,7 @@ def test_a_streamed_answer_follows_the_official_sequence(e2e):
     with client.responses.stream(model="kimi", input="hi", store=False) as stream:
         events = list(stream)
         final = stream.get_final_response()
+    assert_official_order(events)
     kinds = [e.type for e in events]
     assert kinds[:4] == [
         "response.created",
@@ -96,6 +98,7 @@ def test_a_reasoning_summary_is_streamed_with_its_summary_index(e2e):
     ) as stream:
         events = list(stream)
         final = stream.get_final_response()
+    assert_official_order(events)
     deltas = [e for e in events if e.type == "response.reasoning_summary_text.delta"]
     assert deltas and all(e.summary_index == 0 for e in deltas)
     assert "response.reasoning_summary_part.added" in [e.type for e in events]
@@ -127,6 +130,7 @@ def test_a_probe_is_answered_locally(e2e, stream):
     client, _ = setup_pool(e2e)
     if stream:
         with client.responses.stream(model="kimi", input="ping", max_output_tokens=1) as s:
+            assert_official_order(list(s))
             final = s.get_final_response()
     else:
         final = client.responses.create(model="kimi", input="ping", max_output_tokens=1)
@@ -143,6 +147,7 @@ def test_a_mid_stream_cut_ends_with_response_failed(e2e):
     e2e.fake.fault("cut", after_events=6)
     with client.responses.stream(model="kimi", input="hi", store=False) as stream:
         events = list(stream)
+    assert_official_order(events)
     assert events[-1].type == "response.failed"
     failed = events[-1].response
     assert failed.status == "failed" and failed.error is not None and failed.error.code
@@ -157,7 +162,8 @@ def test_a_raw_cut_stream_ends_with_response_failed_and_its_log_row(e2e):
     e2e.fake.fault("cut", after_events=6)
     response = raw_post(e2e, client.api_key, {"model": "kimi", "input": "hi", "stream": True, "store": False})
     events = sse_events(response)
-    assert events[0]["type"] == "response.created" and events[-1]["type"] == "response.failed"
+    assert_official_order(events)
+    assert events[-1]["type"] == "response.failed"
     log = wait_for_final_log(response.headers["x-request-id"])
     assert log.outcome == "upstream_error" and log.status_code >= 500
 

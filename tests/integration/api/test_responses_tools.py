@@ -13,6 +13,7 @@ from tests.fixtures_gateway import wait_for_background_tasks, wait_for_final_log
 from tests.integration.api.helpers import setup_pool
 from tests.integration.api.test_responses import sse_events
 from tests.integration.api.test_tools import block, invoke
+from tests.responses_order import assert_official_order
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "cli"
 WEATHER = {
@@ -44,8 +45,10 @@ def test_a_function_tool_loop(e2e, stream):
     ask = [{"role": "user", "content": "Weather in Paris?"}]
     if stream:
         with client.responses.stream(model="kimi", input=ask, tools=[WEATHER], store=False) as s:
-            kinds = [e.type for e in s]
+            events = list(s)
             first = s.get_final_response()
+        assert_official_order(events)
+        kinds = [e.type for e in events]
         assert "response.function_call_arguments.delta" in kinds and "response.function_call_arguments.done" in kinds
     else:
         first = client.responses.create(model="kimi", input=ask, tools=[WEATHER], store=False)
@@ -72,8 +75,10 @@ def test_a_custom_tool_is_answered_with_its_raw_input(e2e, stream):
     ask = "Create hello.txt"
     if stream:
         with client.responses.stream(model="kimi", input=ask, tools=[APPLY_PATCH], store=False) as s:
-            kinds = [e.type for e in s]
+            events = list(s)
             response = s.get_final_response()
+        assert_official_order(events)
+        kinds = [e.type for e in events]
         assert "response.custom_tool_call_input.done" in kinds
     else:
         response = client.responses.create(model="kimi", input=ask, tools=[APPLY_PATCH], store=False)
@@ -125,6 +130,7 @@ def test_what_codex_sends_in_a_tool_loop_is_served(e2e):
     e2e.fake.reply(text=block(invoke("exec_command", cmd="echo 7319")))
     response = _post(e2e, client.api_key, first)
     events = sse_events(response)
+    assert_official_order(events)
     assert (response.status_code, events[-1]["type"]) == (200, "response.completed")
     done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
     call = next(item for item in done if item["type"] == "function_call")
@@ -134,6 +140,7 @@ def test_what_codex_sends_in_a_tool_loop_is_served(e2e):
     e2e.fake.reply(text="The command printed 7319.")
     response = _post(e2e, client.api_key, second)
     events = sse_events(response)
+    assert_official_order(events)
     assert events[-1]["type"] == "response.completed"
     assert "The command printed 7319." in json.dumps(events[-1]["response"]["output"])
     log = wait_for_final_log(response.headers["x-request-id"])
@@ -150,6 +157,7 @@ def test_codex_with_a_gpt_model_name_is_served_too(e2e):
     e2e.fake.reply(text="hello")
     response = _post(e2e, client.api_key, body)
     events = sse_events(response)
+    assert_official_order(events)
     assert (response.status_code, events[-1]["type"]) == (200, "response.completed")
 
 
@@ -160,6 +168,7 @@ def test_codex_plain_prompt_is_answered_and_logged(e2e):
     e2e.fake.reply(text="Hello there.")
     response = _post(e2e, client.api_key, body)
     events = sse_events(response)
+    assert_official_order(events)
     final = events[-1]
     assert final["type"] == "response.completed" and final["response"]["store"] is False
     texts = [e["text"] for e in events if e["type"] == "response.output_text.done"]
