@@ -8,9 +8,11 @@ headers with secrets masked, parsed body).
     python tests/cli/capture_server.py --port 8765 --out /tmp/claude.jsonl [--tool-loop] [--no-completed]
 
 --tool-loop: the first model request that offers a shell tool gets a call of it (`echo <marker>`), the
-next one (carrying the tool's result) gets a text answer quoting it. --no-completed: Responses streams
-end without `response.completed`, Messages streams without `message_delta` / `message_stop` (to see what
-each CLI does after a bare close).
+next one (carrying the tool's result) gets a text answer quoting it. --fail KIND: every model request gets
+that failure (an HTTP error, or an `event: error` / `response.failed` stream), to see how often each CLI
+retries. --thinking: Messages answers start with a `thinking` block whose signature is not Anthropic's.
+--no-completed: Responses streams end without `response.completed`, Messages streams without
+`message_delta` / `message_stop` (to see what each CLI does after a bare close).
 """
 
 from __future__ import annotations
@@ -36,10 +38,14 @@ def masked_headers(headers: Any) -> dict[str, str]:
 
 
 class State:
-    def __init__(self, out: str, tool_loop: bool, no_completed: bool) -> None:
+    def __init__(
+        self, out: str, tool_loop: bool, no_completed: bool, fail: str | None = None, thinking: bool = False
+    ) -> None:
         self.out = out
         self.tool_loop = tool_loop
         self.no_completed = no_completed
+        self.fail = fail
+        self.thinking = thinking
         self.lock = threading.Lock()
         self.seq = 0
 
@@ -76,6 +82,17 @@ def anthropic_events(model: str, blocks: list[dict[str, Any]], stop_reason: str)
         )
     ]
     for index, block in enumerate(blocks):
+        if block["type"] == "thinking":
+            start = {"type": "thinking", "thinking": "", "signature": ""}
+            events.append(
+                ("content_block_start", {"type": "content_block_start", "index": index, "content_block": start})
+            )
+            delta = {"type": "thinking_delta", "thinking": block["thinking"]}
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+            delta = {"type": "signature_delta", "signature": block["signature"]}
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+            events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+            continue
         if block["type"] == "text":
             start = {"type": "text", "text": ""}
             delta = {"type": "text_delta", "text": block["text"]}
@@ -232,6 +249,40 @@ def responses_events(state: State, body: dict[str, Any]) -> list[dict[str, Any]]
     return events
 
 
+# --- failures (--fail KIND) --------------------------------------------------------------------
+
+ANTHROPIC_HTTP_FAILURES = {
+    "http_429": (429, "rate_limit_error", "Rate limited."),
+    "http_529": (529, "overloaded_error", "Overloaded."),
+    "http_500": (500, "api_error", "Internal error."),
+    "http_401": (401, "authentication_error", "Invalid API key."),
+    "context_length": (400, "invalid_request_error", "prompt is too long: 300000 tokens > 200000 maximum"),
+}
+RESPONSES_FAILED = {
+    "stream_error": ("server_error", "The server had an error."),
+    "rate_limit_stream": ("rate_limit_exceeded", "Rate limit reached. Please try again in 1.5s."),
+    "context_length": ("context_length_exceeded", "Your input exceeds the context window of this model."),
+    "insufficient_quota": ("insufficient_quota", "You exceeded your current quota."),
+}
+RESPONSES_HTTP = {
+    "http_429": (429, "rate_limit_exceeded", "Rate limit reached. Please try again in 1.5s."),
+    "http_500": (500, "server_error", "Internal error."),
+    "http_401": (401, "invalid_api_key", "Incorrect API key provided."),
+}
+
+
+def responses_failed(state: State, body: dict[str, Any]) -> list[dict[str, Any]]:
+    code, message = RESPONSES_FAILED[state.fail or ""]
+    base = {"id": "resp_capture0001", "object": "response", "created_at": int(time.time()), "model": body.get("model")}
+    return [
+        {"type": "response.created", "response": {**base, "status": "in_progress", "output": []}},
+        {
+            "type": "response.failed",
+            "response": {**base, "status": "failed", "output": [], "error": {"code": code, "message": message}},
+        },
+    ]
+
+
 # --- HTTP ---------------------------------------------------------------------------------------
 
 
@@ -279,9 +330,27 @@ class Handler(BaseHTTPRequestHandler):
         path = split.path
         if path.endswith("/messages/count_tokens"):
             return self._json(200, {"input_tokens": 123})
+        if path.endswith("/messages") and self.command == "POST" and self.state.fail in ANTHROPIC_HTTP_FAILURES:
+            status, kind, message = ANTHROPIC_HTTP_FAILURES[self.state.fail]
+            extra = {"retry-after": "1"} if status == 429 else {}
+            return self._json(status, {"type": "error", "error": {"type": kind, "message": message}}, extra)
+        if path.endswith("/messages") and self.command == "POST" and self.state.fail == "stream_error":
+            start = anthropic_events((body or {}).get("model", "m"), [], "end_turn")[0]
+            error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+            return self._sse([start, ("error", error)])
+        if path.endswith("/responses") and self.command == "POST" and self.state.fail in RESPONSES_HTTP:
+            status, code, message = RESPONSES_HTTP[self.state.fail]
+            extra = {"retry-after": "1"} if status == 429 else {}
+            error = {"message": message, "type": "error", "param": None, "code": code}
+            return self._json(status, {"error": error}, extra)
+        if path.endswith("/responses") and self.command == "POST" and self.state.fail in RESPONSES_FAILED:
+            return self._sse([(e["type"], e) for e in responses_failed(self.state, body or {})])
         if path.endswith("/messages") and self.command == "POST":
             body = body or {}
             blocks, stop = anthropic_reply(self.state, body)
+            if self.state.thinking:
+                thought = {"type": "thinking", "thinking": "Let me think.", "signature": "sig-capture-not-anthropic"}
+                blocks = [thought, *blocks]
             if body.get("stream"):
                 events = anthropic_events(body.get("model", "m"), blocks, stop)
                 if self.state.no_completed:
@@ -305,10 +374,12 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return self._json(404, {"error": {"type": "not_found_error", "message": f"no {path}"}})
 
-    def _json(self, status: int, obj: dict[str, Any]) -> None:
+    def _json(self, status: int, obj: dict[str, Any], extra: dict[str, str] | None = None) -> None:
         data = json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json")
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -333,8 +404,11 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--tool-loop", action="store_true")
     parser.add_argument("--no-completed", action="store_true")
+    kinds = sorted({*ANTHROPIC_HTTP_FAILURES, *RESPONSES_FAILED, *RESPONSES_HTTP, "stream_error"})
+    parser.add_argument("--fail", choices=kinds)
+    parser.add_argument("--thinking", action="store_true")
     args = parser.parse_args()
-    Handler.state = State(args.out, args.tool_loop, args.no_completed)
+    Handler.state = State(args.out, args.tool_loop, args.no_completed, args.fail, args.thinking)
     ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
 
 
