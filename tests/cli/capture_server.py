@@ -10,7 +10,9 @@ headers with secrets masked, parsed body).
 --tool-loop: the first model request that offers a shell tool gets a call of it (`echo <marker>`), the
 next one (carrying the tool's result) gets a text answer quoting it. --fail KIND: every model request gets
 that failure (an HTTP error, or an `event: error` / `response.failed` stream), to see how often each CLI
-retries. --thinking: Messages answers start with a `thinking` block whose signature is not Anthropic's.
+retries. --thinking: Messages answers start with a `thinking` block whose signature is not Anthropic's,
+Responses answers with a `reasoning` item (summary, no encrypted_content). --search: Responses text
+answers come after a hosted `web_search_call` item and carry a `url_citation` annotation.
 --no-completed: Responses streams end without `response.completed`, Messages streams without
 `message_delta` / `message_stop` (to see what each CLI does after a bare close).
 """
@@ -46,6 +48,7 @@ class State:
         self.no_completed = no_completed
         self.fail = fail
         self.thinking = thinking
+        self.search = False
         self.lock = threading.Lock()
         self.seq = 0
 
@@ -239,14 +242,70 @@ def responses_events(state: State, body: dict[str, Any]) -> list[dict[str, Any]]
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": 19,
     }
+    outputs = [done_item]
+    if state.search and tool is None:
+        searched, search_item = web_search_events()
+        for event in events[2:]:
+            event["output_index"] += 1
+            for holder in (event.get("part"), *(event.get("item", {}).get("content") or [])):
+                if holder and holder.get("text"):
+                    holder["annotations"] = [CITATION]
+        events[2:2] = searched
+        outputs.insert(0, search_item)
+    if state.thinking:
+        reasoning, reasoning_item = reasoning_events()
+        for event in events[2:]:
+            event["output_index"] += 1
+        events[2:2] = reasoning
+        outputs.insert(0, reasoning_item)
     if not state.no_completed:
         events.append(
             {
                 "type": "response.completed",
-                "response": {**base, "status": "completed", "output": [done_item], "usage": usage},
+                "response": {**base, "status": "completed", "output": outputs, "usage": usage},
             }
         )
     return events
+
+
+CITATION = {
+    "type": "url_citation",
+    "url": "https://example.org/a",
+    "title": "Example A",
+    "start_index": 0,
+    "end_index": 5,
+}
+
+
+def web_search_events() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A hosted web_search_call item, as the Responses API streams one."""
+    item = {"type": "web_search_call", "id": "ws_capture1", "status": "in_progress"}
+    done = {**item, "status": "completed", "action": {"type": "search", "query": "capture query"}}
+    common = {"item_id": "ws_capture1", "output_index": 0}
+    return [
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        {"type": "response.web_search_call.in_progress", **common},
+        {"type": "response.web_search_call.searching", **common},
+        {"type": "response.web_search_call.completed", **common},
+        {"type": "response.output_item.done", "output_index": 0, "item": done},
+    ], done
+
+
+def reasoning_events() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A reasoning item with a summary and no encrypted_content (the gateway has none to give)."""
+    text = "Thinking about it."
+    item = {"type": "reasoning", "id": "rs_capture1", "summary": []}
+    part = {"type": "summary_text", "text": ""}
+    common = {"item_id": "rs_capture1", "output_index": 0, "summary_index": 0}
+    done = {**item, "summary": [{"type": "summary_text", "text": text}]}
+    return [
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        {"type": "response.reasoning_summary_part.added", **common, "part": part},
+        {"type": "response.reasoning_summary_text.delta", **common, "delta": text},
+        {"type": "response.reasoning_summary_text.done", **common, "text": text},
+        {"type": "response.reasoning_summary_part.done", **common, "part": {**part, "text": text}},
+        {"type": "response.output_item.done", "output_index": 0, "item": done},
+    ], done
 
 
 # --- failures (--fail KIND) --------------------------------------------------------------------
@@ -407,8 +466,10 @@ def main() -> None:
     kinds = sorted({*ANTHROPIC_HTTP_FAILURES, *RESPONSES_FAILED, *RESPONSES_HTTP, "stream_error"})
     parser.add_argument("--fail", choices=kinds)
     parser.add_argument("--thinking", action="store_true")
+    parser.add_argument("--search", action="store_true")
     args = parser.parse_args()
     Handler.state = State(args.out, args.tool_loop, args.no_completed, args.fail, args.thinking)
+    Handler.state.search = args.search
     ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
 
 
