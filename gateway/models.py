@@ -137,9 +137,11 @@ class Conversation(models.Model):
     last_error = models.CharField(max_length=300, blank=True, default="")
     # Claimed by one cleanup worker at a time (conditional update).
     claimed_until = models.DateTimeField(null=True, blank=True)
-    # Native multi-turn (gateway/chat/native.py): what the kept chat holds, and its tool envelope nonce.
-    native_fingerprint = models.CharField(max_length=64, blank=True, default="", db_index=True)
-    native_nonce = models.CharField(max_length=64, blank=True, default="")
+    # Native multi-turn (gateway/chat/native.py): what the kept chat holds, its tool envelope nonce and the
+    # client's session hint (hashed). Database defaults: the hand-written INSERT above need not name them.
+    native_fingerprint = models.CharField(max_length=64, blank=True, default="", db_default="", db_index=True)
+    native_nonce = models.CharField(max_length=64, blank=True, default="", db_default="")
+    native_hint = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         indexes = [

@@ -20,7 +20,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from gateway.chat.finish import Final, finish_spawn
-from gateway.chat.native import native_claim, native_enabled
+from gateway.chat.native import native_claim, native_enabled, native_hint
 from gateway.chat.prompt import prompt_text
 from gateway.chat.settle import ending_client_closed, ending_for_error
 from gateway.chat.turn import Job, Turn
@@ -204,13 +204,13 @@ async def accept(
         native_on=native_enabled(key) and not turn.continue_chat,
     )
     if job.native_on:
-        job = await _native_match(job)
+        job = await _native_match(dataclasses.replace(job, native_hint=native_hint(request, turn)))
     return await _with_files(job), cast(Parsed, parsed)
 
 
 async def _native_match(job: Job) -> Job:
     """Native multi-turn (gateway/chat/native.py): continue the kept chat this history extends, if any."""
-    match = await db_call(native_claim, turn=job.turn, door=job.door, owners=job.caller.owners)
+    match = await db_call(native_claim, turn=job.turn, door=job.door, owners=job.caller.owners, hint=job.native_hint)
     if isinstance(match, str):
         return dataclasses.replace(job, native_flag=f"flattened:{match}")
     turn = job.turn

@@ -127,6 +127,7 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
             conversation_id=conversation.conversation_id,
             fingerprint=fingerprint,
             nonce=job.turn.tool_nonce,
+            hint=job.native_hint,
         )
     if lease is not None:
         slot_waiters().wake_one()

@@ -50,6 +50,7 @@ class Turn:
     response_format: ResponseFormat | None = None
     local_answer: str | None = None
     probe: bool = False
+    session_hint: str = ""  # a client's conversation id from the body (prompt_cache_key); native multi-turn
 
     @property
     def offers_tools(self) -> bool:
@@ -75,6 +76,7 @@ class Job:
     native_on: bool = False  # this caller's turns keep their chats for native continuation
     native: NativeMatch | None = None  # the kept chat this request continues natively
     native_flag: str = ""  # which path served it (native / flattened:<why>), for the final log row
+    native_hint: str = ""  # the client's session hint, hashed (gateway/chat/native.py)
 
     @property
     def keep(self) -> bool:

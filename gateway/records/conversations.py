@@ -37,8 +37,8 @@ CLAIM_SECONDS = 120
 # One hand-written INSERT (SQLite 3.35+ and Postgres both return the id): it runs on every request.
 _RECORD = (
     f"INSERT INTO {Conversation._meta.db_table} (account_id, chat_id, state, kept, api_key_id, owner_hash,"  # noqa: S608
-    " parent_message_id, request_id, created_at, last_used_at, delete_attempts, last_error, native_fingerprint,"
-    " native_nonce) VALUES (%s, %s, %s, %s, %s, %s, '', %s, %s, %s, 0, '', '', '') RETURNING id"
+    " parent_message_id, request_id, created_at, last_used_at, delete_attempts, last_error)"
+    " VALUES (%s, %s, %s, %s, %s, %s, '', %s, %s, %s, 0, '') RETURNING id"
 )
 
 

@@ -43,8 +43,9 @@ def user_texts(fake, chat_id):
 
 @pytest.fixture
 def native(e2e):
-    client, key = setup_pool(e2e, native_multiturn=True)
-    e2e.client, e2e.key = client, key
+    pool_account(e2e.fake, "native")
+    key, raw = make_api_key(native_multiturn=True)
+    e2e.client, e2e.key, e2e.raw = client_for(e2e.url, raw), key, raw
     return e2e
 
 
@@ -223,3 +224,51 @@ def test_without_the_mode_each_chat_is_deleted_after_its_answer(e2e):
     _, log = ask(client, [{"role": "user", "content": "Name a colour."}])
     assert e2e.fake.chats[log.upstream_chat_id].deleted
     assert not any(f == "native" or f.startswith("flattened") for f in log.flags)
+
+
+def test_two_sessions_sending_the_same_first_message_at_once_keep_two_chats(native):
+    fake = native.fake
+    first = [SYSTEM, {"role": "user", "content": "Name a colour."}]
+    clients = {s: client_for(native.url, native.raw, default_headers={"x-claude-code-session-id": s}) for s in "AB"}
+    fake.reply(text="Blue.", delay=0.3, times=2)
+    logs: dict[str, object] = {}
+
+    def send(session):
+        logs[session] = ask(clients[session], first)[1]
+
+    threads = [threading.Thread(target=send, args=(s,)) for s in "AB"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert logs["A"].upstream_chat_id != logs["B"].upstream_chat_id  # two chats, each flattened:new
+    # Both hold the same history, yet each session continues its own chat.
+    for session in "AB":
+        fake.reply(text=f"Red for {session}.")
+        history = [*first, {"role": "assistant", "content": "Blue."}, {"role": "user", "content": f"{session}?"}]
+        message, log = ask(clients[session], history)
+        assert message.content == f"Red for {session}." and "native" in log.flags
+        assert log.upstream_chat_id == logs[session].upstream_chat_id
+        assert user_texts(fake, log.upstream_chat_id)[-1] == f"{session}?"
+
+
+def test_a_hint_narrows_but_the_history_decides(native):
+    fake = native.fake
+    alice = client_for(native.url, native.raw, default_headers={"x-claude-code-session-id": "alice"})
+    history = [SYSTEM, {"role": "user", "content": "Name a colour."}]
+    fake.reply(text="Blue.")
+    _, log1 = ask(alice, history)
+    # The same session with a changed history: flattened.
+    fake.reply(text="Red.")
+    edited = [SYSTEM, {"role": "user", "content": "Name a fruit."}, {"role": "assistant", "content": "Blue."}]
+    _, log2 = ask(alice, [*edited, {"role": "user", "content": "Another?"}])
+    assert "flattened:no_state" in log2.flags
+    # Another session with the same history: not this session's chat.
+    bob = client_for(native.url, native.raw, default_headers={"x-claude-code-session-id": "bob"})
+    fake.reply(text="Green.")
+    resent = [*history, {"role": "assistant", "content": "Blue."}, {"role": "user", "content": "Another?"}]
+    _, log3 = ask(bob, resent)
+    assert "flattened:no_state" in log3.flags and log3.upstream_chat_id != log1.upstream_chat_id
+    fake.reply(text="Yellow.")
+    _, log4 = ask(alice, resent)
+    assert "native" in log4.flags and log4.upstream_chat_id == log1.upstream_chat_id
