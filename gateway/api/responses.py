@@ -48,6 +48,8 @@ STORE_ATTRIBUTE = "_kimiproxy_store"  # the collected answer's record, saved by 
 
 
 class ResponsesDoor(FrontDoor[ResponsesRequest, ResponsesSink]):
+    name = "responses"
+
     def parse(self, body: object) -> tuple[Turn, ResponsesRequest]:
         parsed = parse_responses_request(
             body,
@@ -71,6 +73,7 @@ class ResponsesDoor(FrontDoor[ResponsesRequest, ResponsesSink]):
             response_format=parsed.response_format,
             probe=parsed.probe,
             log_flags=_log_flags(parsed),
+            session_hint=parsed.prompt_cache_key or "",
         )
         return turn, parsed
 

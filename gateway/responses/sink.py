@@ -15,6 +15,7 @@ An answer without any output (a local probe) still gets one empty message, so it
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,7 @@ from gateway.chat.sink import ReplyStats
 from gateway.kimi.base import Done, KimiEvent, SearchResults
 from gateway.openai.chunks import Chunk
 from gateway.openai.errors import GatewayError
+from gateway.openai.messages import Message
 from gateway.openai.request import ChatRequest
 from gateway.openai.sinks import ChatCompletionSink
 from gateway.responses.errors import responses_error
@@ -179,6 +181,14 @@ class ResponsesSink:
 
     def log_flags(self) -> list[str]:
         return self.engine.log_flags() if self.engine is not None else []
+
+    def answer(self) -> Message | None:
+        """The answer as the client got it (native multi-turn, gateway/chat/sink.py ``AnswerSink``): the
+        text of its message items and its calls, as the client resends them as input items."""
+        base = self.engine.answer() if self.engine is not None and self.completed is not None else None
+        if base is None:
+            return None
+        return dataclasses.replace(base, text=self.writer.text_so_far)
 
     def response(self) -> dict[str, Any]:
         """The collected response object (after ``close``)."""
