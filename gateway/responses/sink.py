@@ -5,7 +5,8 @@ The answer is assembled exactly as for chat completions, by one ``ChatCompletion
 check), whose chunks are translated here into Responses items and events (stream.py): reasoning deltas
 into a ``reasoning`` item, content into a ``message``, each tool call into a ``function_call`` or
 ``custom_tool_call`` item (a namespaced tool's call carries its ``namespace`` again), Kimi's search
-results into one ``web_search_call`` item and ``url_citation`` annotations.
+results into one ``web_search_call`` item and ``url_citation`` annotations (no source list is appended
+to the text, unlike chat completions: the sources are the annotations and the search item).
 
 The end: ``stop`` / ``tool_calls`` -> ``response.completed``; ``length`` -> ``response.incomplete``
 (``max_output_tokens``); ``content_filter`` -> ``response.incomplete`` (``content_filter``); a failure
@@ -119,7 +120,7 @@ class ResponsesSink:
     def start(self, *, chat_id: str) -> None:
         request = self.request
         chat = ChatRequest(
-            model=request.model,
+            model=dataclasses.replace(request.model, silent=True),  # sources are annotations, not a list
             messages=request.messages,
             files=request.files,
             stream=True,

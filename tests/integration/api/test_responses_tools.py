@@ -9,8 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.factories import make_api_key
 from tests.fixtures_gateway import wait_for_background_tasks, wait_for_final_log
-from tests.integration.api.helpers import setup_pool
+from tests.integration.api.helpers import pool_account, setup_pool
 from tests.integration.api.test_responses import sse_events
 from tests.integration.api.test_tools import block, invoke
 from tests.responses_order import assert_official_order
@@ -181,3 +182,35 @@ def test_codex_plain_prompt_is_answered_and_logged(e2e):
     assert {"store:false", "tool_dropped:web_search_cached"} <= set(log.flags)
     wait_for_background_tasks()
     assert all(chat.deleted for chat in e2e.fake.chats.values())
+
+
+@pytest.mark.skipif(not (FIXTURES / "codex_tool_loop.json").exists(), reason="the Codex captures are not merged yet")
+def test_a_codex_tool_loop_continues_one_chat_natively(e2e):
+    """Native multi-turn (gateway/chat/native.py) on this door: Codex resends the whole history with
+    store:false; the second step continues the first step's chat with only the tool output."""
+    pool_account(e2e.fake, "native")
+    _, raw = make_api_key(native_multiturn=True)
+    first, second = _codex("codex_tool_loop.json")[:2]
+    e2e.fake.reply(text=block(invoke("exec_command", cmd="echo 7319")), times=1)
+    events = sse_events(_post(e2e, raw, first))
+    call = next(e["item"] for e in events if e["type"] == "response.output_item.done")
+    assert call["type"] == "function_call"
+    wait_for_background_tasks()
+    # The second step as Codex sends it, with this run's call echoed (the capture holds another run's ids).
+    items = []
+    for item in second["input"]:
+        if item.get("type") == "function_call":
+            item = {**item, "call_id": call["call_id"], "id": call["id"], "arguments": call["arguments"]}
+        elif item.get("type") == "function_call_output":
+            item = {**item, "call_id": call["call_id"], "output": "Process exited with code 0\nOutput:\n7319\n"}
+        items.append(item)
+    e2e.fake.reply(text="It printed 7319.", times=1)
+    response = _post(e2e, raw, {**second, "input": items})
+    events = sse_events(response)
+    assert events[-1]["type"] == "response.completed"
+    log = wait_for_final_log(response.headers["x-request-id"])
+    assert "native" in log.flags
+    (chat,) = e2e.fake.chats.values()  # one chat for both steps
+    last = e2e.fake.prompts()[-1]
+    assert "7319" in last and "You are a coding agent" not in last  # only what followed the call
+    assert len([m for m in chat.messages if m.role == "user"]) == 2
