@@ -1,5 +1,5 @@
 """The OpenAI Responses door (``/v1/responses``) with the official ``openai`` SDK against the fake Kimi:
-plain answers stream and not, reasoning, search, the probe, errors and a mid-stream cut."""
+plain answers stream and not, reasoning, search, the probe, errors, failover and a mid-stream cut."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 
 from accounts.models import KimiAccount
 from gateway.models import ApiKey, RequestLog
+from tests.factories import make_api_key
 from tests.fixtures_gateway import wait_for_background_tasks, wait_for_final_log
-from tests.integration.api.helpers import setup_pool
+from tests.integration.api.helpers import pool_account, setup_pool
 from tests.responses_order import assert_official_order
 
 
@@ -197,3 +198,42 @@ def test_a_prompt_kimi_refuses_as_too_long_is_context_length_exceeded(e2e):
         client.responses.create(model="kimi", input="a very long question", store=False)
     body = caught.value.body
     assert (body["code"], body["param"]) == ("context_length_exceeded", "input")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_refused_first_account_fails_over_before_the_answer_begins(e2e, stream):
+    first = pool_account(e2e.fake, "first")
+    pool_account(e2e.fake, "second")
+    KimiAccount.objects.filter(name="second").update(last_used_at="2030-01-01T00:00:00Z")  # "first" goes first
+    _, raw = make_api_key()
+    e2e.fake.fault("overloaded", account="first")
+    e2e.fake.reply(text="from the second account")
+    body = {"model": "kimi", "input": "hi", "stream": stream, "store": False}
+    response = httpx.post(f"{e2e.url}/v1/responses", json=body, headers={"Authorization": f"Bearer {raw}"}, timeout=20)
+    if stream:
+        events = sse_events(response)
+        assert_official_order(events)
+        output = events[-1]["response"]["output"]
+    else:
+        output = response.json()["output"]
+    assert output[-1]["content"][0]["text"] == "from the second account"
+    log = wait_for_final_log(response.headers["x-request-id"])
+    assert (log.attempts, log.outcome) == (2, "ok") and log.account_id != first.pk
+    wait_for_background_tasks()
+    assert all(chat.deleted for chat in e2e.fake.chats.values())
+
+
+def test_a_collected_answer_cut_mid_way_fails_over_and_starts_again(e2e):
+    pool_account(e2e.fake, "first")
+    pool_account(e2e.fake, "second")
+    KimiAccount.objects.filter(name="second").update(last_used_at="2030-01-01T00:00:00Z")
+    _, raw = make_api_key()
+    e2e.fake.reply(text="a long answer that the first account cuts", chunk_size=4, account="first")
+    e2e.fake.fault("cut", after_events=6, account="first")
+    e2e.fake.reply(text="whole answer")
+    body = {"model": "kimi", "input": "hi", "store": False}
+    response = httpx.post(f"{e2e.url}/v1/responses", json=body, headers={"Authorization": f"Bearer {raw}"}, timeout=20)
+    output = response.json()["output"]
+    assert [item["type"] for item in output] == ["message"]  # nothing of the cut answer is left
+    assert output[0]["content"][0]["text"] == "whole answer"
+    assert wait_for_final_log(response.headers["x-request-id"]).attempts == 2

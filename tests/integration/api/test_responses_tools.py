@@ -214,3 +214,16 @@ def test_a_codex_tool_loop_continues_one_chat_natively(e2e):
     last = e2e.fake.prompts()[-1]
     assert "7319" in last and "You are a coding agent" not in last  # only what followed the call
     assert len([m for m in chat.messages if m.role == "user"]) == 2
+
+
+@pytest.mark.skipif(not (FIXTURES / "codex_reasoning_search_echo.json").exists(), reason="no capture")
+def test_codex_resending_reasoning_and_search_items_with_nulls_is_served(e2e):
+    client, _ = setup_pool(e2e)
+    resumed = _codex("codex_reasoning_search_echo.json")[1]
+    e2e.fake.reply(text="Resumed.", citations=None)
+    response = _post(e2e, client.api_key, resumed)
+    events = sse_events(response)
+    assert_official_order(events)
+    assert events[-1]["type"] == "response.completed"
+    prompt = e2e.fake.prompts()[-1]
+    assert "encrypted_content" not in prompt  # the reasoning item is dropped, never sent back upstream
