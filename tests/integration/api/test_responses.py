@@ -237,3 +237,15 @@ def test_a_collected_answer_cut_mid_way_fails_over_and_starts_again(e2e):
     assert [item["type"] for item in output] == ["message"]  # nothing of the cut answer is left
     assert output[0]["content"][0]["text"] == "whole answer"
     assert wait_for_final_log(response.headers["x-request-id"]).attempts == 2
+
+
+def test_silences_get_keep_alive_comments_between_the_events(e2e, settings):
+    settings.KIMIPROXY_KEEPALIVE_SECONDS = 0.2
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text="after the pause")
+    e2e.fake.fault("stall", interval=0.3, duration=1.0)
+    response = raw_post(e2e, client.api_key, {"model": "kimi", "input": "x", "stream": True, "store": False})
+    assert ": keep-alive" in response.text and response.headers["X-Accel-Buffering"] == "no"
+    events = sse_events(response)
+    assert_official_order(events)
+    assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == "after the pause"
