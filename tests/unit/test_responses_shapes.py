@@ -265,3 +265,26 @@ def test_the_order_checker_refuses_a_stream_out_of_order():
         assert_official_order(without_item_done)
     with pytest.raises(AssertionError):
         assert_official_order(events[:-1])  # a bare close: no terminal event
+
+
+def test_tool_choice_names_a_declared_tool_or_is_refused():
+    tools = [{"type": "function", "name": "f"}, {"type": "custom", "name": "apply_patch"}]
+    named = parse({"input": "x", "tools": tools, "tool_choice": {"type": "custom", "name": "apply_patch"}})
+    assert named.tools.tools is not None and named.tools.tools.choice.names == ("apply_patch",)
+    assert named.tools.tools.required
+    allowed = {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "f"}]}
+    restricted = parse({"input": "x", "tools": tools, "tool_choice": allowed})
+    assert restricted.tools.tools is not None and [t.name for t in restricted.tools.tools.offered] == ["f"]
+    with pytest.raises(InvalidRequest) as caught:
+        parse({"input": "x", "tools": tools, "tool_choice": {"type": "function", "name": "g"}})
+    assert caught.value.param == "tool_choice"
+    with pytest.raises(InvalidRequest):
+        parse({"input": "x", "tools": [*tools, {"type": "function", "name": "f"}]})  # declared twice
+
+
+def test_split_name_gives_the_namespace_back_only_for_declared_namespaces():
+    from gateway.responses.tools import split_name
+
+    assert split_name("ns.g", frozenset({"ns"})) == ("g", "ns")
+    assert split_name("other.g", frozenset({"ns"})) == ("other.g", None)
+    assert split_name("f", frozenset({"ns"})) == ("f", None)
