@@ -13,6 +13,8 @@ they say; ``?beta=true`` (the SDK's beta client) is the same endpoint.
 
 from __future__ import annotations
 
+import contextvars
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -28,7 +30,12 @@ from gateway.chat.reply import Reply
 from gateway.chat.run import StreamBody
 from gateway.chat.turn import Job, Turn
 from gateway.openai.errors import GatewayError
+from gateway.openai.usage import estimate_tokens
 from gateway.tools.spec import new_nonce
+
+# The prompt's estimated tokens for this request's error message ("prompt is too long: N tokens > M"):
+# set when its sink is made, read by error_response, in the same task (serve).
+_PROMPT_TOKENS: contextvars.ContextVar[int] = contextvars.ContextVar("anthropic_prompt_tokens", default=0)
 
 
 def _parse(body: object, *, counting: bool) -> MessagesRequest:
@@ -64,7 +71,8 @@ class AnthropicDoor:
         return f"Bearer {key}" if key else request.headers.get("Authorization", "")
 
     def error_response(self, error: GatewayError, *, request_id: str) -> HttpResponseBase:
-        response = JsonResponse(anthropic_error_body(error, request_id=request_id), status=anthropic_status(error))
+        body = anthropic_error_body(error, request_id=request_id, prompt_tokens=_PROMPT_TOKENS.get())
+        response = JsonResponse(body, status=anthropic_status(error))
         for name, value in error.headers().items():  # retry-after
             response[name] = value
         response["request-id"] = response["x-request-id"] = request_id
@@ -77,6 +85,7 @@ class MessagesDoor(AnthropicDoor, FrontDoor[MessagesRequest, MessagesSink]):
         return _turn(request), request
 
     def sink(self, job: Job, parsed: MessagesRequest) -> MessagesSink:
+        _PROMPT_TOKENS.set(estimate_tokens(job.prompt_text))
         return MessagesSink(
             request_id=job.request_id,
             request=parsed,

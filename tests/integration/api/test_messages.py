@@ -5,6 +5,7 @@ deleted upstream chat."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -308,3 +309,14 @@ def test_a_claude_alias_is_served_by_its_target(door, settings):
     message = raw.parse()
     assert message.model == "claude-opus-4-1-20250805"
     assert [b.type for b in message.content] == ["thinking", "text"]  # a thinking model name turns it on
+
+
+def test_a_conversation_too_long_is_claudes_prompt_is_too_long(door):
+    door.fake.fault("context_too_long", times=2)
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        door.client.messages.create(
+            model=MODEL, max_tokens=100, messages=[*ASK, {"role": "assistant", "content": "hi"}, *ASK]
+        )
+    message = caught.value.body["error"]["message"]
+    assert re.match(r"prompt is too long: \d+ tokens > \d+ maximum", message)  # what Claude Code parses
+    assert caught.value.body["error"]["type"] == "invalid_request_error"
