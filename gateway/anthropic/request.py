@@ -22,6 +22,7 @@ field Anthropic-style (``messages.2.content.1.source``); a ``base64`` file above
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Literal
 
 from gateway.anthropic.content import ContentLimits, parse_message, parse_system
@@ -206,9 +207,19 @@ def _bool(body: dict[str, object], name: str) -> bool:
 
 
 def _user(body: dict[str, object]) -> str:
+    """``metadata.user_id`` for the log. Claude Code sends a JSON string (device, account, session ids):
+    its session id is what tells one run's requests apart."""
     metadata = body.get("metadata")
     user = metadata.get("user_id") if isinstance(metadata, dict) else None
-    return user[:100] if isinstance(user, str) else ""
+    if not isinstance(user, str):
+        return ""
+    try:
+        ids = json.loads(user) if user.startswith("{") else None
+    except ValueError:
+        ids = None
+    if isinstance(ids, dict) and isinstance(ids.get("session_id"), str):
+        return f"session:{ids['session_id']}"[:100]
+    return user[:100]
 
 
 def _query(messages: tuple[Message, ...], tools: AnthropicTools) -> str:

@@ -25,11 +25,12 @@ from gateway.anthropic.errors import anthropic_error_body, anthropic_status
 from gateway.anthropic.request import MessagesRequest, parse_messages_request
 from gateway.anthropic.sinks import CountTokensSink, MessagesSink
 from gateway.anthropic.thinking import signing_key
+from gateway.chat.accept import new_request_id
 from gateway.chat.door import FrontDoor, serve
 from gateway.chat.reply import Reply
 from gateway.chat.run import StreamBody
 from gateway.chat.turn import Job, Turn
-from gateway.openai.errors import GatewayError
+from gateway.openai.errors import GatewayError, NotFound
 from gateway.openai.usage import estimate_tokens
 from gateway.tools.spec import new_nonce
 
@@ -139,3 +140,10 @@ async def messages(request: HttpRequest) -> HttpResponseBase:
 @require_http_methods(["POST"])
 async def count_tokens(request: HttpRequest) -> HttpResponseBase:
     return await serve(request, COUNT_TOKENS)
+
+
+@csrf_exempt
+async def messages_not_found(request: HttpRequest, path: str = "") -> HttpResponseBase:
+    """Other paths under /v1/messages/ (batches, ...): Anthropic's 404 shape. Claude Code reads a 404 as
+    "this model does not exist", so only an unknown path gets one, never a model name."""
+    return MESSAGES.error_response(NotFound(f"Unknown path {request.path}"), request_id=new_request_id())

@@ -206,4 +206,5 @@ def test_unknown_fields_and_blocks_are_accepted():
     )
     assert request.messages[0].text == "kept\n[mystery block]"
     assert {"temperature", "top_k", "metadata", "context_management"} <= set(request.ignored)
-    assert request.user == '{"session_id": "s"}'
+    assert request.user == "session:s"  # Claude Code's JSON user_id: its session id is logged
+    assert parse(metadata={"user_id": "alice"}).user == "alice"

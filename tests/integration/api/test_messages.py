@@ -320,3 +320,19 @@ def test_a_conversation_too_long_is_claudes_prompt_is_too_long(door):
     message = caught.value.body["error"]["message"]
     assert re.match(r"prompt is too long: \d+ tokens > \d+ maximum", message)  # what Claude Code parses
     assert caught.value.body["error"]["type"] == "invalid_request_error"
+
+
+def test_a_collected_answer_fails_over_after_a_mid_answer_cut(door):
+    second_account(door)
+    door.fake.reply(text="a long answer that the first account cuts", chunk_size=4, account="first")
+    door.fake.fault("cut", after_events=6, account="first")
+    door.fake.reply(text="whole answer")
+    raw = door.client.messages.with_raw_response.create(model=MODEL, max_tokens=100, messages=ASK)
+    assert [(b.type, b.text) for b in raw.parse().content] == [("text", "whole answer")]
+    assert_served_and_cleaned_up(door, raw.headers["request-id"], account=door.second, attempts=2)
+
+
+def test_an_unknown_path_under_messages_is_an_anthropic_404(door):
+    response = httpx.post(f"{door.url}/v1/messages/batches", json={}, headers={"x-api-key": door.raw})
+    assert response.status_code == 404
+    assert response.json()["type"] == "error" and response.json()["error"]["type"] == "not_found_error"
