@@ -56,6 +56,7 @@ def parse_anthropic_tools(body: Mapping[str, object]) -> AnthropicTools:
         raise InvalidRequest(f"Too many tools: at most {MAX_TOOLS}.", param="tools", code="too_many_tools")
     specs: list[ToolSpec] = []
     web_search = False
+    hosted: set[str] = set()  # the names of hosted tools (the search), which tool_choice may name
     seen: set[str] = set()
     for i, item in enumerate(raw):
         param = f"tools.{i}"
@@ -64,6 +65,7 @@ def parse_anthropic_tools(body: Mapping[str, object]) -> AnthropicTools:
         kind = item.get("type")
         if isinstance(kind, str) and kind.startswith(WEB_SEARCH_PREFIX):
             web_search = True
+            hosted.add(str(item.get("name") or "web_search"))
             continue
         if kind not in (None, "custom"):
             raise InvalidRequest(
@@ -77,7 +79,7 @@ def parse_anthropic_tools(body: Mapping[str, object]) -> AnthropicTools:
             raise InvalidRequest(f"Tool name {spec.name!r} is declared twice.", param=param, code="duplicate_tool_name")
         seen.add(spec.name)
         specs.append(spec)
-    choice, parallel = _choice(body.get("tool_choice"), specs)
+    choice, parallel = _choice(body.get("tool_choice"), specs, hosted)
     if not specs:
         return AnthropicTools(web_search=web_search)
     return AnthropicTools(tools=ToolSet(tools=tuple(specs), choice=choice, parallel=parallel), web_search=web_search)
@@ -106,7 +108,9 @@ def _custom_tool(item: Mapping[str, object], param: str) -> ToolSpec:
     )
 
 
-def _choice(raw: object, specs: list[ToolSpec]) -> tuple[ToolChoice, bool]:
+def _choice(raw: object, specs: list[ToolSpec], hosted: set[str]) -> tuple[ToolChoice, bool]:
+    """The choice for the client's own tools. Naming the hosted search (or ``any`` with only the search
+    declared) asks for a search: Kimi decides whether to search, as in its web app, so it is ``auto``."""
     if raw is None:
         return ToolChoice(), True
     if not isinstance(raw, dict) or raw.get("type") not in ("auto", "any", "tool", "none"):
@@ -115,6 +119,8 @@ def _choice(raw: object, specs: list[ToolSpec]) -> tuple[ToolChoice, bool]:
         )
     parallel = raw.get("disable_parallel_tool_use") is not True
     kind = raw["type"]
+    if (kind == "tool" and raw.get("name") in hosted) or (kind == "any" and not specs and hosted):
+        return ToolChoice(), parallel
     if kind in ("any", "tool") and not specs:
         raise InvalidRequest(
             "tool_choice requires tools: declare the tools it may call.", param="tool_choice", code="invalid_value"

@@ -208,3 +208,14 @@ def test_unknown_fields_and_blocks_are_accepted():
     assert {"temperature", "top_k", "metadata", "context_management"} <= set(request.ignored)
     assert request.user == "session:s"  # Claude Code's JSON user_id: its session id is logged
     assert parse(metadata={"user_id": "alice"}).user == "alice"
+
+
+def test_tool_choice_may_name_the_hosted_search():
+    search = {"type": "web_search_20250305", "name": "web_search"}
+    for choice in ({"type": "tool", "name": "web_search"}, {"type": "any"}):
+        parsed = parse_anthropic_tools({"tools": [search], "tool_choice": choice})
+        assert parsed.web_search and parsed.tools is None
+    with_own = parse_anthropic_tools(
+        {"tools": [search, {"name": "f", "input_schema": {}}], "tool_choice": {"type": "tool", "name": "web_search"}}
+    )
+    assert with_own.tools is not None and with_own.tools.choice.mode == "auto"
