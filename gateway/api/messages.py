@@ -14,6 +14,7 @@ they say; ``?beta=true`` (the SDK's beta client) is the same endpoint.
 from __future__ import annotations
 
 import contextvars
+import logging
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
@@ -34,6 +35,7 @@ from gateway.openai.errors import GatewayError, NotFound
 from gateway.openai.usage import estimate_tokens
 from gateway.tools.spec import new_nonce
 
+log = logging.getLogger(__name__)
 # The prompt's estimated tokens for this request's error message ("prompt is too long: N tokens > M"):
 # set when its sink is made, read by error_response, in the same task (serve).
 _PROMPT_TOKENS: contextvars.ContextVar[int] = contextvars.ContextVar("anthropic_prompt_tokens", default=0)
@@ -83,6 +85,8 @@ class AnthropicDoor:
 class MessagesDoor(AnthropicDoor, FrontDoor[MessagesRequest, MessagesSink]):
     def parse(self, body: object) -> tuple[Turn, MessagesRequest]:
         request = _parse(body, counting=False)
+        if request.ignored:
+            log.debug("messages request: accepted and ignored %s", ", ".join(request.ignored))
         return _turn(request), request
 
     def sink(self, job: Job, parsed: MessagesRequest) -> MessagesSink:
