@@ -193,6 +193,7 @@ class _Blocks:
     def _tool_result(self, block: Mapping[str, object], param: str) -> Message:
         call_id = _string(block, "tool_use_id", param)
         content = block.get("content")
+        attachments: tuple[Attachment, ...] = ()
         if content is None:
             text = ""
         elif isinstance(content, str):
@@ -201,14 +202,14 @@ class _Blocks:
             inner = _Blocks("user", param, decode=self.decode, limits=self.limits)
             for j, item in enumerate(content):
                 inner.add(item, f"{param}.content.{j}")
-            self.attachments.extend(inner.attachments)  # images a tool returned go with the turn's files
+            attachments = tuple(inner.attachments)  # images a tool returned (uploaded with the turn's files)
             mentions = [f"[{a.kind}: {a.label}]" for a in inner.attachments]
             text = "\n".join([*inner.texts, *mentions])
         else:
             raise _type_error(f"{param}.content", "a string or a list of content blocks")
         if block.get("is_error") is True:
             text = f"[the tool reported an error]\n{text}"
-        return Message(role="tool", text=text, tool_call_id=call_id)
+        return Message(role="tool", text=text, tool_call_id=call_id, attachments=attachments)
 
 
 def _tool_use(block: Mapping[str, object], param: str, *, index: int) -> ToolCall:

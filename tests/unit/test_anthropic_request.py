@@ -219,3 +219,19 @@ def test_tool_choice_may_name_the_hosted_search():
         {"tools": [search, {"name": "f", "input_schema": {}}], "tool_choice": {"type": "tool", "name": "web_search"}}
     )
     assert with_own.tools is not None and with_own.tools.choice.mode == "auto"
+
+
+def test_an_image_a_tool_returned_is_one_of_the_files_and_the_result_stays_the_turn():
+    png = base64.b64encode(b"\x89PNG shot").decode()
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}
+    request = parse(
+        messages=[
+            *ASK,
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Read", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [image]}]},
+        ]
+    )
+    assert [m.role for m in request.messages] == ["user", "assistant", "tool"]
+    assert request.messages[-1].text == "[image: inline image]"
+    (file,) = request.files
+    assert file.blob is not None and file.blob.data == b"\x89PNG shot"
