@@ -336,3 +336,21 @@ def test_an_unknown_path_under_messages_is_an_anthropic_404(door):
     response = httpx.post(f"{door.url}/v1/messages/batches", json={}, headers={"x-api-key": door.raw})
     assert response.status_code == 404
     assert response.json()["type"] == "error" and response.json()["error"]["type"] == "not_found_error"
+
+
+def test_silences_get_pings_the_sdk_skips(door, settings):
+    settings.KIMIPROXY_KEEPALIVE_SECONDS = 0.2
+    door.fake.reply(text="after the pause")
+    door.fake.fault("stall", interval=0.3, duration=1.0)
+    response = httpx.post(
+        f"{door.url}/v1/messages",
+        json={"model": MODEL, "max_tokens": 100, "messages": ASK, "stream": True},
+        headers={"x-api-key": door.raw},
+        timeout=20,
+    )
+    names = [line[7:] for line in response.text.splitlines() if line.startswith("event: ")]
+    assert "ping" in names and names[0] == "message_start" and names[-1] == "message_stop"
+    door.fake.reply(text="after the pause")
+    door.fake.fault("stall", interval=0.3, duration=1.0)
+    with door.client.messages.stream(model=MODEL, max_tokens=100, messages=ASK) as stream:
+        assert stream.get_final_text() == "after the pause"
