@@ -83,6 +83,8 @@ class AnthropicDoor:
 
 
 class MessagesDoor(AnthropicDoor, FrontDoor[MessagesRequest, MessagesSink]):
+    name = "messages"  # native multi-turn states belong to one door
+
     def parse(self, body: object) -> tuple[Turn, MessagesRequest]:
         request = _parse(body, counting=False)
         if request.ignored:
@@ -114,6 +116,8 @@ class MessagesDoor(AnthropicDoor, FrontDoor[MessagesRequest, MessagesSink]):
 
 
 class CountTokensDoor(AnthropicDoor, FrontDoor[MessagesRequest, CountTokensSink]):
+    name = "count_tokens"
+
     def parse(self, body: object) -> tuple[Turn, MessagesRequest]:
         request = _parse(body, counting=True)
         return _turn(request, local_answer=""), request
