@@ -208,6 +208,8 @@ async def accept(
         door=door,
         native_on=native_enabled(key) and not turn.continue_chat and not turn.continue_stored,
     )
+    if job.answered_locally:  # count_tokens, a probe: nothing reaches Kimi, no kept chat to claim or extend
+        job = dataclasses.replace(job, native_on=False)
     if job.native_on:
         job = await _native_match(dataclasses.replace(job, native_hint=native_hint(request, turn)))
     return await _with_files(job), cast(Parsed, parsed)
