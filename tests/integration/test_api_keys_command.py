@@ -61,11 +61,23 @@ def test_it_creates_and_changes_a_turn_budget() -> None:
     key = api_key_authenticate(raw=raw)
     assert key is not None and key.turns_per_day == 50
 
-    assert run("set", "agent", "--turns-per-day", "20").strip() == "agent: 20 turns per day"
+    assert run("set", "agent", "--turns-per-day", "20").strip() == "agent: 20 turns per day, native multi-turn off"
     assert ApiKey.objects.get(name="agent").turns_per_day == 20
-    assert run("set", "agent", "--turns-per-day", "none").strip() == "agent: no turn budget"
+    assert run("set", "agent", "--turns-per-day", "none").strip() == "agent: no turn budget, native multi-turn off"
     assert ApiKey.objects.get(name="agent").turns_per_day is None
     with pytest.raises(CommandError, match="at least 1"):
         run("set", "agent", "--turns-per-day", "0")
     with pytest.raises(CommandError, match="No API key named 'nobody'"):
         run("set", "nobody", "--turns-per-day", "5")
+
+
+def test_it_turns_native_multi_turn_on_and_off() -> None:
+    run("create", "--name", "agent", "--native-multiturn")
+    assert ApiKey.objects.get(name="agent").native_multiturn is True
+    assert run("set", "agent", "--no-native-multiturn").strip() == "agent: no turn budget, native multi-turn off"
+    assert ApiKey.objects.get(name="agent").native_multiturn is False
+    assert run("set", "agent", "--native-multiturn", "--turns-per-day", "9").strip() == (
+        "agent: 9 turns per day, native multi-turn on"
+    )
+    with pytest.raises(CommandError, match="Say what to change"):
+        run("set", "agent")
