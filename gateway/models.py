@@ -35,6 +35,11 @@ class ApiKey(models.Model):
     )
     allowed_models = models.JSONField(default=list, blank=True, help_text="Model names; empty = all.")
     reasoning_format = models.CharField(max_length=16, choices=ReasoningFormat.choices, default=ReasoningFormat.FIELD)
+    repair_turns = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Extra upstream turns a collected answer may spend on a repair (a tool call failing its "
+        "schema, invalid JSON output); 0 = none. Each one spends the account's limit.",
+    )
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -90,6 +95,15 @@ class RequestLog(models.Model):
     user = models.CharField(max_length=200, blank=True, default="")
     prompt_preview = models.CharField(max_length=200, blank=True, default="")
     answer_preview = models.CharField(max_length=200, blank=True, default="")
+    # Client tools (gateway/tools/): what the parser saw in the answer. ``tool_outcome`` is ParseStats's
+    # (text | tool_calls | tool_call_missing | tool_call_malformed; empty: no tools declared).
+    tools_declared = models.PositiveSmallIntegerField(default=0)
+    tool_block_seen = models.BooleanField(default=False)
+    tool_outcome = models.CharField(max_length=24, blank=True, default="")
+    tool_calls = models.PositiveSmallIntegerField(default=0)
+    # Extra upstream turns spent repairing the answer (a call failing its schema, invalid JSON output).
+    repairs = models.PositiveSmallIntegerField(default=0)
+    tool_unknown_names = models.JSONField(default=list, blank=True)  # names the model called, not offered
 
     class Meta:
         ordering = ["-created_at"]

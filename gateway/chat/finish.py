@@ -32,7 +32,7 @@ from gateway.kimi.base import Done, KimiError, KimiEvent
 from gateway.records.conversations import chat_delete
 from gateway.records.drift import drift_record
 from gateway.records.logs import request_finish_async
-from gateway.records.settlements import ConversationSettlement, LeaseSettlement, LogFinish
+from gateway.records.settlements import ConversationSettlement, LeaseSettlement, LogFinish, ToolRecord
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class Final:
     settled: tuple[Attempt, ...] = ()
     rest: AsyncIterator[KimiEvent] | None = None  # the upstream answer left to drain into ``tail``
     tail: DrainingSink | None = None  # a sink with log flags of its own (read after the drain)
+    repairs: int = 0  # extra upstream turns spent repairing the answer (gateway/chat/repair.py)
 
 
 def finish_spawn(job: Job, final: Final) -> asyncio.Task[None]:
@@ -65,8 +66,10 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
     conversation_id = None
     if final.rest is not None and final.tail is not None:
         await _drain(final.rest, final.tail, seconds=settings.KIMIPROXY_TOOL_DRAIN_SECONDS, job=job)
+    tools = ToolRecord()
     if attempt is not None and final.tail is not None:
         attempt.reply_flags = final.tail.log_flags()
+        tools = final.tail.tool_record()
     if attempt is not None:
         await attempt.close()
         conversation_id = await attempt.recorded_conversation()
@@ -82,6 +85,8 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
         account_id=attempt.account.pk if attempt else None,
         upstream_chat_id=attempt.chat_id if attempt else "",
         flags=[*job.flags, *attempt.log_flags()] if attempt and attempt.log_flags() else None,
+        tools=tools,
+        repairs=final.repairs,
         **dataclasses.asdict(final.stats),
     )
     lease = conversation = None

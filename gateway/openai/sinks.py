@@ -29,6 +29,7 @@ from gateway.kimi.base import Done, KimiEvent, TextDelta, ThinkingDelta
 from gateway.openai.chunks import Chunk, ReasoningFormat, ReplyAssembler, error_chunk
 from gateway.openai.errors import GatewayError
 from gateway.openai.request import ChatRequest
+from gateway.records.settlements import ToolRecord
 from gateway.tools.parser import BlockClosed, CallReady, Event, Text, ToolCallParser
 from gateway.tools.structured import check_json_output
 
@@ -134,6 +135,21 @@ class ChatCompletionSink:
         if stats.trailing_chars:
             flags.append(f"trailing_after_tool:{stats.trailing_chars}")
         return flags
+
+    def tool_record(self) -> ToolRecord:
+        """The tool columns of the log row (read after the drain, like ``log_flags``)."""
+        parser = self.parser
+        if parser is None:
+            return ToolRecord()
+        parser.finish(reasoning="".join(self._reasoning))  # a no-op when already finished
+        stats = parser.stats
+        return ToolRecord(
+            declared=stats.declared,
+            block_seen=stats.block_seen,
+            outcome=stats.outcome,
+            calls=stats.calls,
+            unknown_names=stats.unknown_names,
+        )
 
     def _feed_tools(self, event: KimiEvent, parser: ToolCallParser) -> list[Chunk]:
         assembler = self.assembler

@@ -108,6 +108,27 @@ def test_a_call_without_text_has_null_content(e2e):
     log = wait_for_final_log(raw.headers["x-request-id"])
     assert (log.status_code, log.outcome) == (200, "ok")
     assert {"tools:2", "tool_outcome:tool_calls", "tool_calls:1", "tool_form:envelope"} <= set(log.flags)
+    tool_columns = (log.tools_declared, log.tool_block_seen, log.tool_outcome, log.tool_calls, log.repairs)
+    assert tool_columns == (2, True, "tool_calls", 1, 0) and log.tool_unknown_names == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_log_row_records_an_unknown_name_and_a_plain_answer(e2e, stream):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text="Let me see.\n" + block(invoke("delete_all", where="*")), chunk_size=5)
+    first = client.chat.completions.with_raw_response.create(model="kimi", messages=ASK, tools=TOOLS, stream=stream)
+    first.http_response.read()
+    unknown = wait_for_final_log(first.headers["x-request-id"])
+    assert (unknown.tools_declared, unknown.tool_outcome, unknown.tool_calls) == (2, "text", 0)
+    assert unknown.tool_unknown_names == ["delete_all"]
+
+    e2e.fake.reply(text="Mild, as usual.", chunk_size=5)
+    second = client.chat.completions.with_raw_response.create(model="kimi", messages=ASK, tools=TOOLS, stream=stream)
+    second.http_response.read()
+    plain = wait_for_final_log(second.headers["x-request-id"])
+    assert (plain.tools_declared, plain.tool_block_seen, plain.tool_outcome, plain.tool_calls) == (2, False, "text", 0)
+    untooled = client.chat.completions.with_raw_response.create(model="kimi", messages=ASK)
+    assert wait_for_final_log(untooled.headers["x-request-id"]).tool_outcome == ""  # no tools: empty
 
 
 @pytest.mark.parametrize("stream", [False, True])
