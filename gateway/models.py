@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator
 from django.db import models
 
 from accounts.choices import Protocol
@@ -37,6 +38,7 @@ class ApiKey(models.Model):
     reasoning_format = models.CharField(max_length=16, choices=ReasoningFormat.choices, default=ReasoningFormat.FIELD)
     repair_turns = models.PositiveSmallIntegerField(
         default=0,
+        validators=[MaxValueValidator(3)],
         help_text="Extra upstream turns a collected answer may spend on a repair (a tool call failing its "
         "schema, invalid JSON output); 0 = none. Each one spends the account's limit.",
     )

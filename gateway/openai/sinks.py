@@ -14,6 +14,9 @@ With ``response_format`` the answer (no source list) is checked once it ended no
 (gateway/tools/structured.py): valid, the collected ``content`` is exactly the JSON text; invalid, the
 check's 502 ``invalid_json_output`` is raised the same way (a stream has sent the text already and ends
 with the error chunk).
+
+A collected answer with a call failing its schema, or invalid JSON output, may get one repair turn
+(``repair_message``; the pipeline's gateway/chat/repair.py decides whether the key allows it).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from gateway.openai.errors import GatewayError
 from gateway.openai.request import ChatRequest
 from gateway.records.settlements import ToolRecord
 from gateway.tools.parser import BlockClosed, CallReady, Event, Text, ToolCallParser
+from gateway.tools.repair import calls_repair_message, json_repair_message
 from gateway.tools.structured import check_json_output
 
 KEEPALIVE = b": keep-alive\n\n"
@@ -135,6 +139,16 @@ class ChatCompletionSink:
         if stats.trailing_chars:
             flags.append(f"trailing_after_tool:{stats.trailing_chars}")
         return flags
+
+    def repair_message(self, error: GatewayError | None) -> str | None:
+        """What a repair turn (gateway/chat/repair.py) tells the model: invalid JSON output, or calls
+        that failed their schema; None when the answer is fine (or its error is not the model's)."""
+        if error is not None:
+            return json_repair_message(error.message) if error.code == "invalid_json_output" else None
+        assembler, tools = self.assembler, self.chat.tools
+        if assembler is None or tools is None or not any(call.problems for call in assembler.tool_calls):
+            return None
+        return calls_repair_message(assembler.tool_calls, tools=tools, nonce=self.tool_nonce)
 
     def tool_record(self) -> ToolRecord:
         """The tool columns of the log row (read after the drain, like ``log_flags``)."""

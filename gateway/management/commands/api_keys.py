@@ -12,9 +12,18 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from gateway.models import ApiKey
-from gateway.records.keys import api_key_create, api_key_revoke, api_key_set_turns_per_day
+from gateway.records.keys import (
+    api_key_create,
+    api_key_revoke,
+    api_key_set_repair_turns,
+    api_key_set_turns_per_day,
+)
 
 TURNS_HELP = "Upstream turns per rolling 24 hours (default: no limit)."
+REPAIR_HELP = (
+    "Extra upstream turns a collected answer may spend on a repair (a tool call failing its schema, "
+    "invalid JSON output); 0 = none (the default). Each one spends the account's limit."
+)
 
 
 def _budget(text: str) -> int | None:
@@ -24,6 +33,9 @@ def _budget(text: str) -> int | None:
         return int(text)
     except ValueError:
         raise ArgumentTypeError(f"not a number of turns: {text!r} (or 'none')") from None
+
+
+UNCHANGED: Any = object()  # ``set`` without --turns-per-day ('none' is a value: no budget)
 
 
 class Command(BaseCommand):
@@ -37,6 +49,7 @@ class Command(BaseCommand):
         create.add_argument("--models", default="", help="Comma-separated allowed models (default: all).")
         create.add_argument("--max-concurrent", type=int, dest="max_concurrent", help="Open streams at once.")
         create.add_argument("--turns-per-day", type=int, dest="turns_per_day", help=TURNS_HELP)
+        create.add_argument("--repair-turns", type=int, dest="repair_turns", default=0, help=REPAIR_HELP)
         sub.add_parser("list", help="List keys (prefixes only).")
         change = sub.add_parser("set", help="Change a key's limits.")
         change.add_argument("name")
@@ -44,9 +57,10 @@ class Command(BaseCommand):
             "--turns-per-day",
             type=_budget,
             dest="turns_per_day",
-            required=True,
+            default=UNCHANGED,
             help=TURNS_HELP + " 'none' removes it.",
         )
+        change.add_argument("--repair-turns", type=int, dest="repair_turns", help=REPAIR_HELP)
         sub.add_parser("revoke", help="Revoke a key.").add_argument("name")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -61,6 +75,7 @@ class Command(BaseCommand):
                 allowed_models=models,
                 max_concurrent=options["max_concurrent"],
                 turns_per_day=options["turns_per_day"],
+                repair_turns=options["repair_turns"],
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
@@ -82,13 +97,23 @@ class Command(BaseCommand):
             self.stdout.write("\t".join(row))
 
     def do_set(self, options: dict[str, Any]) -> None:
+        turns_per_day, repair_turns = options["turns_per_day"], options["repair_turns"]
+        if turns_per_day is UNCHANGED and repair_turns is None:
+            raise CommandError("Nothing to set: give --turns-per-day and/or --repair-turns.")
         key = _key(options["name"])
         try:
-            api_key_set_turns_per_day(key=key, turns_per_day=options["turns_per_day"])
+            if turns_per_day is not UNCHANGED:
+                api_key_set_turns_per_day(key=key, turns_per_day=turns_per_day)
+            if repair_turns is not None:
+                api_key_set_repair_turns(key=key, repair_turns=repair_turns)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
-        budget = f"{key.turns_per_day} turns per day" if key.turns_per_day else "no turn budget"
-        self.stdout.write(f"{key.name}: {budget}")
+        said = []
+        if turns_per_day is not UNCHANGED:
+            said.append(f"{key.turns_per_day} turns per day" if key.turns_per_day else "no turn budget")
+        if repair_turns is not None:
+            said.append(f"{key.repair_turns} repair turns" if key.repair_turns else "no repair turns")
+        self.stdout.write(f"{key.name}: {', '.join(said)}")
 
     def do_revoke(self, options: dict[str, Any]) -> None:
         key = _key(options["name"])
