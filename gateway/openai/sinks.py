@@ -90,6 +90,7 @@ class ChatCompletionSink:
             include_usage=chat.include_usage,
             prompt_text=self.prompt_text,
             completion_id=self.conversation_id,
+            legacy_functions=chat.legacy_functions,
         )
         self._json_text = None
         if chat.tools is not None:
