@@ -471,3 +471,27 @@ def test_a_kept_conversation_continues_with_the_tool_results(e2e):
     assert f'<tool_result call_id="{call.id}" name="get_weather">' in sent and "sunny &lt;b&gt;25C" in sent
     assert ASK[0]["content"] not in sent  # the kept chat already holds the question
     assert not e2e.fake.chats[conversation_id].deleted
+
+
+def test_a_streamed_json_answer_loses_its_code_fence(e2e):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text='```json\n{"name": "Paris", "population": 2102650}\n```\nAnything else?', chunk_size=3)
+    chunks = list(client.chat.completions.create(model="kimi", messages=ASK, response_format=CITY_SCHEMA, stream=True))
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content == '{"name": "Paris", "population": 2102650}'
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+
+def test_a_streamed_fenced_json_answer_failing_its_schema_ends_with_the_error(e2e):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text='```json\n{"name": "Paris"}\n```', chunk_size=3)
+    raw = client.chat.completions.with_raw_response.create(
+        model="kimi", messages=ASK, response_format=CITY_SCHEMA, stream=True
+    )
+    events = [line[6:] for line in raw.http_response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    *answer, error = (json.loads(e) for e in events[:-1])
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in answer if c.get("choices")) == (
+        '{"name": "Paris"}'
+    )
+    assert error["error"]["code"] == "invalid_json_output" and "population" in error["error"]["message"]
