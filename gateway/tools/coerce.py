@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 import referencing.exceptions
 from jsonschema import exceptions as schema_errors
 from jsonschema import validators
@@ -154,8 +155,8 @@ def schema_validator(schema: Schema) -> Any:
     against its metaschema costs about 2 ms (more than the rest of a tool call's handling), and agents
     send the same tools every turn."""
     try:
-        key = json.dumps(schema, sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError):
+        key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
         return _new_validator(schema)
     return _shared_validator(key)
 
