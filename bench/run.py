@@ -68,6 +68,7 @@ def parse_args() -> argparse.Namespace:
         default="all",
         help="agent: only the agent-shaped scenario (bench/agent.py), printed and saved as results/<stamp>-agent.*",
     )
+    parser.add_argument("--agent-rounds", type=int, default=3, help="interleaved rounds of the agent scenario")
     parser.add_argument(
         "--render", metavar="JSON", help="no run: rewrite bench/RESULTS.md from a results file (after report changes)"
     )
@@ -100,7 +101,7 @@ def agent_only(args: argparse.Namespace) -> int:
         print("setting up: database, fake, kimiproxy", flush=True)
         stack.start_with_proxy()
         print("agent-shaped scenario", flush=True)
-        quick = {"requests": 60, "latency_s": 1.5, "rounds": 2} if args.quick else {}
+        quick = {"requests": 60, "latency_s": 1.5, "rounds": 2} if args.quick else {"rounds": args.agent_rounds}
         result = agent.agent_scenario(stack, **quick)  # type: ignore[arg-type]
     finally:
         children.stop_all()
