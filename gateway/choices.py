@@ -10,6 +10,7 @@ class Outcome(models.TextChoices):
     UPSTREAM_ERROR = "upstream_error", "Upstream error"
     RATE_LIMITED = "rate_limited", "Rate limited"
     CLIENT_CLOSED = "client_closed", "Client closed"
+    LOCAL = "local", "Answered locally (no upstream turn)"
 
 
 class ConversationState(models.TextChoices):

@@ -15,6 +15,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from accounts.crypto import derive_key
+from gateway.openai.model_names import parse_aliases
 from kimiproxy import __version__
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -251,6 +252,10 @@ KIMIPROXY_MAX_ATTEMPTS = env.int("KIMIPROXY_MAX_ATTEMPTS", default=3)
 KIMIPROXY_KEEPALIVE_SECONDS = env.float("KIMIPROXY_KEEPALIVE_SECONDS", default=15.0)
 # After a client tool call block closed, how long the final write reads the rest of the upstream answer.
 KIMIPROXY_TOOL_DRAIN_SECONDS = env.float("KIMIPROXY_TOOL_DRAIN_SECONDS", default=5.0)
+# Native multi-turn for every caller (also per key: ApiKey.native_multiturn); keeps chats between turns.
+KIMIPROXY_NATIVE_MULTITURN = env.bool("KIMIPROXY_NATIVE_MULTITURN", default=False)
+# Requested model names served as one of ours, matched as a prefix: "claude-opus-4=kimi-thinking,gpt-4=kimi".
+KIMIPROXY_MODEL_ALIASES = parse_aliases(env.str("KIMIPROXY_MODEL_ALIASES", default=""))
 KIMIPROXY_KEPT_CONVERSATION_TTL_HOURS = env.float("KIMIPROXY_KEPT_CONVERSATION_TTL_HOURS", default=24.0)
 KIMIPROXY_LOG_PREVIEWS = env.bool("KIMIPROXY_LOG_PREVIEWS", default=False)
 KIMIPROXY_LOG_RETENTION_DAYS = env.int("KIMIPROXY_LOG_RETENTION_DAYS", default=30)

@@ -39,7 +39,7 @@ class ApiKeyForm(_ApiKeyFormBase):
         model = ApiKey
         fields = [
             "name", "rpm_limit", "max_concurrent", "turns_per_day", "repair_turns", "allowed_models",
-            "reasoning_format",
+            "reasoning_format", "local_probes", "native_multiturn",
         ]  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -103,6 +103,8 @@ class ApiKeyAdmin(_ApiKeyAdminBase):
             turns_per_day=obj.turns_per_day,
             reasoning_format=obj.reasoning_format,
             repair_turns=obj.repair_turns,
+            local_probes=obj.local_probes,
+            native_multiturn=obj.native_multiturn,
         )
         obj.pk = key.pk
         obj.refresh_from_db()

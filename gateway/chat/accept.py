@@ -20,6 +20,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from gateway.chat.finish import Final, finish_spawn
+from gateway.chat.native import native_claim, native_enabled, native_hint
 from gateway.chat.prompt import prompt_text
 from gateway.chat.settle import ending_client_closed, ending_for_error
 from gateway.chat.turn import Job, Turn
@@ -154,9 +155,17 @@ def _log_flags(turn: Turn) -> tuple[str, ...]:
 
 
 async def accept(
-    request: HttpRequest, *, parse: Callable[[object], tuple[Turn, Parsed]], request_id: str
+    request: HttpRequest,
+    *,
+    parse: Callable[[object], tuple[Turn, Parsed]],
+    request_id: str,
+    authorization: str | None = None,
+    door: str = "",
 ) -> tuple[Job, Parsed]:
-    """The accepted request as a ``Job``, with the door's own parsed request beside it."""
+    """The accepted request as a ``Job``, with the door's own parsed request beside it.
+
+    ``authorization``: the credential as an ``Authorization`` header value, when the door reads it from
+    elsewhere too (``x-api-key`` on the Messages door); by default the request's own header."""
     started = time.monotonic()
     turn: Turn | None = None
     parsed: Parsed | None = None
@@ -177,7 +186,8 @@ async def accept(
         prompt_chars=len(prompt),
         prompt_preview=prompt,
     )
-    authorization = request.headers.get("Authorization", "")
+    if authorization is None:
+        authorization = request.headers.get("Authorization", "")
     caller, key, log_id, continued = await _accept_step(authorization, start, turn, parse_error)
     assert turn is not None
     job = Job(
@@ -190,13 +200,30 @@ async def accept(
         started=started,
         continued=continued,
         flags=start.flags,
+        door=door,
+        native_on=native_enabled(key) and not turn.continue_chat,
     )
+    if job.native_on:
+        job = await _native_match(dataclasses.replace(job, native_hint=native_hint(request, turn)))
     return await _with_files(job), cast(Parsed, parsed)
+
+
+async def _native_match(job: Job) -> Job:
+    """Native multi-turn (gateway/chat/native.py): continue the kept chat this history extends, if any."""
+    match = await db_call(native_claim, turn=job.turn, door=job.door, owners=job.caller.owners, hint=job.native_hint)
+    if isinstance(match, str):
+        return dataclasses.replace(job, native_flag=f"flattened:{match}")
+    turn = job.turn
+    if turn.tools is not None and match.nonce:  # the chat's tool instructions name its first nonce
+        turn = dataclasses.replace(turn, tool_nonce=match.nonce)
+    return dataclasses.replace(
+        job, turn=turn, prompt_text=prompt_text(turn), continued=match.conversation, native=match, native_flag="native"
+    )
 
 
 async def _with_files(job: Job) -> Job:
     """The job with its files as bytes; a refused file URL (or the client leaving) finishes the request."""
-    if not job.turn.files:
+    if not job.turn.files or job.answered_locally:
         return job
     try:
         return dataclasses.replace(job, blobs=tuple(await files_fetch(job.turn.files)))

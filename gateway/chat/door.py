@@ -28,12 +28,16 @@ from gateway.chat.turn import Job, Turn
 from gateway.openai.errors import GatewayError
 
 log = logging.getLogger(__name__)
+MODEL_HEADER = "x-kimiproxy-model"  # the model that really answers (a Claude name is answered by Kimi)
 Parsed = TypeVar("Parsed")
 DoorSink = TypeVar("DoorSink", bound=Sink)
 
 
 class FrontDoor(abc.ABC, Generic[Parsed, DoorSink]):
-    """One API shape. ``Parsed`` is the door's own parsed request, ``DoorSink`` its sink type."""
+    """One API shape. ``Parsed`` is the door's own parsed request, ``DoorSink`` its sink type.
+    ``name`` tells the doors apart where that matters (native multi-turn states belong to one door)."""
+
+    name: str = ""
 
     @abc.abstractmethod
     def parse(self, body: object) -> tuple[Turn, Parsed]:
@@ -55,14 +59,31 @@ class FrontDoor(abc.ABC, Generic[Parsed, DoorSink]):
     def collected_response(self, sink: DoorSink, *, job: Job, reply: Reply) -> HttpResponseBase:
         """The whole answer, once the sink has collected it."""
 
+    def authorization(self, request: HttpRequest) -> str:
+        """The caller's credential as an ``Authorization`` header value (a door may read other headers)."""
+        return request.headers.get("Authorization", "")
+
 
 async def serve(request: HttpRequest, door: FrontDoor[Parsed, DoorSink]) -> HttpResponseBase:
     """Serve one request through the pipeline. Every accepted request gets its final write."""
     request_id = new_request_id()
     try:
-        job, parsed = await accept(request, parse=door.parse, request_id=request_id)
+        job, parsed = await accept(
+            request,
+            parse=door.parse,
+            request_id=request_id,
+            authorization=door.authorization(request),
+            door=door.name or type(door).__name__,
+        )
     except GatewayError as error:  # refused or failed before an account was involved; already logged
         return door.error_response(error, request_id=request_id)
+    response = await _answer(door, job, parsed)
+    response[MODEL_HEADER] = job.turn.model.served
+    return response
+
+
+async def _answer(door: FrontDoor[Parsed, DoorSink], job: Job, parsed: Parsed) -> HttpResponseBase:
+    request_id = job.request_id
     reply = Reply(job)
     try:
         sink = door.sink(job, parsed)

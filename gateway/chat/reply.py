@@ -5,6 +5,10 @@ lease and stream) and the final write. ``open`` reserves an account (waiting whi
 busy), sends the shaped turn and reads up to the first content, failing over between accounts on the
 way; ``events`` yields the answer; ``reopen_after`` fails over after a failure mid-answer (only while
 nothing reached the client); ``finish`` ends the request, once.
+
+A request the gateway answers itself (``Job.answered_locally``: count_tokens, clients' probes) opens no
+attempt: its events are the local text and ``Done``, so the door's sink shapes it like any answer, and
+the final write (no lease) logs it as ``local``.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from accounts.pool import NoAccountAvailable, extra_turn_record
 from gateway import lifecycle
 from gateway.chat.attempt import Attempt, AttemptCancelled, attempt_abandon
 from gateway.chat.finish import Final, finish_spawn
+from gateway.chat.native import native_fallback
 from gateway.chat.reserve import Failover, no_account_error, reserve_waiting
 from gateway.chat.settle import Ending
 from gateway.chat.sink import DrainingSink, ReplyStats
 from gateway.chat.turn import Job
 from gateway.db.threads import db_call
-from gateway.kimi.base import KimiError, KimiEvent
+from gateway.kimi.base import Done, KimiError, KimiEvent, TextDelta
+from gateway.openai.messages import Message
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +64,18 @@ class Reply:
         Raises ``GatewayError`` (mapped for the wire) when no account could answer.
         """
         job, failover = self.job, self.failover
+        if job.answered_locally:  # no reservation, no upstream call, no turn spent
+            self._buffered = [*([TextDelta(job.local_text)] if job.local_text else []), Done()]
+            return
         while failover.attempts < failover.max_attempts:
             try:
                 lease, account = await reserve_waiting(job, failover.exclude)
             except NoAccountAvailable as exc:
+                if job.native is not None and failover.attempts == 0:
+                    # The account holding the chat cannot serve now: flatten into a new chat instead.
+                    self.job = job = await native_fallback(job, "account_unavailable")
+                    self.failover = failover = Failover(job)
+                    continue
                 if failover.last_error is not None:
                     raise failover.final_error(retry_at=exc.retry_at) from None
                 raise no_account_error(exc, continued=job.continued is not None) from None
@@ -102,8 +116,10 @@ class Reply:
 
     def events(self) -> AsyncIterator[KimiEvent]:
         """The open attempt's events (the attempt notes when the answer began and its message id)."""
-        assert self.attempt is not None
         buffered, self._buffered = self._buffered, []
+        if self.attempt is None:
+            assert self.job.answered_locally
+            return _replay(buffered)
         return self.attempt.events(buffered)
 
     def finish(
@@ -113,6 +129,7 @@ class Reply:
         *,
         rest: AsyncIterator[KimiEvent] | None = None,
         tail: DrainingSink | None = None,
+        answer: Message | None = None,
     ) -> asyncio.Task[None]:
         """Start the final write with this ending; later calls return the same task (the first wins).
         ``rest``: the upstream answer left to drain into ``tail`` (whose log flags are recorded)."""
@@ -128,6 +145,12 @@ class Reply:
                 rest=rest,
                 tail=tail,
                 repairs=self.repairs,
+                answer=answer,
             )
             self._finished = finish_spawn(self.job, final)
         return self._finished
+
+
+async def _replay(events: list[KimiEvent]) -> AsyncIterator[KimiEvent]:
+    for event in events:
+        yield event

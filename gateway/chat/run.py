@@ -26,7 +26,7 @@ from gateway.chat.deadlines import Deadline
 from gateway.chat.repair import Reading, repair_message, repair_open
 from gateway.chat.reply import Reply
 from gateway.chat.settle import Ending, ending_client_closed, ending_for_error, ending_success, internal_error
-from gateway.chat.sink import DrainingSink, Sink
+from gateway.chat.sink import AnswerSink, DrainingSink, Sink
 from gateway.choices import Outcome
 from gateway.kimi.base import Done, Heartbeat, KimiError, KimiEvent
 from gateway.openai.errors import GatewayError, gateway_error_from_kimi
@@ -82,7 +82,9 @@ async def run(reply: Reply, sink: Sink) -> AsyncIterator[bytes]:
             yield data
     finally:
         drain = draining is not None and draining.drains and not reading.done and ending.outcome == Outcome.OK
-        reply.finish(ending, sink.stats(), rest=reading.events if drain else None, tail=draining)
+        answer = sink.answer() if isinstance(sink, AnswerSink) and ending.outcome == Outcome.OK else None
+        rest = reading.events if drain else None
+        reply.finish(ending, sink.stats(), rest=rest, tail=draining, answer=answer)
 
 
 async def _answer(reply: Reply, sink: Sink, reading: Reading) -> AsyncIterator[bytes]:

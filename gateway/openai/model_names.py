@@ -13,14 +13,20 @@
   flags, and still echoed back as ``requested``.
 
 ``ModelSpec.canonical`` is one spelling per behaviour (``kimi-thinking-search`` -> ``kimi-search-thinking``,
-``kimi-silent`` -> ``kimi-search-silent``); compare key allow-lists on it.
+``kimi-silent`` -> ``kimi-search-silent``); compare key allow-lists on it. ``ModelSpec.served`` is the
+model that really answers (``kimi`` for an unknown name), sent in the ``x-kimiproxy-model`` header.
+
+Aliases (``KIMIPROXY_MODEL_ALIASES="claude-opus-4=kimi-thinking,claude-haiku-4=kimi"``, every door):
+a requested name that starts with an alias's name (case-insensitive; the longest such alias wins, so
+dated ids such as ``claude-opus-4-20250514`` match) is served as the alias's target, and still echoed
+back as requested.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from gateway.kimi.base import FileRef, ReasoningEffort, TurnRequest
 from gateway.kimi.connect.catalogue import BUILTIN
@@ -60,6 +66,12 @@ class ModelSpec:
     agent_id: str | None = None  # legacy 20-char Kimi+ id, or "kimi-agent" (Connect agent scenario)
     upstream_model: str | None = None  # Connect model id; None = the upstream default
     unknown: bool = False
+    alias: str | None = None  # the alias (KIMIPROXY_MODEL_ALIASES) the requested name matched
+
+    @property
+    def served(self) -> str:
+        """The model that really answers, in our names: an unknown name is served by the default."""
+        return BASE if self.unknown else self.canonical
 
     @property
     def canonical(self) -> str:
@@ -85,6 +97,8 @@ class ModelSpec:
             out.append(f"model:{self.upstream_model}")
         if self.unknown:
             out.append("unknown_model")
+        if self.alias:
+            out.append(f"served:{self.served}")
         return out
 
     def turn_request(
@@ -112,8 +126,37 @@ class ModelSpec:
         )
 
 
-def parse_model(name: str) -> ModelSpec:
-    """Flags for a requested model name (never raises; see the module docstring)."""
+Aliases = Sequence[tuple[str, str]]  # (alias name, lower case; target), longest name first
+
+
+def parse_aliases(text: str) -> tuple[tuple[str, str], ...]:
+    """``"name=target,name2=target2"`` -> aliases for ``parse_model``; ValueError names a bad entry."""
+    pairs: list[tuple[str, str]] = []
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, target = (s.strip() for s in entry.partition("="))
+        if not sep or not name or not target:
+            raise ValueError(f"KIMIPROXY_MODEL_ALIASES: {entry!r} is not name=target")
+        pairs.append((name.lower(), target))
+    return tuple(sorted(pairs, key=lambda pair: -len(pair[0])))
+
+
+def _configured_aliases() -> Aliases:
+    from django.conf import settings  # only here: the rest of this module is pure
+
+    return getattr(settings, "KIMIPROXY_MODEL_ALIASES", ()) if settings.configured else ()
+
+
+def parse_model(name: str, *, aliases: Aliases | None = None) -> ModelSpec:
+    """Flags for a requested model name (never raises; see the module docstring). ``aliases``: None
+    reads ``settings.KIMIPROXY_MODEL_ALIASES``."""
+    lowered = name.strip().lower()
+    for alias, target in _configured_aliases() if aliases is None else aliases:
+        if lowered.startswith(alias):
+            return dataclasses.replace(_parse_name(target), requested=name, alias=alias)
+    return _parse_name(name)
+
+
+def _parse_name(name: str) -> ModelSpec:
     key = name.strip().lower().replace("_", "-")
     tokens = key.split("-")
     if tokens[0] == BASE and all(t in _SUFFIXES for t in tokens[1:]):
@@ -152,5 +195,5 @@ def advertised_models(upstream: Iterable[str] = KNOWN_UPSTREAM_MODELS) -> list[s
     """Model ids listed by ``/v1/models``: our ``kimi-*`` names, then the upstream catalogue's ids bare
     (kimi-web-protocol.md C.7), each once, in the order given. An upstream id this module would not pass
     through as itself (``parse_model``) is left out: a listed name is always served as that model."""
-    passed = [m for m in upstream if parse_model(m).upstream_model == m.lower()]
+    passed = [m for m in upstream if _parse_name(m).upstream_model == m.lower()]
     return list(dict.fromkeys([*ADVERTISED_KIMI_MODELS, *passed]))

@@ -85,5 +85,5 @@ def test_it_creates_and_changes_the_repair_turns() -> None:
     assert ApiKey.objects.values_list("repair_turns", "turns_per_day").get(name="fixer") == (2, 9)
     with pytest.raises(CommandError, match="between 0 and 3"):
         run("set", "fixer", "--repair-turns", "4")
-    with pytest.raises(CommandError, match="Nothing to set"):
+    with pytest.raises(CommandError, match="Say what to change"):
         run("set", "fixer")

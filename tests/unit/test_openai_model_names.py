@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.openai.model_names import ModelSpec, advertised_models, parse_model
+from gateway.openai.model_names import ModelSpec, advertised_models, parse_aliases, parse_model
 
 
 @pytest.mark.parametrize(
@@ -95,3 +95,29 @@ def test_it_advertises_catalogue_ids_bare_once_each_and_only_those_it_passes_thr
     assert names[-2:] == ["k4-chat", "k2d6-chat"] and names.count("kimi") == 1
     assert "k4-search" not in names  # would be served as k4 with search, not as itself
     assert "moonshot-v9" not in names  # not an upstream id to this gateway: served by the default model
+
+
+def test_an_alias_serves_a_name_and_its_dated_ids_as_the_target():
+    aliases = parse_aliases("claude-opus-4=kimi-thinking, claude=kimi ,gpt-4o=kimi-search")
+    assert aliases[0] == ("claude-opus-4", "kimi-thinking")  # the longest alias is tried first
+    spec = parse_model("Claude-Opus-4-20250514", aliases=aliases)
+    assert (spec.requested, spec.served, spec.thinking, spec.alias) == (
+        "Claude-Opus-4-20250514",
+        "kimi-thinking",
+        True,
+        "claude-opus-4",
+    )
+    assert parse_model("claude-haiku-4-5", aliases=aliases).served == "kimi"
+    assert parse_model("gpt-4o-mini", aliases=aliases).search is True
+    assert parse_model("mistral", aliases=aliases).served == "kimi"  # unknown: the default answers
+    assert parse_model("kimi-search", aliases=aliases).flags == ["search"]  # no alias: no served flag
+
+
+@pytest.mark.parametrize("text", ["claude", "=kimi", "claude=", "a=b,,c"])
+def test_a_bad_alias_list_names_the_entry(text):
+    if text == "a=b,,c":  # an empty entry is skipped; "c" is the bad one
+        with pytest.raises(ValueError, match="'c'"):
+            parse_aliases(text)
+        return
+    with pytest.raises(ValueError, match="name=target"):
+        parse_aliases(text)

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from argparse import ArgumentParser, ArgumentTypeError
+from argparse import ArgumentParser, ArgumentTypeError, BooleanOptionalAction
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -15,10 +15,16 @@ from gateway.models import ApiKey
 from gateway.records.keys import (
     api_key_create,
     api_key_revoke,
+    api_key_set_native_multiturn,
     api_key_set_repair_turns,
     api_key_set_turns_per_day,
 )
 
+UNCHANGED: Any = object()  # an option not given to `set` ('none' is a value of --turns-per-day)
+NATIVE_HELP = (
+    "Continue the same Kimi chat when a client resends its history; keeps each chat on Kimi until it has "
+    "been idle for KIMIPROXY_KEPT_CONVERSATION_TTL_HOURS."
+)
 TURNS_HELP = "Upstream turns per rolling 24 hours (default: no limit)."
 REPAIR_HELP = (
     "Extra upstream turns a collected answer may spend on a repair (a tool call failing its schema, "
@@ -35,9 +41,6 @@ def _budget(text: str) -> int | None:
         raise ArgumentTypeError(f"not a number of turns: {text!r} (or 'none')") from None
 
 
-UNCHANGED: Any = object()  # ``set`` without --turns-per-day ('none' is a value: no budget)
-
-
 class Command(BaseCommand):
     help = "Manage gateway API keys."
 
@@ -49,6 +52,13 @@ class Command(BaseCommand):
         create.add_argument("--models", default="", help="Comma-separated allowed models (default: all).")
         create.add_argument("--max-concurrent", type=int, dest="max_concurrent", help="Open streams at once.")
         create.add_argument("--turns-per-day", type=int, dest="turns_per_day", help=TURNS_HELP)
+        create.add_argument(
+            "--no-local-probes",
+            dest="local_probes",
+            action="store_false",
+            help="Send clients' max_tokens <= 1 probes upstream instead of answering them locally.",
+        )
+        create.add_argument("--native-multiturn", dest="native_multiturn", action="store_true", help=NATIVE_HELP)
         create.add_argument("--repair-turns", type=int, dest="repair_turns", default=0, help=REPAIR_HELP)
         sub.add_parser("list", help="List keys (prefixes only).")
         change = sub.add_parser("set", help="Change a key's limits.")
@@ -59,6 +69,9 @@ class Command(BaseCommand):
             dest="turns_per_day",
             default=UNCHANGED,
             help=TURNS_HELP + " 'none' removes it.",
+        )
+        change.add_argument(
+            "--native-multiturn", dest="native_multiturn", action=BooleanOptionalAction, default=None, help=NATIVE_HELP
         )
         change.add_argument("--repair-turns", type=int, dest="repair_turns", help=REPAIR_HELP)
         sub.add_parser("revoke", help="Revoke a key.").add_argument("name")
@@ -75,6 +88,8 @@ class Command(BaseCommand):
                 allowed_models=models,
                 max_concurrent=options["max_concurrent"],
                 turns_per_day=options["turns_per_day"],
+                local_probes=options["local_probes"],
+                native_multiturn=options["native_multiturn"],
                 repair_turns=options["repair_turns"],
             )
         except ValidationError as exc:
@@ -97,21 +112,25 @@ class Command(BaseCommand):
             self.stdout.write("\t".join(row))
 
     def do_set(self, options: dict[str, Any]) -> None:
-        turns_per_day, repair_turns = options["turns_per_day"], options["repair_turns"]
-        if turns_per_day is UNCHANGED and repair_turns is None:
-            raise CommandError("Nothing to set: give --turns-per-day and/or --repair-turns.")
+        turns, native, repairs = options["turns_per_day"], options["native_multiturn"], options["repair_turns"]
+        if turns is UNCHANGED and native is None and repairs is None:
+            raise CommandError("Say what to change: --turns-per-day, --(no-)native-multiturn and/or --repair-turns.")
         key = _key(options["name"])
         try:
-            if turns_per_day is not UNCHANGED:
-                api_key_set_turns_per_day(key=key, turns_per_day=turns_per_day)
-            if repair_turns is not None:
-                api_key_set_repair_turns(key=key, repair_turns=repair_turns)
+            if turns is not UNCHANGED:
+                api_key_set_turns_per_day(key=key, turns_per_day=turns)
+            if repairs is not None:
+                api_key_set_repair_turns(key=key, repair_turns=repairs)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
-        said = []
-        if turns_per_day is not UNCHANGED:
+        if native is not None:
+            api_key_set_native_multiturn(key=key, enabled=native)
+        said = []  # what was changed, as it now is
+        if turns is not UNCHANGED:
             said.append(f"{key.turns_per_day} turns per day" if key.turns_per_day else "no turn budget")
-        if repair_turns is not None:
+        if native is not None:
+            said.append("native multi-turn on" if key.native_multiturn else "native multi-turn off")
+        if repairs is not None:
             said.append(f"{key.repair_turns} repair turns" if key.repair_turns else "no repair turns")
         self.stdout.write(f"{key.name}: {', '.join(said)}")
 

@@ -5,7 +5,7 @@ own request into the neutral turn, brings its own sink (an event stream of text,
 and its own error shape, and the pipeline does the rest — accept and logging, reservation, failover,
 the upstream turn, the final write and the chat delete.
 
-    POST {"prompt": "...", "stream": false, "model": "kimi"}
+    POST {"prompt": "...", "stream": false, "model": "kimi", "local": "<text>", "probe": false}
       -> 200 {"text": "..."}                        (collected)
       -> 200 text/event-stream: "event: text\\ndata: <json string>\\n\\n" ... "event: end\\n\\n"
     errors: {"problem": "...", "code": "...", "status": 400}   (and "event: problem" mid-stream)
@@ -71,7 +71,10 @@ class PlainDoor(FrontDoor[bool, PlainSink]):
             raise InvalidRequest("Send {'prompt': '<text>'}.", param="prompt", code="missing_prompt")
         stream = body.get("stream") is True
         model = parse_model(str(body.get("model") or "kimi"))
-        return Turn(model=model, messages=(Message(role="user", text=body["prompt"]),), stream=stream), stream
+        local = body.get("local") if isinstance(body.get("local"), str) else None  # answered by the gateway
+        messages = (Message(role="user", text=body["prompt"]),)
+        turn = Turn(model=model, messages=messages, stream=stream, local_answer=local, probe=body.get("probe") is True)
+        return turn, stream
 
     def sink(self, job: Job, parsed: bool) -> PlainSink:
         return PlainSink(stream=parsed)

@@ -117,3 +117,39 @@ def test_no_account_left_is_a_429_in_its_own_shape(door):
     assert int(response.headers["retry-after"]) >= 1
     log = wait_for_final_log(response.headers["x-request-id"])
     assert log.outcome == "rate_limited"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_local_answer_spends_no_turn_and_is_logged_as_local(door, stream):
+    response = door.post({"prompt": "how many tokens?", "local": "42 tokens", "stream": stream})
+    text = response.json()["text"] if not stream else "".join(str(d) for n, d in events(response) if n == "text")
+    assert (response.status_code, text) == (200, "42 tokens")
+    log = wait_for_final_log(response.headers["x-request-id"])
+    assert (log.outcome, log.status_code, log.account_id, log.attempts) == ("local", 200, None, 0)
+    assert door.fake.chats == {} and not Turn.objects.exists()  # nothing reached Kimi, no turn reserved
+
+
+def test_a_probe_is_answered_locally_unless_the_key_sends_probes_upstream(door):
+    response = door.post({"prompt": "quota?", "probe": True})
+    assert (response.status_code, response.json()) == (200, {"text": ""})
+    assert wait_for_final_log(response.headers["x-request-id"]).outcome == "local"
+    assert door.fake.chats == {}
+
+    _, raw = make_api_key(name="probes-upstream", local_probes=False)
+    door.fake.reply(text="real answer")
+    response = httpx.post(
+        f"{door.url}/v1/plain", json={"prompt": "quota?", "probe": True}, headers={"Authorization": f"Bearer {raw}"}
+    )
+    assert response.json() == {"text": "real answer"}
+    assert_served_and_cleaned_up(door, response, account=door.first, attempts=1)
+
+
+def test_the_model_that_really_answers_is_in_a_header(door, settings):
+    settings.KIMIPROXY_MODEL_ALIASES = (("claude-opus-4", "kimi-thinking"),)
+    door.fake.reply(text="thought about it")
+    response = door.post({"prompt": "hi", "model": "claude-opus-4-20250514"})
+    assert response.headers["x-kimiproxy-model"] == "kimi-thinking"
+    log = wait_for_final_log(response.headers["x-request-id"])
+    assert log.model == "claude-opus-4-20250514"
+    assert {"thinking", "served:kimi-thinking"} <= set(log.flags)
+    wait_for_background_tasks()
