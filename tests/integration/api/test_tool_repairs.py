@@ -12,8 +12,9 @@ import pytest
 
 from accounts.models import Turn
 from gateway.models import ApiKey
+from tests.factories import make_api_key
 from tests.fixtures_gateway import wait_for_final_log
-from tests.integration.api.helpers import setup_pool
+from tests.integration.api.helpers import client_for, pool_account, setup_pool
 from tests.integration.api.test_tools import ASK, CITY_SCHEMA, TOOLS, WEATHER_CALL, _wait, block, invoke
 
 BAD_CALL = block(invoke("get_weather", days="three"))  # no city, and days is not an integer
@@ -118,3 +119,21 @@ def test_a_streamed_answer_is_never_repaired(e2e, kind):
         with pytest.raises(openai.APIError):
             list(client.chat.completions.create(model="kimi", messages=ASK, response_format=CITY_SCHEMA, stream=True))
     assert len(e2e.fake.prompts()) == 1
+
+
+def test_a_repaired_answer_leaves_no_chat_for_native_multi_turn(e2e):
+    # The chat holds the failing call and the repair message, which the client never saw: continuing it
+    # natively would show the model a different conversation than the client's, so it is deleted.
+    pool_account(e2e.fake, "native")
+    key, raw = make_api_key(native_multiturn=True)
+    ApiKey.objects.filter(pk=key.pk).update(repair_turns=1)
+    client = client_for(e2e.url, raw)
+    e2e.fake.reply(text=BAD_CALL, chunk_size=5, times=1)
+    e2e.fake.reply(text=WEATHER_CALL, chunk_size=5, times=1)
+
+    raw_response = client.chat.completions.with_raw_response.create(model="kimi", messages=ASK, tools=TOOLS)
+
+    assert raw_response.parse().choices[0].finish_reason == "tool_calls"
+    log = wait_for_final_log(raw_response.headers["x-request-id"])
+    assert log.repairs == 1
+    _wait(lambda: only_chat(e2e).deleted)
