@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator
 from django.db import models
 
 from accounts.choices import Protocol
@@ -35,6 +36,12 @@ class ApiKey(models.Model):
     )
     allowed_models = models.JSONField(default=list, blank=True, help_text="Model names; empty = all.")
     reasoning_format = models.CharField(max_length=16, choices=ReasoningFormat.choices, default=ReasoningFormat.FIELD)
+    repair_turns = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(3)],
+        help_text="Extra upstream turns a collected answer may spend on a repair (a tool call failing its "
+        "schema, invalid JSON output); 0 = none. Each one spends the account's limit.",
+    )
     local_probes = models.BooleanField(
         default=True,
         help_text="Answer clients' probes (Messages / Responses requests with max_tokens <= 1) locally, "
@@ -101,6 +108,15 @@ class RequestLog(models.Model):
     user = models.CharField(max_length=200, blank=True, default="")
     prompt_preview = models.CharField(max_length=200, blank=True, default="")
     answer_preview = models.CharField(max_length=200, blank=True, default="")
+    # Client tools (gateway/tools/): what the parser saw in the answer. ``tool_outcome`` is ParseStats's
+    # (text | tool_calls | tool_call_missing | tool_call_malformed; empty: no tools declared).
+    tools_declared = models.PositiveSmallIntegerField(default=0)
+    tool_block_seen = models.BooleanField(default=False)
+    tool_outcome = models.CharField(max_length=24, blank=True, default="")
+    tool_calls = models.PositiveSmallIntegerField(default=0)
+    # Extra upstream turns spent repairing the answer (a call failing its schema, invalid JSON output).
+    repairs = models.PositiveSmallIntegerField(default=0)
+    tool_unknown_names = models.JSONField(default=list, blank=True)  # names the model called, not offered
 
     class Meta:
         ordering = ["-created_at"]

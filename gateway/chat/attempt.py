@@ -17,7 +17,7 @@ from accounts.choices import LeaseOutcome
 from accounts.models import KimiAccount
 from accounts.pool import Lease, lease_release
 from gateway import lifecycle
-from gateway.chat.prompt import attach_up_front, history_attachable, upstream_turn
+from gateway.chat.prompt import attach_up_front, history_attachable, repair_turn, upstream_turn
 from gateway.chat.settle import LeaseEnd, lease_end_for
 from gateway.chat.turn import Job
 from gateway.chat.waiting import slot_waiters
@@ -92,6 +92,17 @@ class Attempt:
         self.ignored_flags = self.session.unsupported_flags(turn)
         if self.ignored_flags:
             log.info("%s: %s ignores %s", self.job.request_id, self.account.protocol, ", ".join(self.ignored_flags))
+        self.turn_cm = self.session.turn(turn)
+        events = await self.turn_cm.__aenter__()
+        self.events_in = self._shown(events, reasons=turn.reasons)
+        return await self._read_to_first_content()
+
+    async def follow_up(self, text: str) -> list[KimiEvent]:
+        """Send one more turn in this attempt's chat, after its answer (a repair, gateway/chat/repair.py):
+        the finished stream is closed, the new one read to its first content like ``open``."""
+        await self.close()
+        self.closed = False
+        turn = repair_turn(self.job, chat_id=self.chat_id, parent_id=self.message_id, text=text)
         self.turn_cm = self.session.turn(turn)
         events = await self.turn_cm.__aenter__()
         self.events_in = self._shown(events, reasons=turn.reasons)

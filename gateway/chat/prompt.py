@@ -98,6 +98,14 @@ async def upstream_turn(
     return dataclasses.replace(request, chat_id=continued.chat_id, parent_id=continued.parent_message_id or None)
 
 
+def repair_turn(job: Job, *, chat_id: str, parent_id: str, text: str) -> TurnRequest:
+    """A repair turn (gateway/chat/repair.py): ``text`` in the chat that holds the answer to repair,
+    after that answer; plain chat like every client-tools turn."""
+    turn = job.turn
+    request = turn.model.turn_request(text=text, files=(), reasoning_effort=turn.reasoning_effort)
+    return dataclasses.replace(request, chat_id=chat_id, parent_id=parent_id or None, agent_id=None, research=False)
+
+
 def _continued_text(turn: Turn) -> str:
     """A continued chat holds the history: the newest user message, or with client tools what came
     after the last answer (tool results included) with the tool texts around it."""

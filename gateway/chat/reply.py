@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-from accounts.pool import NoAccountAvailable
+from accounts.pool import NoAccountAvailable, extra_turn_record
 from gateway import lifecycle
 from gateway.chat.attempt import Attempt, AttemptCancelled, attempt_abandon
 from gateway.chat.finish import Final, finish_spawn
@@ -26,6 +26,7 @@ from gateway.chat.reserve import Failover, no_account_error, reserve_waiting
 from gateway.chat.settle import Ending
 from gateway.chat.sink import DrainingSink, ReplyStats
 from gateway.chat.turn import Job
+from gateway.db.threads import db_call
 from gateway.kimi.base import Done, KimiError, KimiEvent, TextDelta
 from gateway.openai.messages import Message
 
@@ -41,6 +42,7 @@ class Reply:
         self.attempt: Attempt | None = None
         self._buffered: list[KimiEvent] = []
         self._finished: asyncio.Task[None] | None = None
+        self.repairs = 0  # repair turns sent (gateway/chat/repair.py)
 
     @property
     def chat_id(self) -> str:
@@ -103,6 +105,15 @@ class Reply:
             raise self.failover.final_error() from exc
         await self.open()
 
+    async def follow_up(self, text: str) -> None:
+        """Send a repair turn in the open attempt's chat (its answer read); ``events`` then yields the
+        new answer. The extra turn is counted on the account (and so the key's budget) once sent."""
+        attempt = self.attempt
+        assert attempt is not None
+        self._buffered = await attempt.follow_up(text)
+        self.repairs += 1
+        await db_call(extra_turn_record, account_id=attempt.account.pk, request_id=self.job.request_id)
+
     def events(self) -> AsyncIterator[KimiEvent]:
         """The open attempt's events (the attempt notes when the answer began and its message id)."""
         buffered, self._buffered = self._buffered, []
@@ -133,6 +144,7 @@ class Reply:
                 settled=tuple(self.failover.settled),
                 rest=rest,
                 tail=tail,
+                repairs=self.repairs,
                 answer=answer,
             )
             self._finished = finish_spawn(self.job, final)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+import orjson
+
 from gateway.tools.coerce import param_schema, schema_types
 from gateway.tools.spec import ToolCall, ToolSet, ToolSpec
 
@@ -160,7 +162,7 @@ def _describe(tool: ToolSpec) -> str:
         if tool.grammar:
             lines.append(f"<input_grammar>{tool.grammar}</input_grammar>")
     else:
-        schema = json.dumps(tool.parameters, ensure_ascii=False, separators=(",", ":"))
+        schema = orjson.dumps(tool.parameters).decode()  # compact, unescaped: json.dumps's output, faster
         lines.append(f"<parameters>{schema}</parameters>")
     lines.append("</tool>")
     return "\n".join(lines)
