@@ -116,6 +116,11 @@ class RequestLog(models.Model):
     tool_calls = models.PositiveSmallIntegerField(default=0)
     # Extra upstream turns spent repairing the answer (a call failing its schema, invalid JSON output).
     repairs = models.PositiveSmallIntegerField(default=0)
+    # Native multi-turn (gateway/chat/native.py): which path served a request of a caller with the mode on
+    # ("" when off), and the prompt characters a native continuation did not send (the flattened history
+    # minus what went upstream).
+    turn_path = models.CharField(max_length=16, blank=True, default="")
+    prompt_chars_saved = models.PositiveIntegerField(default=0)
     tool_unknown_names = models.JSONField(default=list, blank=True)  # names the model called, not offered
 
     class Meta:

@@ -91,6 +91,8 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
         flags=_final_flags(job, attempt),
         tools=tools,
         repairs=final.repairs,
+        turn_path=job.native_flag.partition(":")[0],
+        prompt_chars_saved=len(job.prompt_text) - attempt.sent_chars if attempt and job.native else 0,
         **dataclasses.asdict(final.stats),
     )
     lease = conversation = None

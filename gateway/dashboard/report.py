@@ -10,6 +10,7 @@ from accounts.capacity import PoolCapacity, pool_capacity
 from gateway.choices import Outcome
 from gateway.dashboard import pool_usage as pool
 from gateway.dashboard import queries
+from gateway.dashboard.native_share import NativeShare, native_share
 from gateway.dashboard.ranges import RangeSpec, range_window
 from gateway.dashboard.rollup import Dim, rollup_catch_up, rollup_watermark
 from gateway.dashboard.tool_rates import ToolRate, tool_rates
@@ -37,6 +38,7 @@ class Report:
     capacity: PoolCapacity | None = None  # turns free ahead (accounts/capacity.py)
     tools_by_key: list[ToolRate] = dataclasses.field(default_factory=list)  # client tool calls (tool_rates.py)
     tools_by_model: list[ToolRate] = dataclasses.field(default_factory=list)
+    native: NativeShare = NativeShare(0, 0, 0)  # native multi-turn (native_share.py)
 
     @property
     def tool_tables(self) -> list[tuple[str, list[ToolRate]]]:
@@ -105,4 +107,5 @@ def dashboard_report(*, spec: RangeSpec, now: datetime) -> Report:
         capacity,
         by_key,
         by_model,
+        native_share(since=window.since, until=window.until),
     )

@@ -43,6 +43,8 @@ class LogFinish:
     flags: list[str] | None = None  # replaces the accept-time flags (adds what the upstream ignored)
     tools: ToolRecord = ToolRecord()
     repairs: int = 0  # extra upstream turns spent repairing the answer
+    turn_path: str = ""  # native multi-turn: "native" / "flattened" ("" with the mode off)
+    prompt_chars_saved: int = 0  # a native continuation's flattened prompt minus what it sent
 
 
 @dataclasses.dataclass(frozen=True)

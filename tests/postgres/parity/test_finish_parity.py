@@ -76,6 +76,8 @@ finishes = st.builds(
         unknown_names=st.lists(st.sampled_from(["delete_all", "n" * 120, 'qu"o\\te']), max_size=12).map(tuple),
     ),
     repairs=st.integers(0, 2),
+    turn_path=st.sampled_from(["", "native", "flattened"]),
+    prompt_chars_saved=st.integers(0, 100_000),
 )
 cases = st.builds(
     Case,
