@@ -194,6 +194,10 @@ def markdown(data: dict[str, Any], why: dict[str, str] | None = None) -> str:
         from bench.agent import markdown as agent_markdown
 
         lines += ["", agent_markdown(data["agent"]).rstrip("\n")]
+    if "native" in data:
+        from bench.native_session import markdown as native_markdown
+
+        lines += ["", native_markdown(data["native"]).rstrip("\n")]
     meta = data["meta"]
     lines += [
         "",
