@@ -27,6 +27,7 @@ from gateway.kimi.base import KimiError, RateLimited
 from gateway.openai.errors import (
     ConversationUnavailable,
     GatewayError,
+    PoolBusy,
     RateLimitExceeded,
     gateway_error_from_kimi,
     upstream_rate_limited,
@@ -92,7 +93,8 @@ def no_account_error(exc: NoAccountAvailable, *, continued: bool) -> GatewayErro
     retry_after = None
     if exc.retry_at is not None:
         retry_after = max(1.0, (exc.retry_at - timezone.now()).total_seconds())
-    return RateLimitExceeded(
+    error = PoolBusy if exc.reason == "busy" else RateLimitExceeded
+    return error(
         f"No Kimi account can serve this request now ({exc.reason}).",
         retry_after=retry_after if retry_after is not None else 60.0,
     )
