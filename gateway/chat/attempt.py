@@ -272,15 +272,7 @@ async def attempt_abandon(attempt: Attempt, exc: KimiError) -> None:
 
 def _release_failed_attempt(*, lease: Lease, end: LeaseEnd, conversation_id: int | None, keep: bool) -> None:
     with transaction.atomic():
-        lease_release(
-            lease=lease,
-            outcome=end.outcome,
-            refund=end.refund,
-            retry_after=end.retry_after,
-            message=end.message,
-            reset_at=end.reset_at,
-            quota=end.quota,
-        )
+        lease_release(lease=lease, **end.release_kwargs())
         if conversation_id is not None:
             conversation_settle(conversation_id=conversation_id, keep=keep)
 

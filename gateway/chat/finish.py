@@ -99,15 +99,7 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
     native_keep = _native_state_kept(job, final)
     if attempt is not None:
         end = ending.lease_end(generated=attempt.generated)
-        lease = LeaseSettlement(
-            lease=attempt.lease,
-            outcome=end.outcome,
-            refund=end.refund,
-            retry_after=end.retry_after,
-            message=end.message,
-            reset_at=end.reset_at,
-            quota=end.quota,
-        )
+        lease = LeaseSettlement(lease=attempt.lease, **end.release_kwargs())
         if conversation_id is not None:
             keep = (job.keep and ending.outcome == Outcome.OK) or job.continued is not None or native_keep
             conversation = ConversationSettlement(
