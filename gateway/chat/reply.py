@@ -73,8 +73,7 @@ class Reply:
             except NoAccountAvailable as exc:
                 if job.native is not None and failover.attempts == 0:
                     # The account holding the chat cannot serve now: flatten into a new chat instead.
-                    self.job = job = await native_fallback(job, "account_unavailable")
-                    self.failover = failover = Failover(job)
+                    self.job = job = await self._flatten_native("account_unavailable")
                     continue
                 if failover.last_error is not None:
                     raise failover.final_error(retry_at=exc.retry_at) from None
@@ -85,7 +84,10 @@ class Reply:
                 self._buffered = await attempt.open()
             except KimiError as exc:
                 if not await failover.may_retry_after(attempt, exc):
-                    break
+                    if job.native is None or not exc.retryable:
+                        break
+                    # The continuation failed where a new chat may not: flatten it on another account.
+                    self.job = job = await self._flatten_native("upstream_error")
                 continue
             except BaseException:
                 # Cancelled (client went away) or a bug: settle this attempt in the background, re-raise.
@@ -95,6 +97,12 @@ class Reply:
             self.attempt = attempt
             return
         raise self.failover.final_error()
+
+    async def _flatten_native(self, reason: str) -> Job:
+        """Serve a native continuation flattened in a new chat after all, with the pool's attempts."""
+        job = await native_fallback(self.job, reason)
+        self.failover.max_attempts = Failover(job).max_attempts
+        return job
 
     async def reopen_after(self, exc: KimiError) -> None:
         """The open attempt failed mid-answer: settle it and open another (raises ``GatewayError`` when

@@ -275,3 +275,19 @@ def test_a_hint_narrows_but_the_history_decides(native):
     fake.reply(text="Yellow.")
     _, log4 = ask(alice, resent)
     assert "native" in log4.flags and log4.upstream_chat_id == log1.upstream_chat_id
+
+
+def test_a_continuation_the_upstream_refuses_is_flattened_on_another_account(native):
+    fake, client = native.fake, native.client
+    history = [SYSTEM, {"role": "user", "content": "Name a colour."}]
+    fake.reply(text="Blue.")
+    _, log1 = ask(client, history)
+    assert log1.account.name == "native"
+    pool_account(fake, "spare")
+    fake.fault("overloaded", account="native")
+    fake.reply(text="Red.")
+    history += [{"role": "assistant", "content": "Blue."}, {"role": "user", "content": "Another?"}]
+    message, log2 = ask(client, history)
+    assert message.content == "Red." and "flattened:upstream_error" in log2.flags
+    assert (log2.account.name, log2.attempts) == ("spare", 2)
+    assert "Name a colour." in fake.prompts("spare")[-1]  # the whole history, flattened
