@@ -90,8 +90,11 @@ def native_claim(*, turn: Turn, door: str, owners: tuple[str, ...], hint: str = 
     if hint:  # another session's chats are not candidates; this session's come first
         kept = kept.filter(native_hint__in=(hint, ""))
     same_session = Case(When(native_hint=hint, then=Value(0)), default=Value(1), output_field=IntegerField())
-    row = kept.filter(native_fingerprint=fingerprints[split]).order_by(same_session, "-last_used_at").first()
+    candidates = kept.filter(native_fingerprint=fingerprints[split])
+    row = candidates.filter(state=ConversationState.KEPT).order_by(same_session, "-last_used_at").first()
     if row is None:
+        if candidates.exists():  # the same state, answering another request right now
+            return "busy"
         known = kept.filter(native_fingerprint__in=fingerprints[:split]).exists()
         return "history_changed" if known else "no_state"
     claimed = Conversation.objects.filter(
