@@ -42,7 +42,8 @@ _PG_INSERT = """
 INSERT INTO gateway_requestlog (request_id, created_at, finished_at, api_key_id, passthrough_hash, account_id,
   path, model, flags, stream, status_code, outcome, error_code, error_message, latency_ms, ttft_ms, attempts,
   prompt_chars, completion_chars, prompt_tokens, completion_tokens, upstream_chat_id, client_ip, "user",
-  prompt_preview, answer_preview)
+  prompt_preview, answer_preview, tools_declared, tool_block_seen, tool_outcome, tool_calls, tool_unknown_names,
+  repairs, turn_path, prompt_chars_saved)
 SELECT %(prefix)s || g, ts, ts + make_interval(secs => lat / 1000.0),
   (%(keys)s::bigint[])[1 + floor(random() * %(nkeys)s)::int], '',
   (%(accounts)s::bigint[])[1 + floor(random() * %(naccounts)s)::int], '/v1/chat/completions',
@@ -51,7 +52,7 @@ SELECT %(prefix)s || g, ts, ts + make_interval(secs => lat / 1000.0),
   CASE WHEN o = 1 THEN '' WHEN random() < 0.6 THEN (%(errors_a)s::text[])[o] ELSE (%(errors_b)s::text[])[o] END,
   '', lat, CASE WHEN o = 1 THEN ttft END,
   1, 400, CASE WHEN o = 1 THEN 1500 ELSE 0 END, 100, CASE WHEN o = 1 THEN 375 ELSE 0 END,
-  CASE WHEN o = 1 THEN md5(g::text) ELSE '' END, NULL, '', '', ''
+  CASE WHEN o = 1 THEN md5(g::text) ELSE '' END, NULL, '', '', '', 0, FALSE, '', 0, '[]'::jsonb, 0, '', 0
 FROM (
   SELECT g, o, ts, ttft, CASE WHEN o = 1 THEN ttft + lat_extra ELSE 20 + floor(random() * 400)::int END AS lat
   FROM (
