@@ -173,6 +173,10 @@ async def accept(
     except GatewayError as error:
         parse_error = error
     prompt = prompt_text(turn) if turn else ""
+    if turn is not None and nothing_to_answer(turn, prompt):
+        parse_error = InvalidRequest(
+            "There is nothing to answer: the messages hold no text and no file.", param="messages", code="empty_prompt"
+        )
     start = LogStart(
         request_id=request_id,
         path=request.path,
@@ -200,6 +204,12 @@ async def accept(
         flags=start.flags,
     )
     return await _with_files(job), cast(Parsed, parsed)
+
+
+def nothing_to_answer(turn: Turn, prompt: str) -> bool:
+    """A new chat whose prompt is blank and carries no file: Kimi refuses it (kimi-web-protocol.md: a
+    message needs content), so it is refused here without spending an upstream call."""
+    return not turn.continue_chat and turn.local_answer is None and not turn.files and not prompt.strip()
 
 
 async def _with_files(job: Job) -> Job:

@@ -63,6 +63,15 @@ def caller_for_key(key: ApiKey | None) -> tuple[Caller, ApiKey]:
     return caller, key
 
 
+def passthrough_tokens(*, authorization: str) -> list[str]:
+    """The Kimi tokens of a pass-through bearer (comma-joined), or ``AuthenticationFailed``."""
+    raw = bearer_token(authorization)
+    tokens = [t.strip() for t in raw.split(",") if t.strip()][:MAX_PASSTHROUGH_TOKENS]
+    if not tokens or any(len(t) < 20 or " " in t for t in tokens):
+        raise AuthenticationFailed("Invalid API key.")
+    return tokens
+
+
 def caller_authenticate(*, authorization: str) -> tuple[Caller, ApiKey | None]:
     """Resolve the Authorization header to a caller (sync; runs in a worker thread)."""
     raw = bearer_token(authorization)
@@ -70,9 +79,7 @@ def caller_authenticate(*, authorization: str) -> tuple[Caller, ApiKey | None]:
         return caller_for_key(api_key_authenticate(raw=raw))
     if not settings.KIMIPROXY_PASSTHROUGH:
         raise AuthenticationFailed("Invalid API key (pass-through tokens are disabled on this gateway).")
-    tokens = [t.strip() for t in raw.split(",") if t.strip()][:MAX_PASSTHROUGH_TOKENS]
-    if not tokens or any(len(t) < 20 or " " in t for t in tokens):
-        raise AuthenticationFailed("Invalid API key.")
+    tokens = passthrough_tokens(authorization=authorization)
     try:
         accounts = [account_for_passthrough_token(token=t) for t in tokens]
     except ValidationError:
