@@ -22,6 +22,17 @@ def json_body(schema: Schema) -> Schema:
     return {"content": {"application/json": {"schema": schema}}}
 
 
+# One Server-Sent Event, as schemathesis reads a text/event-stream body: each event against this schema.
+SSE_EVENT: Schema = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {"type": "string", "description": "one JSON object (an event, or an error object); [DONE] last"},
+        "event": STRING,
+    },
+}
+
+
 def json_or_stream(schema: Schema, *, description: str) -> Schema:
     """A 200 that is one JSON body, or (``"stream": true``) Server-Sent Events."""
     return {
@@ -29,7 +40,7 @@ def json_or_stream(schema: Schema, *, description: str) -> Schema:
         "headers": {"x-kimiproxy-model": {"description": "the model that answered", "schema": STRING}},
         "content": {
             "application/json": {"schema": schema},
-            "text/event-stream": {"schema": STRING},
+            "text/event-stream": {"schema": SSE_EVENT},
         },
     }
 

@@ -40,8 +40,9 @@ NOT_IN_SCHEMA = (
     ("empty_prompt", "messages"),
 )
 
-# The fake answers plain text, also when the request asks for JSON: the gateway's 502 says so.
-UPSTREAM_FAILURES = {"invalid_json_output"}
+# The fake answers plain text, also when the request asks for JSON or requires a tool call: the
+# gateway's 502 says the model did not (a documented status, not a gateway failure).
+UPSTREAM_FAILURES = {"invalid_json_output", "tool_call_missing"}
 # What a valid request may get besides an answer: no credential, not found, busy, rate limited (5xx are
 # the not_a_server_error check's).
 ACCEPTING = {200, 401, 403, 404, 409, 429, 500, 502, 503, 504}
