@@ -40,6 +40,12 @@ class ApiKey(models.Model):
         help_text="Answer clients' probes (Messages / Responses requests with max_tokens <= 1) locally, "
         "without spending an upstream turn.",
     )
+    native_multiturn = models.BooleanField(
+        default=False,
+        help_text="Continue the same Kimi chat when a client resends its history (native multi-turn). This "
+        "KEEPS each conversation's chat on Kimi between turns, until it has been idle for the kept-conversation "
+        "TTL (KIMIPROXY_KEPT_CONVERSATION_TTL_HOURS, 24 h by default), instead of deleting it after each answer.",
+    )
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -131,6 +137,11 @@ class Conversation(models.Model):
     last_error = models.CharField(max_length=300, blank=True, default="")
     # Claimed by one cleanup worker at a time (conditional update).
     claimed_until = models.DateTimeField(null=True, blank=True)
+    # Native multi-turn (gateway/chat/native.py): what the kept chat holds, its tool envelope nonce and the
+    # client's session hint (hashed). Database defaults: the hand-written INSERT above need not name them.
+    native_fingerprint = models.CharField(max_length=64, blank=True, default="", db_default="", db_index=True)
+    native_nonce = models.CharField(max_length=64, blank=True, default="", db_default="")
+    native_hint = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         indexes = [

@@ -252,6 +252,8 @@ KIMIPROXY_MAX_ATTEMPTS = env.int("KIMIPROXY_MAX_ATTEMPTS", default=3)
 KIMIPROXY_KEEPALIVE_SECONDS = env.float("KIMIPROXY_KEEPALIVE_SECONDS", default=15.0)
 # After a client tool call block closed, how long the final write reads the rest of the upstream answer.
 KIMIPROXY_TOOL_DRAIN_SECONDS = env.float("KIMIPROXY_TOOL_DRAIN_SECONDS", default=5.0)
+# Native multi-turn for every caller (also per key: ApiKey.native_multiturn); keeps chats between turns.
+KIMIPROXY_NATIVE_MULTITURN = env.bool("KIMIPROXY_NATIVE_MULTITURN", default=False)
 # Requested model names served as one of ours, matched as a prefix: "claude-opus-4=kimi-thinking,gpt-4=kimi".
 KIMIPROXY_MODEL_ALIASES = parse_aliases(env.str("KIMIPROXY_MODEL_ALIASES", default=""))
 KIMIPROXY_KEPT_CONVERSATION_TTL_HOURS = env.float("KIMIPROXY_KEPT_CONVERSATION_TTL_HOURS", default=24.0)

@@ -79,6 +79,7 @@ def make_api_key(
     max_concurrent: int | None = None,
     revoked: bool = False,
     local_probes: bool = True,
+    native_multiturn: bool = False,
 ) -> tuple[ApiKey, str]:
     """A key created by ``api_key_create``: the row and the full key."""
     key, raw = api_key_create(
@@ -87,6 +88,7 @@ def make_api_key(
         allowed_models=allowed_models,
         max_concurrent=max_concurrent,
         local_probes=local_probes,
+        native_multiturn=native_multiturn,
     )
     if revoked:
         api_key_revoke(key=key)

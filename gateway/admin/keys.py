@@ -38,7 +38,7 @@ class ApiKeyForm(_ApiKeyFormBase):
     class Meta:
         model = ApiKey
         fields = ["name", "rpm_limit", "max_concurrent", "turns_per_day", "allowed_models", "reasoning_format",
-                  "local_probes"]  # fmt: skip
+                  "local_probes", "native_multiturn"]  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -100,6 +100,7 @@ class ApiKeyAdmin(_ApiKeyAdminBase):
             turns_per_day=obj.turns_per_day,
             reasoning_format=obj.reasoning_format,
             local_probes=obj.local_probes,
+            native_multiturn=obj.native_multiturn,
         )
         obj.pk = key.pk
         obj.refresh_from_db()

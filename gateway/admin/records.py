@@ -101,6 +101,24 @@ class LeftoverFilter(admin.SimpleListFilter):
         return queryset
 
 
+class NativeFilter(admin.SimpleListFilter):
+    """Chats kept by native multi-turn (a resent history continues them) or by an explicit conversation_id."""
+
+    title = "kept by"
+    parameter_name = "kept_by"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Conversation]) -> list[tuple[str, str]]:
+        return [("native", "native multi-turn"), ("explicit", "conversation_id")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> QuerySet[Conversation]:
+        kept = queryset.filter(kept=True)
+        if self.value() == "native":
+            return kept.exclude(native_fingerprint="")
+        if self.value() == "explicit":
+            return kept.filter(native_fingerprint="")
+        return queryset
+
+
 def kept_ttl() -> timedelta:
     return timedelta(hours=settings.KIMIPROXY_KEPT_CONVERSATION_TTL_HOURS)
 
@@ -108,14 +126,15 @@ def kept_ttl() -> timedelta:
 @admin.register(Conversation)
 class ConversationAdmin(ReadOnlyAdmin):
     list_display = [
-        "id", "chat_id", "account", "state_badge", "kept", "age", "last_used_at", "delete_attempts", "last_error",
+        "id", "chat_id", "account", "state_badge", "kept", "native", "age", "last_used_at", "delete_attempts",
+        "last_error",
     ]  # fmt: skip
-    list_filter = [LeftoverFilter, "state", "kept", "account"]
+    list_filter = [LeftoverFilter, NativeFilter, "state", "kept", "account"]
     search_fields = ["=chat_id", "=request_id"]
     list_select_related = ["account"]
     ordering = ["-created_at"]
     actions = ["delete_upstream_now"]
-    exclude = ["owner_hash"]
+    exclude = ["owner_hash", "native_fingerprint", "native_nonce", "native_hint"]
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj: Conversation) -> SafeString:
@@ -124,6 +143,11 @@ class ConversationAdmin(ReadOnlyAdmin):
     @admin.display(description="age", ordering="created_at")
     def age(self, obj: Conversation) -> str:
         return timesince(obj.created_at)
+
+    @admin.display(description="native", boolean=True)
+    def native(self, obj: Conversation) -> bool:
+        """Kept by native multi-turn: a resent history can continue it (gateway/chat/native.py)."""
+        return bool(obj.native_fingerprint)
 
     def has_delete_upstream_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("gateway.change_conversation")

@@ -35,6 +35,8 @@ def sse_response(body: StreamBody, *, request_id: str, conversation_id: str | No
 
 
 class ChatCompletionsDoor(FrontDoor[ChatRequest, ChatCompletionSink]):
+    name = "chat_completions"
+
     def parse(self, body: object) -> tuple[Turn, ChatRequest]:
         chat = parse_chat_request(
             body,

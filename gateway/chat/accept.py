@@ -20,6 +20,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from gateway.chat.finish import Final, finish_spawn
+from gateway.chat.native import native_claim, native_enabled, native_hint
 from gateway.chat.prompt import prompt_text
 from gateway.chat.settle import ending_client_closed, ending_for_error
 from gateway.chat.turn import Job, Turn
@@ -159,6 +160,7 @@ async def accept(
     parse: Callable[[object], tuple[Turn, Parsed]],
     request_id: str,
     authorization: str | None = None,
+    door: str = "",
 ) -> tuple[Job, Parsed]:
     """The accepted request as a ``Job``, with the door's own parsed request beside it.
 
@@ -202,14 +204,34 @@ async def accept(
         started=started,
         continued=continued,
         flags=start.flags,
+        door=door,
+        native_on=native_enabled(key) and not turn.continue_chat,
     )
+    if job.answered_locally:  # count_tokens, a probe: nothing reaches Kimi, no kept chat to claim or extend
+        job = dataclasses.replace(job, native_on=False)
+    if job.native_on:
+        job = await _native_match(dataclasses.replace(job, native_hint=native_hint(request, turn)))
     return await _with_files(job), cast(Parsed, parsed)
 
 
 def nothing_to_answer(turn: Turn, prompt: str) -> bool:
     """A new chat whose prompt is blank and carries no file: Kimi refuses it (kimi-web-protocol.md: a
     message needs content), so it is refused here without spending an upstream call."""
-    return not turn.continue_chat and turn.local_answer is None and not turn.files and not prompt.strip()
+    answered_here = turn.local_answer is not None or turn.probe  # the door answers these itself
+    return not turn.continue_chat and not answered_here and not turn.files and not prompt.strip()
+
+
+async def _native_match(job: Job) -> Job:
+    """Native multi-turn (gateway/chat/native.py): continue the kept chat this history extends, if any."""
+    match = await db_call(native_claim, turn=job.turn, door=job.door, owners=job.caller.owners, hint=job.native_hint)
+    if isinstance(match, str):
+        return dataclasses.replace(job, native_flag=f"flattened:{match}")
+    turn = job.turn
+    if turn.tools is not None and match.nonce:  # the chat's tool instructions name its first nonce
+        turn = dataclasses.replace(turn, tool_nonce=match.nonce)
+    return dataclasses.replace(
+        job, turn=turn, prompt_text=prompt_text(turn), continued=match.conversation, native=match, native_flag="native"
+    )
 
 
 async def _with_files(job: Job) -> Job:

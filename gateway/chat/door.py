@@ -34,7 +34,10 @@ DoorSink = TypeVar("DoorSink", bound=Sink)
 
 
 class FrontDoor(abc.ABC, Generic[Parsed, DoorSink]):
-    """One API shape. ``Parsed`` is the door's own parsed request, ``DoorSink`` its sink type."""
+    """One API shape. ``Parsed`` is the door's own parsed request, ``DoorSink`` its sink type.
+    ``name`` tells the doors apart where that matters (native multi-turn states belong to one door)."""
+
+    name: str = ""
 
     @abc.abstractmethod
     def parse(self, body: object) -> tuple[Turn, Parsed]:
@@ -66,7 +69,11 @@ async def serve(request: HttpRequest, door: FrontDoor[Parsed, DoorSink]) -> Http
     request_id = new_request_id()
     try:
         job, parsed = await accept(
-            request, parse=door.parse, request_id=request_id, authorization=door.authorization(request)
+            request,
+            parse=door.parse,
+            request_id=request_id,
+            authorization=door.authorization(request),
+            door=door.name or type(door).__name__,
         )
     except GatewayError as error:  # refused or failed before an account was involved; already logged
         return door.error_response(error, request_id=request_id)

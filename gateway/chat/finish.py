@@ -22,6 +22,7 @@ from django.conf import settings
 
 from gateway import lifecycle
 from gateway.chat.attempt import Attempt
+from gateway.chat.native import native_state_store, state_fingerprint
 from gateway.chat.settle import Ending
 from gateway.chat.sink import DrainingSink, ReplyStats
 from gateway.chat.turn import Job
@@ -29,6 +30,7 @@ from gateway.chat.waiting import slot_waiters
 from gateway.choices import Outcome
 from gateway.db.threads import db_call
 from gateway.kimi.base import Done, KimiError, KimiEvent
+from gateway.openai.messages import Message
 from gateway.records.conversations import chat_delete
 from gateway.records.drift import drift_record
 from gateway.records.logs import request_finish_async
@@ -52,6 +54,7 @@ class Final:
     settled: tuple[Attempt, ...] = ()
     rest: AsyncIterator[KimiEvent] | None = None  # the upstream answer left to drain into ``tail``
     tail: DrainingSink | None = None  # a sink with log flags of its own (read after the drain)
+    answer: Message | None = None  # the answer as the client got it (native multi-turn's state)
 
 
 def finish_spawn(job: Job, final: Final) -> asyncio.Task[None]:
@@ -82,10 +85,11 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
         attempts=final.attempts,
         account_id=attempt.account.pk if attempt else None,
         upstream_chat_id=attempt.chat_id if attempt else "",
-        flags=[*job.flags, *attempt.log_flags()] if attempt and attempt.log_flags() else None,
+        flags=_final_flags(job, attempt),
         **dataclasses.asdict(final.stats),
     )
     lease = conversation = None
+    native_keep = _native_state_kept(job, final)
     if attempt is not None:
         end = ending.lease_end(generated=attempt.generated)
         lease = LeaseSettlement(
@@ -98,7 +102,7 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
             quota=end.quota,
         )
         if conversation_id is not None:
-            keep = (job.keep and ending.outcome == Outcome.OK) or job.continued is not None
+            keep = (job.keep and ending.outcome == Outcome.OK) or job.continued is not None or native_keep
             conversation = ConversationSettlement(
                 conversation_id=conversation_id, keep=keep, parent_message_id=final.parent_message_id
             )
@@ -115,12 +119,36 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
     elif attempt is not None and attempt.chat_id and conversation_id is None and not job.continued:
         await chat_delete(attempt.account, attempt.chat_id)  # its record failed: at least delete it
     await request_finish_async(log_id=job.log_id, finish=finish, lease=lease, conversation=conversation)
+    if job.native_on and conversation is not None and conversation.keep:
+        answer = final.answer
+        fingerprint = state_fingerprint(turn=job.turn, door=job.door, answer=answer) if native_keep and answer else ""
+        await db_call(
+            native_state_store,
+            conversation_id=conversation.conversation_id,
+            fingerprint=fingerprint,
+            nonce=job.turn.tool_nonce,
+            hint=job.native_hint,
+        )
     if lease is not None:
         slot_waiters().wake_one()
     tried = [*final.settled, *([attempt] if attempt is not None else [])]
     reports = [report for report in (a.drift_report() for a in tried) if report is not None]
     if reports:
         await db_call(drift_record, reports=reports)
+
+
+def _final_flags(job: Job, attempt: Attempt | None) -> list[str] | None:
+    """The flags of the final write (None: those written on accept stay)."""
+    late = [*([job.native_flag] if job.native_flag else []), *(attempt.log_flags() if attempt else [])]
+    return [*job.flags, *late] if late else None
+
+
+def _native_state_kept(job: Job, final: Final) -> bool:
+    """This turn leaves a chat a resent history may continue (gateway/chat/native.py): native mode,
+    answered in full, and the upstream chat holds nothing the client did not see."""
+    if not job.native_on or final.answer is None or final.ending.outcome != Outcome.OK or final.attempt is None:
+        return False
+    return not any(flag.startswith("trailing_after_tool") for flag in final.attempt.reply_flags)
 
 
 async def _drain(events: AsyncIterator[KimiEvent], sink: DrainingSink, *, seconds: float, job: Job) -> None:

@@ -5,8 +5,8 @@ message (with client tools: what followed the last answer, tool results included
 message's files are uploaded to this account. A very long history (above
 ``KIMIPROXY_PROMPT_ATTACH_BYTES``, or after Kimi refused the prompt as too long, protocol doc C.2 and
 C.9) goes up as an attached ``.txt`` file instead, while the system text and the message to answer stay
-inline, and the message says so. The next features plug in here (continuing a chat natively, tool
-instructions): each changes what ``upstream_turn`` builds, not the stages around it.
+inline, and the message says so. A native continuation (gateway/chat/native.py) gets only the messages
+after the last answer and the tool reminder: the chat already holds the rest, instructions included.
 
 Client tools (gateway/tools/README.md): the tool instructions go with the system text, the history's
 calls in the envelope and its results escaped, and the reminder after the message to answer (and the
@@ -77,7 +77,9 @@ async def upstream_turn(
     for a continued chat, where to continue (protocol doc 2.9: Connect needs the parent message id)."""
     blobs = list(job.blobs)
     text = job.prompt_text
-    if job.continued is not None:
+    if job.native is not None:
+        text = _native_text(job.turn)
+    elif job.continued is not None:
         text = _continued_text(job.turn)
     elif attach_history:
         text, history = _split_history(job.turn)
@@ -99,6 +101,14 @@ def _continued_text(turn: Turn) -> str:
         return last_user_text(turn.messages)
     preamble, reminder = _tool_texts(turn)
     return flatten_tail(turn.messages, tools=turn.tools, nonce=turn.tool_nonce, preamble=preamble, reminder=reminder)
+
+
+def _native_text(turn: Turn) -> str:
+    """A native continuation (gateway/chat/native.py): the chat holds the history and the tool
+    instructions under the same nonce, so only the new messages go, with the short tool reminder."""
+    _, reminder = _tool_texts(turn)
+    tools = turn.tools if turn.offers_tools else None
+    return flatten_tail(turn.messages, tools=tools, nonce=turn.tool_nonce, reminder=reminder)
 
 
 def _earlier_turns(turn: Turn) -> tuple[int, ...]:

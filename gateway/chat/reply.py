@@ -21,11 +21,13 @@ from accounts.pool import NoAccountAvailable
 from gateway import lifecycle
 from gateway.chat.attempt import Attempt, AttemptCancelled, attempt_abandon
 from gateway.chat.finish import Final, finish_spawn
+from gateway.chat.native import native_fallback
 from gateway.chat.reserve import Failover, no_account_error, reserve_waiting
 from gateway.chat.settle import Ending
 from gateway.chat.sink import DrainingSink, ReplyStats
 from gateway.chat.turn import Job
 from gateway.kimi.base import Done, KimiError, KimiEvent, TextDelta
+from gateway.openai.messages import Message
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,11 @@ class Reply:
             try:
                 lease, account = await reserve_waiting(job, failover.exclude)
             except NoAccountAvailable as exc:
+                if job.native is not None and failover.attempts == 0:
+                    # The account holding the chat cannot serve now: flatten into a new chat instead.
+                    self.job = job = await native_fallback(job, "account_unavailable")
+                    self.failover = failover = Failover(job)
+                    continue
                 if failover.last_error is not None:
                     raise failover.final_error(retry_at=exc.retry_at) from None
                 raise no_account_error(
@@ -113,6 +120,7 @@ class Reply:
         *,
         rest: AsyncIterator[KimiEvent] | None = None,
         tail: DrainingSink | None = None,
+        answer: Message | None = None,
     ) -> asyncio.Task[None]:
         """Start the final write with this ending; later calls return the same task (the first wins).
         ``rest``: the upstream answer left to drain into ``tail`` (whose log flags are recorded)."""
@@ -127,6 +135,7 @@ class Reply:
                 settled=tuple(self.failover.settled),
                 rest=rest,
                 tail=tail,
+                answer=answer,
             )
             self._finished = finish_spawn(self.job, final)
         return self._finished

@@ -25,7 +25,7 @@ from django.conf import settings
 from gateway.chat.deadlines import Deadline
 from gateway.chat.reply import Reply
 from gateway.chat.settle import Ending, ending_client_closed, ending_for_error, ending_success, internal_error
-from gateway.chat.sink import DrainingSink, Sink
+from gateway.chat.sink import AnswerSink, DrainingSink, Sink
 from gateway.choices import Outcome
 from gateway.kimi.base import Done, Heartbeat, KimiError, KimiEvent
 from gateway.openai.errors import GatewayError, gateway_error_from_kimi
@@ -89,7 +89,8 @@ async def run(reply: Reply, sink: Sink) -> AsyncIterator[bytes]:
             yield data
     finally:
         drain = draining is not None and draining.drains and not done and ending.outcome == Outcome.OK
-        reply.finish(ending, sink.stats(), rest=events if drain else None, tail=draining)
+        answer = sink.answer() if isinstance(sink, AnswerSink) and ending.outcome == Outcome.OK else None
+        reply.finish(ending, sink.stats(), rest=events if drain else None, tail=draining, answer=answer)
 
 
 def _events(reply: Reply, sink: Sink) -> AsyncIterator[KimiEvent]:

@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 
 from gateway.kimi.base import KimiEvent
 from gateway.openai.errors import GatewayError
+from gateway.openai.messages import Message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +67,16 @@ class Sink(Protocol):
         ...
 
     def stats(self) -> ReplyStats: ...
+
+
+@runtime_checkable
+class AnswerSink(Protocol):
+    """A sink that can say what the client got, as a neutral assistant message: native multi-turn keeps
+    its fingerprint (gateway/chat/native.py). A sink without it is never continued natively."""
+
+    def answer(self) -> Message | None:
+        """The answer as the client saw it (text and tool calls); None when there is none to continue."""
+        ...
 
 
 @runtime_checkable

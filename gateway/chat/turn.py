@@ -5,6 +5,7 @@ accept hands to the rest of the pipeline (``Job``). Both are frozen: no stage ch
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from gateway.kimi.base import FileBlob, ReasoningEffort
 from gateway.models import ApiKey
@@ -14,6 +15,9 @@ from gateway.records.callers import Caller
 from gateway.records.conversations import ContinuedConversation
 from gateway.tools.spec import ToolSet
 from gateway.tools.structured import ResponseFormat
+
+if TYPE_CHECKING:
+    from gateway.chat.native import NativeMatch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +50,7 @@ class Turn:
     response_format: ResponseFormat | None = None
     local_answer: str | None = None
     probe: bool = False
+    session_hint: str = ""  # a client's conversation id from the body (prompt_cache_key); native multi-turn
 
     @property
     def offers_tools(self) -> bool:
@@ -67,6 +72,11 @@ class Job:
     blobs: tuple[FileBlob, ...] = ()
     continued: ContinuedConversation | None = None
     flags: tuple[str, ...] = ()  # as logged on accept
+    door: str = ""  # the front door's name (native multi-turn states belong to one door)
+    native_on: bool = False  # this caller's turns keep their chats for native continuation
+    native: NativeMatch | None = None  # the kept chat this request continues natively
+    native_flag: str = ""  # which path served it (native / flattened:<why>), for the final log row
+    native_hint: str = ""  # the client's session hint, hashed (gateway/chat/native.py)
 
     @property
     def keep(self) -> bool:

@@ -138,6 +138,11 @@ class ReplyAssembler:
         return "".join(self._reasoning)
 
     @property
+    def stop_sequence(self) -> str | None:
+        """The stop sequence that ended the answer (None when none did)."""
+        return self._stops.matched
+
+    @property
     def completion_tokens(self) -> int:
         return self._tally.tokens
 

@@ -44,6 +44,11 @@ for _type, _ext in [
     _MIME_TYPES.add_type(_type, _ext)
 
 
+def strip_think_prefix(text: str) -> str:
+    """An assistant text without the ``<think>...</think>`` a client may send back with it."""
+    return _THINK_PREFIX_RE.sub("", text)
+
+
 @dataclasses.dataclass(frozen=True)
 class Attachment:
     """A file or image in a message. Exactly one of ``url`` / ``blob`` is set when decoded.
@@ -112,7 +117,7 @@ def parse_message(raw: object, index: int, *, decode: bool, parts: PartBudget, m
     text, attachments = _parse_content(raw.get("content"), role, param, decode, parts, max_file_bytes)
     calls: tuple[ToolCall, ...] = ()
     if role == "assistant":
-        text = _THINK_PREFIX_RE.sub("", text)
+        text = strip_think_prefix(text)
         calls = parse_openai_history_calls(raw.get("tool_calls"), param=f"{param}.tool_calls")
     call_id = raw.get("tool_call_id") if role == "tool" else None
     if call_id is not None and not isinstance(call_id, str):

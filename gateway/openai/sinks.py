@@ -28,6 +28,7 @@ from gateway.chat.sink import ReplyStats
 from gateway.kimi.base import Done, KimiEvent, TextDelta, ThinkingDelta
 from gateway.openai.chunks import Chunk, ReasoningFormat, ReplyAssembler, error_chunk
 from gateway.openai.errors import GatewayError
+from gateway.openai.messages import Message, strip_think_prefix
 from gateway.openai.request import ChatRequest
 from gateway.tools.parser import BlockClosed, CallReady, Event, Text, ToolCallParser
 from gateway.tools.structured import check_json_output
@@ -200,6 +201,14 @@ class ChatCompletionSink:
             completion_tokens=assembler.completion_tokens,
             answer_preview=assembler.content[:PREVIEW_CHARS],
         )
+
+    def answer(self) -> Message | None:
+        """The answer as the client got it, for native multi-turn (gateway/chat/sink.py ``AnswerSink``)."""
+        assembler = self.assembler
+        if assembler is None or not assembler.finished:
+            return None
+        text = self._json_text if self._json_text is not None and not assembler.tool_calls else assembler.content
+        return Message(role="assistant", text=strip_think_prefix(text), tool_calls=tuple(assembler.tool_calls))
 
     def completion(self) -> dict[str, object]:
         """The collected ``chat.completion`` body."""

@@ -80,6 +80,7 @@ class StopFilter:
         self._longest = max(map(len, self._stops), default=0)
         self._held = ""
         self.stopped = False
+        self.matched: str | None = None  # the stop sequence that stopped the text
 
     def feed(self, text: str, *, final: bool = False) -> str:
         if self.stopped:
@@ -95,6 +96,7 @@ class StopFilter:
             return buf[:pending]
         if found:
             self.stopped = True
+            self.matched = next(s for s in self._stops if buf.find(s) == first_stop)
         return buf[:first_stop]
 
     def flush(self) -> str:

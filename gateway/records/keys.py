@@ -44,6 +44,7 @@ def api_key_create(
     turns_per_day: int | None = None,
     reasoning_format: str | None = None,
     local_probes: bool = True,
+    native_multiturn: bool = False,
 ) -> tuple[ApiKey, str]:
     """Create a key; return the row and the full key, which is never available again."""
     name = (name or "").strip()
@@ -69,6 +70,7 @@ def api_key_create(
                 turns_per_day=turns_per_day,
                 allowed_models=_clean_models(allowed_models),
                 local_probes=local_probes,
+                native_multiturn=native_multiturn,
                 **extra,
             )
     except IntegrityError:
@@ -137,3 +139,9 @@ def api_key_model_allowed(*, key: ApiKey, model: str) -> bool:
         return True
     wanted = parse_model(model).canonical
     return any(parse_model(allowed).canonical == wanted for allowed in key.allowed_models)
+
+
+def api_key_set_native_multiturn(*, key: ApiKey, enabled: bool) -> None:
+    """Turn native multi-turn on or off for a key (gateway/chat/native.py); kept chats stay until their TTL."""
+    key.native_multiturn = enabled
+    key.save(update_fields=["native_multiturn"])

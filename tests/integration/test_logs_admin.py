@@ -108,3 +108,14 @@ def test_it_deletes_selected_conversations_upstream_through_the_service(admin_cl
 def test_it_links_the_dashboard_from_the_admin_index(admin_client: Client) -> None:
     body = admin_client.get("/admin/").content.decode()
     assert 'href="/dashboard/"' in body and "Open the usage dashboard" in body
+
+
+def test_it_shows_which_kept_chats_native_multi_turn_keeps(admin_client: Client) -> None:
+    native = _conversation(ConversationState.KEPT, chat_id="chat-native")
+    Conversation.objects.filter(pk=native.pk).update(native_fingerprint="f" * 64)
+    _conversation(ConversationState.KEPT, chat_id="chat-explicit")
+    page = admin_client.get(CONVERSATIONS, {"kept_by": "native"}).content.decode()
+    assert "chat-native" in page and "chat-explicit" not in page
+    page = admin_client.get(CONVERSATIONS, {"kept_by": "explicit"}).content.decode()
+    assert "chat-explicit" in page and "chat-native" not in page
+    assert "f" * 64 not in admin_client.get(f"{CONVERSATIONS}{native.pk}/change/").content.decode()

@@ -5,15 +5,25 @@
 
 from __future__ import annotations
 
-from argparse import ArgumentParser, ArgumentTypeError
+from argparse import ArgumentParser, ArgumentTypeError, BooleanOptionalAction
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from gateway.models import ApiKey
-from gateway.records.keys import api_key_create, api_key_revoke, api_key_set_turns_per_day
+from gateway.records.keys import (
+    api_key_create,
+    api_key_revoke,
+    api_key_set_native_multiturn,
+    api_key_set_turns_per_day,
+)
 
+UNCHANGED = object()  # an option not given to `set`
+NATIVE_HELP = (
+    "Continue the same Kimi chat when a client resends its history; keeps each chat on Kimi until it has "
+    "been idle for KIMIPROXY_KEPT_CONVERSATION_TTL_HOURS."
+)
 TURNS_HELP = "Upstream turns per rolling 24 hours (default: no limit)."
 
 
@@ -43,6 +53,7 @@ class Command(BaseCommand):
             action="store_false",
             help="Send clients' max_tokens <= 1 probes upstream instead of answering them locally.",
         )
+        create.add_argument("--native-multiturn", dest="native_multiturn", action="store_true", help=NATIVE_HELP)
         sub.add_parser("list", help="List keys (prefixes only).")
         change = sub.add_parser("set", help="Change a key's limits.")
         change.add_argument("name")
@@ -50,8 +61,11 @@ class Command(BaseCommand):
             "--turns-per-day",
             type=_budget,
             dest="turns_per_day",
-            required=True,
+            default=UNCHANGED,
             help=TURNS_HELP + " 'none' removes it.",
+        )
+        change.add_argument(
+            "--native-multiturn", dest="native_multiturn", action=BooleanOptionalAction, default=None, help=NATIVE_HELP
         )
         sub.add_parser("revoke", help="Revoke a key.").add_argument("name")
 
@@ -68,6 +82,7 @@ class Command(BaseCommand):
                 max_concurrent=options["max_concurrent"],
                 turns_per_day=options["turns_per_day"],
                 local_probes=options["local_probes"],
+                native_multiturn=options["native_multiturn"],
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
@@ -90,12 +105,19 @@ class Command(BaseCommand):
 
     def do_set(self, options: dict[str, Any]) -> None:
         key = _key(options["name"])
+        turns, native = options["turns_per_day"], options["native_multiturn"]
+        if turns is UNCHANGED and native is None:
+            raise CommandError("Say what to change: --turns-per-day and/or --(no-)native-multiturn.")
         try:
-            api_key_set_turns_per_day(key=key, turns_per_day=options["turns_per_day"])
+            if turns is not UNCHANGED:
+                api_key_set_turns_per_day(key=key, turns_per_day=turns)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
+        if native is not None:
+            api_key_set_native_multiturn(key=key, enabled=native)
         budget = f"{key.turns_per_day} turns per day" if key.turns_per_day else "no turn budget"
-        self.stdout.write(f"{key.name}: {budget}")
+        native_text = "native multi-turn on" if key.native_multiturn else "native multi-turn off"
+        self.stdout.write(f"{key.name}: {budget}, {native_text}")
 
     def do_revoke(self, options: dict[str, Any]) -> None:
         key = _key(options["name"])
