@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from accounts.crypto import token_hash
+from accounts.jwt_claims import jwt_claims
 from accounts.services import account_for_passthrough_token
 from gateway.models import ApiKey
 from gateway.openai.errors import AuthenticationFailed
@@ -80,6 +81,10 @@ def caller_authenticate(*, authorization: str) -> tuple[Caller, ApiKey | None]:
     if not settings.KIMIPROXY_PASSTHROUGH:
         raise AuthenticationFailed("Invalid API key (pass-through tokens are disabled on this gateway).")
     tokens = passthrough_tokens(authorization=authorization)
+    if not all(jwt_claims(t) for t in tokens):
+        # Kimi's tokens are JWTs: anything else is refused here, before an account row is stored for it
+        # or a local answer (count_tokens, a probe) is given to a credential nobody can check.
+        raise AuthenticationFailed("Invalid API key (not a gateway key, nor a Kimi token).")
     try:
         accounts = [account_for_passthrough_token(token=t) for t in tokens]
     except ValidationError:

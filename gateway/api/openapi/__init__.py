@@ -16,7 +16,7 @@ from django.views.decorators.http import require_safe
 
 from gateway.api.openapi.chat import chat_completions_path
 from gateway.api.openapi.common import BOOLEAN, INTEGER, OBJECT, STRING, Schema, errors, json_body
-from gateway.api.openapi.messages import messages_paths
+from gateway.api.openapi.messages import messages_paths, user_block_component
 from gateway.api.openapi.responses import responses_paths
 
 _MODEL: Schema = {
@@ -134,10 +134,11 @@ def openapi_document() -> dict[str, Any]:
             "description": "OpenAI- and Anthropic-compatible gateway to Kimi web chat",
         },
         "components": {
+            "schemas": {"UserBlock": user_block_component()},  # a tool_result's blocks are a user's blocks
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "a gateway key, or Kimi tokens"},
                 "anthropicKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
-            }
+            },
         },
         "security": [{"bearer": []}],
         "paths": {

@@ -29,7 +29,10 @@ from gateway.api.openapi.common import (
 from gateway.tools.spec import MAX_TOOLS
 
 # messages.py: http(s) with a host, or a data: URL (its payload decoded only for the last user message).
-URL: Schema = {"type": "string", "pattern": r"^(?:[Hh][Tt][Tt][Pp][Ss]?://[^\s/]|data:[^;,]*(?:;[^;,]*)*,)"}
+URL: Schema = {
+    "type": "string",
+    "pattern": r"^(?:[Hh][Tt][Tt][Pp][Ss]?://(?:[^\s\x1c-\x1f\x85/]|\ufeff)|data:[^;,]*(?:;[^;,]*)*,)",
+}
 _URL_FIELD: Schema = {"anyOf": [URL, {"type": "object", "required": ["url"], "properties": {"url": URL}}]}
 # One character Python's str.strip() keeps: ECMA's \S differs on \x1c-\x1f, \x85 and \ufeff.
 NOT_BLANK = r"[^\s\x1c-\x1f\x85]|\ufeff"
