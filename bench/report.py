@@ -190,6 +190,14 @@ def markdown(data: dict[str, Any], why: dict[str, str] | None = None) -> str:
     for name in ("direct", "passthrough", "kimiproxy"):
         cells = [fmt_spread(data["rates"][name][c]["rate"], scale=1, unit="/s", digits=0) for c in levels]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if "agent" in data:
+        from bench.agent import markdown as agent_markdown
+
+        lines += ["", agent_markdown(data["agent"]).rstrip("\n")]
+    if "native" in data:
+        from bench.native_session import markdown as native_markdown
+
+        lines += ["", native_markdown(data["native"]).rstrip("\n")]
     meta = data["meta"]
     lines += [
         "",

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py [--quick] [--postgres postgres://postgres@127.0.0.1:5432] [--pg-log PATH]
     .venv/bin/python bench/run.py --render bench/results/<timestamp>.json   # re-render a table, no run
+    .venv/bin/python bench/run.py --scenario agent [--quick]                # the agent-shaped scenario only
 
 Starts the fake (``manage.py fake_kimi``), kimiproxy (gunicorn + uvicorn workers, one per core, PostgreSQL
 database ``kimiproxy_perf`` created and dropped here) and bench/passthrough_app.py, then measures the
@@ -23,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import phases, report  # noqa: E402
+from bench import agent, native_session, phases, report  # noqa: E402
 from bench.procs import Children  # noqa: E402
 from bench.stack import Stack  # noqa: E402
 
@@ -62,6 +63,14 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--no-results-md", action="store_true", help="do not overwrite bench/RESULTS.md")
     parser.add_argument(
+        "--scenario",
+        choices=["all", "agent", "native"],
+        default="all",
+        help="agent: only the agent-shaped scenario (bench/agent.py); native: only the 20-step session native vs "
+        "flattened (bench/native_session.py); printed and saved as results/<stamp>-<scenario>.*",
+    )
+    parser.add_argument("--agent-rounds", type=int, default=3, help="interleaved rounds of the agent scenario")
+    parser.add_argument(
         "--render", metavar="JSON", help="no run: rewrite bench/RESULTS.md from a results file (after report changes)"
     )
     return parser.parse_args()
@@ -80,10 +89,41 @@ def render(path: str) -> int:
     return 0
 
 
+def scenario_only(args: argparse.Namespace) -> int:
+    """One scenario alone (kimiproxy and the fake, no pass-through): agent or native."""
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_dir = out_dir / f"logs-{stamp}"
+    log_dir.mkdir()
+    children = Children(log_dir)
+    stack = Stack(server_url=args.postgres.rstrip("/"), children=children)
+    try:
+        print("setting up: database, fake, kimiproxy", flush=True)
+        stack.start_with_proxy()
+        if args.scenario == "native":
+            print("20-step agent session, native multi-turn vs flattened", flush=True)
+            result = native_session.native_scenario(stack, steps=8 if args.quick else native_session.STEPS)
+        else:
+            print("agent-shaped scenario", flush=True)
+            quick = {"requests": 60, "latency_s": 1.5, "rounds": 2} if args.quick else {"rounds": args.agent_rounds}
+            result = agent.agent_scenario(stack, **quick)  # type: ignore[arg-type]
+    finally:
+        children.stop_all()
+        stack.drop_database()
+    table = native_session.markdown(result) if args.scenario == "native" else agent.markdown(result)
+    (out_dir / f"{stamp}-{args.scenario}.json").write_text(json.dumps(result, indent=2, default=str))
+    (out_dir / f"{stamp}-{args.scenario}.md").write_text(table)
+    print(table)
+    return 0
+
+
 def main() -> int:
     args = parse_args()
     if args.render:
         return render(args.render)
+    if args.scenario in ("agent", "native"):
+        return scenario_only(args)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))  # 500 streams x 4 sockets
     timing = phases.Timing.quick() if args.quick else phases.Timing()
@@ -112,6 +152,11 @@ def main() -> int:
         print("CPU per request", flush=True)
         data["cpu_per_request"] = phases.cpu_per_request(stack, requests=100 if args.quick else 400)
         data["cpu_seconds"] = {n: phases.worker_cpu(stack, n) for n in ("kimiproxy", "passthrough")}
+        print("agent-shaped scenario (48 KB, 12 tools, a call)", flush=True)
+        quick = {"requests": 60, "latency_s": 1.5, "rounds": 2} if args.quick else {}
+        data["agent"] = agent.agent_scenario(stack, **quick)  # type: ignore[arg-type]
+        print("20-step agent session, native multi-turn vs flattened", flush=True)
+        data["native"] = native_session.native_scenario(stack, steps=8 if args.quick else native_session.STEPS)
         print("slow streams held open", flush=True)
         data["slow_streams"] = {n: phases.slow_streams(stack, timing, n) for n in ("passthrough", "kimiproxy")}
         data["peak_rss_kb_after_streams"] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator
 from django.db import models
 
 from accounts.choices import Protocol
@@ -35,6 +36,12 @@ class ApiKey(models.Model):
     )
     allowed_models = models.JSONField(default=list, blank=True, help_text="Model names; empty = all.")
     reasoning_format = models.CharField(max_length=16, choices=ReasoningFormat.choices, default=ReasoningFormat.FIELD)
+    repair_turns = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(3)],
+        help_text="Extra upstream turns a collected answer may spend on a repair (a tool call failing its "
+        "schema, invalid JSON output); 0 = none. Each one spends the account's limit.",
+    )
     local_probes = models.BooleanField(
         default=True,
         help_text="Answer clients' probes (Messages / Responses requests with max_tokens <= 1) locally, "
@@ -101,6 +108,20 @@ class RequestLog(models.Model):
     user = models.CharField(max_length=200, blank=True, default="")
     prompt_preview = models.CharField(max_length=200, blank=True, default="")
     answer_preview = models.CharField(max_length=200, blank=True, default="")
+    # Client tools (gateway/tools/): what the parser saw in the answer. ``tool_outcome`` is ParseStats's
+    # (text | tool_calls | tool_call_missing | tool_call_malformed; empty: no tools declared).
+    tools_declared = models.PositiveSmallIntegerField(default=0)
+    tool_block_seen = models.BooleanField(default=False)
+    tool_outcome = models.CharField(max_length=24, blank=True, default="")
+    tool_calls = models.PositiveSmallIntegerField(default=0)
+    # Extra upstream turns spent repairing the answer (a call failing its schema, invalid JSON output).
+    repairs = models.PositiveSmallIntegerField(default=0)
+    # Native multi-turn (gateway/chat/native.py): which path served a request of a caller with the mode on
+    # ("" when off), and the prompt characters a native continuation did not send (the flattened history
+    # minus what went upstream).
+    turn_path = models.CharField(max_length=16, blank=True, default="")
+    prompt_chars_saved = models.PositiveIntegerField(default=0)
+    tool_unknown_names = models.JSONField(default=list, blank=True)  # names the model called, not offered
 
     class Meta:
         ordering = ["-created_at"]
@@ -151,6 +172,32 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chat_id or '(pending)'} on {self.account_id} ({self.state})"
+
+
+class StoredResponse(models.Model):
+    """A Responses answer kept for ``GET /v1/responses/{id}`` and ``previous_response_id`` (``store``).
+
+    It belongs to the key (or pass-through token hash) that asked, as kept conversations do, and names
+    the kept upstream chat it continues by account and chat id (the conversation row may be swept
+    before it: continuing then finds no conversation). Expires with the kept-conversation TTL.
+    """
+
+    id = models.CharField(max_length=100, primary_key=True)
+    owner_hash = models.CharField(max_length=64)
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE)
+    account = models.ForeignKey(KimiAccount, null=True, blank=True, on_delete=models.SET_NULL)
+    chat_id = models.CharField(max_length=64, blank=True, default="")
+    previous_response_id = models.CharField(max_length=100, blank=True, default="")
+    message_id = models.CharField(max_length=64, blank=True, default="")  # its upstream answer (a fork's parent)
+    body = models.JSONField()
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"]), models.Index(fields=["chat_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.id} (chat {self.chat_id or '-'})"
 
 
 class UploadedFile(models.Model):

@@ -4,7 +4,13 @@ Postgres fast path, with ``sql/``), ``services`` (what callers use, re-exported 
 from __future__ import annotations
 
 from accounts.pool.lease import Lease, NoAccountAvailable
-from accounts.pool.services import account_reserve, account_unavailable, lease_reclaim_stale, lease_release
+from accounts.pool.services import (
+    account_reserve,
+    account_unavailable,
+    extra_turn_record,
+    lease_reclaim_stale,
+    lease_release,
+)
 from accounts.selectors import account_usage
 
 __all__ = [
@@ -13,6 +19,7 @@ __all__ = [
     "account_reserve",
     "account_unavailable",
     "account_usage",
+    "extra_turn_record",
     "lease_reclaim_stale",
     "lease_release",
 ]

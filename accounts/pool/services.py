@@ -17,9 +17,12 @@ from collections.abc import Collection
 from datetime import datetime
 
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
-from accounts.pool import orm, pg
+from accounts.choices import LeaseOutcome, TurnStatus
+from accounts.models import KimiAccount, Turn
+from accounts.pool import orm, pg, rules
 from accounts.pool.lease import Lease, NoAccountAvailable
 
 
@@ -101,3 +104,20 @@ def lease_reclaim_stale(*, now: datetime | None = None) -> int:
     They already stopped blocking concurrency when the lease expired; this only tidies the rows.
     """
     return orm.reclaim_stale(now=now or timezone.now())
+
+
+def extra_turn_record(*, account_id: int, request_id: str, now: datetime | None = None) -> None:
+    """One more upstream turn a request spent in its leased account's chat (a repair turn,
+    gateway/chat/repair.py): counted in the account's window and the key's turn budget like any done
+    turn, never in flight (the request's own lease holds the concurrency)."""
+    now = now or timezone.now()
+    Turn.objects.create(
+        account_id=account_id,
+        started_at=now,
+        lease_expires_at=now,
+        released_at=now,
+        status=TurnStatus.DONE,
+        outcome=LeaseOutcome.OK,
+        request_id=request_id[: rules.REQUEST_ID_CHARS],
+    )
+    KimiAccount.objects.filter(pk=account_id).update(total_turns=F("total_turns") + 1)

@@ -37,8 +37,10 @@ class ApiKeyForm(_ApiKeyFormBase):
 
     class Meta:
         model = ApiKey
-        fields = ["name", "rpm_limit", "max_concurrent", "turns_per_day", "allowed_models", "reasoning_format",
-                  "local_probes", "native_multiturn"]  # fmt: skip
+        fields = [
+            "name", "rpm_limit", "max_concurrent", "turns_per_day", "repair_turns", "allowed_models",
+            "reasoning_format", "local_probes", "native_multiturn",
+        ]  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -60,6 +62,7 @@ class ApiKeyAdmin(_ApiKeyAdminBase):
         "rpm_limit",
         "max_concurrent",
         "turns_per_day",
+        "repair_turns",
         "models",
         "last_used_at",
         "created_at",
@@ -99,6 +102,7 @@ class ApiKeyAdmin(_ApiKeyAdminBase):
             max_concurrent=obj.max_concurrent,
             turns_per_day=obj.turns_per_day,
             reasoning_format=obj.reasoning_format,
+            repair_turns=obj.repair_turns,
             local_probes=obj.local_probes,
             native_multiturn=obj.native_multiturn,
         )

@@ -55,7 +55,7 @@ class RequestLogAdmin(ReadOnlyAdmin):
         "created_at", "request_id", "outcome_badge", "status_code", "model", "account", "api_key", "stream",
         "ttft_ms", "latency_ms", "error_code",
     ]  # fmt: skip
-    list_filter = ["status_code", "outcome", "error_code", "model", "account", "api_key", "stream"]
+    list_filter = ["status_code", "outcome", "error_code", "model", "account", "api_key", "stream", "tool_outcome"]
     search_fields = ["=upstream_chat_id", "=request_id"]
     search_help_text = "Exact upstream chat id or request id."
     list_select_related = ["account", "api_key"]
@@ -68,6 +68,19 @@ class RequestLogAdmin(ReadOnlyAdmin):
         ("Timing", {"fields": ["ttft_ms", "latency_ms"]}),
         ("Upstream", {"fields": ["account", "upstream_chat_id"]}),
         ("Size", {"fields": ["prompt_chars", "completion_chars", "prompt_tokens", "completion_tokens"]}),
+        (
+            "Client tools",
+            {
+                "fields": [
+                    "tools_declared",
+                    "tool_block_seen",
+                    "tool_outcome",
+                    "tool_calls",
+                    "tool_unknown_names",
+                    "repairs",
+                ]  # fmt: skip
+            },
+        ),
         ("Previews", {"fields": ["prompt_preview", "answer_preview"], "classes": ["collapse"]}),
     ]
 

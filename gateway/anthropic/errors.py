@@ -18,7 +18,7 @@ its limit, so M is given as three quarters of N (enough for a compaction to aim 
 
 from __future__ import annotations
 
-from gateway.openai.errors import GatewayError
+from gateway.openai.errors import GatewayError, PoolBusy
 
 OVERLOADED_STATUS = 529
 _TYPES = {
@@ -31,12 +31,11 @@ _TYPES = {
     429: "rate_limit_error",
     OVERLOADED_STATUS: "overloaded_error",
 }
-# The pool's refusal when every account is only at its concurrency cap (gateway/chat/reserve.py).
-_BUSY_MARK = "(busy)"
 
 
 def anthropic_status(error: GatewayError) -> int:
-    if error.code == "upstream_overloaded" or (error.status == 429 and _BUSY_MARK in error.message):
+    """Anthropic's status: 529 when Kimi is overloaded or every account is only busy (PoolBusy)."""
+    if error.code == "upstream_overloaded" or isinstance(error, PoolBusy):
         return OVERLOADED_STATUS
     return error.status
 

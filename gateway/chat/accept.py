@@ -42,6 +42,7 @@ from gateway.records.callers import Caller, bearer_token, caller_authenticate, c
 from gateway.records.conversations import ContinuedConversation, conversation_for_continue, conversation_release_unused
 from gateway.records.keys import api_key_hash_of, api_key_model_allowed
 from gateway.records.logs import LogStart, request_log_accept, request_log_reject
+from gateway.records.responses import stored_response_continue
 
 Parsed = TypeVar("Parsed")
 
@@ -69,7 +70,9 @@ def _read_body(request: HttpRequest) -> Any:
 def _fast_accept_key_hash(authorization: str, turn: Turn | None, parse_error: GatewayError | None) -> str | None:
     """The key's hash when the one-statement accept (gateway/db/accept_sql.py) can apply: PostgreSQL, a
     well-formed gateway key, a valid request that continues no conversation. None: the ORM path."""
-    if parse_error is not None or turn is None or turn.continue_chat or not fast_accept_supported():
+    if parse_error is not None or turn is None or turn.continue_chat or turn.continue_stored:
+        return None
+    if not fast_accept_supported():
         return None
     try:
         return api_key_hash_of(raw=bearer_token(authorization))
@@ -114,6 +117,8 @@ def _authenticate_and_accept(
         continued = None
         if turn.continue_chat:
             continued = conversation_for_continue(chat_id=turn.continue_chat, owners=caller.owners)
+        elif turn.continue_stored:
+            continued = stored_response_continue(response_id=turn.continue_stored, owners=caller.owners)
     except GatewayError as error:
         request_log_reject(
             start=start,
@@ -151,7 +156,7 @@ async def _accept_step(
 
 def _log_flags(turn: Turn) -> tuple[str, ...]:
     effort = (f"effort:{turn.reasoning_effort}",) if turn.reasoning_effort else ()
-    return (*turn.model.flags, *effort)
+    return (*turn.model.flags, *effort, *turn.log_flags)
 
 
 async def accept(
@@ -205,7 +210,7 @@ async def accept(
         continued=continued,
         flags=start.flags,
         door=door,
-        native_on=native_enabled(key) and not turn.continue_chat,
+        native_on=native_enabled(key) and not turn.continue_chat and not turn.continue_stored,
     )
     if job.answered_locally:  # count_tokens, a probe: nothing reaches Kimi, no kept chat to claim or extend
         job = dataclasses.replace(job, native_on=False)

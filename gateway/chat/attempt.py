@@ -17,7 +17,7 @@ from accounts.choices import LeaseOutcome
 from accounts.models import KimiAccount
 from accounts.pool import Lease, lease_release
 from gateway import lifecycle
-from gateway.chat.prompt import attach_up_front, history_attachable, upstream_turn
+from gateway.chat.prompt import attach_up_front, history_attachable, repair_turn, upstream_turn
 from gateway.chat.settle import LeaseEnd, lease_end_for
 from gateway.chat.turn import Job
 from gateway.chat.waiting import slot_waiters
@@ -65,6 +65,7 @@ class Attempt:
         self.prompt_flags: list[str] = []  # how the prompt was sent, for the log row (e.g. history_attached)
         self.reply_flags: list[str] = []  # the sink's own flags (client tools), set by the final write
         self.dropped_reasoning = 0  # characters of reasoning the client did not ask for (not shown)
+        self.sent_chars = 0  # the prompt text sent upstream (a native continuation sends only the new turns)
         self.pending: asyncio.Future[KimiEvent] | None = None  # a read begun before the response started
         self.closed = False
 
@@ -89,9 +90,21 @@ class Attempt:
             self.job, session=self.session, account_id=self.account.pk, attach_history=attach_history
         )
         self.prompt_flags = ["history_attached"] if attach_history else []
+        self.sent_chars = len(turn.text)
         self.ignored_flags = self.session.unsupported_flags(turn)
         if self.ignored_flags:
             log.info("%s: %s ignores %s", self.job.request_id, self.account.protocol, ", ".join(self.ignored_flags))
+        self.turn_cm = self.session.turn(turn)
+        events = await self.turn_cm.__aenter__()
+        self.events_in = self._shown(events, reasons=turn.reasons)
+        return await self._read_to_first_content()
+
+    async def follow_up(self, text: str) -> list[KimiEvent]:
+        """Send one more turn in this attempt's chat, after its answer (a repair, gateway/chat/repair.py):
+        the finished stream is closed, the new one read to its first content like ``open``."""
+        await self.close()
+        self.closed = False
+        turn = repair_turn(self.job, chat_id=self.chat_id, parent_id=self.message_id, text=text)
         self.turn_cm = self.session.turn(turn)
         events = await self.turn_cm.__aenter__()
         self.events_in = self._shown(events, reasons=turn.reasons)
@@ -259,15 +272,7 @@ async def attempt_abandon(attempt: Attempt, exc: KimiError) -> None:
 
 def _release_failed_attempt(*, lease: Lease, end: LeaseEnd, conversation_id: int | None, keep: bool) -> None:
     with transaction.atomic():
-        lease_release(
-            lease=lease,
-            outcome=end.outcome,
-            refund=end.refund,
-            retry_after=end.retry_after,
-            message=end.message,
-            reset_at=end.reset_at,
-            quota=end.quota,
-        )
+        lease_release(lease=lease, **end.release_kwargs())
         if conversation_id is not None:
             conversation_settle(conversation_id=conversation_id, keep=keep)
 

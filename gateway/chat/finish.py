@@ -34,7 +34,7 @@ from gateway.openai.messages import Message
 from gateway.records.conversations import chat_delete
 from gateway.records.drift import drift_record
 from gateway.records.logs import request_finish_async
-from gateway.records.settlements import ConversationSettlement, LeaseSettlement, LogFinish
+from gateway.records.settlements import ConversationSettlement, LeaseSettlement, LogFinish, ToolRecord
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class Final:
     settled: tuple[Attempt, ...] = ()
     rest: AsyncIterator[KimiEvent] | None = None  # the upstream answer left to drain into ``tail``
     tail: DrainingSink | None = None  # a sink with log flags of its own (read after the drain)
+    repairs: int = 0  # extra upstream turns spent repairing the answer (gateway/chat/repair.py)
     answer: Message | None = None  # the answer as the client got it (native multi-turn's state)
 
 
@@ -68,8 +69,10 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
     conversation_id = None
     if final.rest is not None and final.tail is not None:
         await _drain(final.rest, final.tail, seconds=settings.KIMIPROXY_TOOL_DRAIN_SECONDS, job=job)
+    tools = ToolRecord()
     if attempt is not None and final.tail is not None:
         attempt.reply_flags = final.tail.log_flags()
+        tools = final.tail.tool_record()
     if attempt is not None:
         await attempt.close()
         conversation_id = await attempt.recorded_conversation()
@@ -86,21 +89,17 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
         account_id=attempt.account.pk if attempt else None,
         upstream_chat_id=attempt.chat_id if attempt else "",
         flags=_final_flags(job, attempt),
+        tools=tools,
+        repairs=final.repairs,
+        turn_path=job.native_flag.partition(":")[0],
+        prompt_chars_saved=len(job.prompt_text) - attempt.sent_chars if attempt and job.native else 0,
         **dataclasses.asdict(final.stats),
     )
     lease = conversation = None
     native_keep = _native_state_kept(job, final)
     if attempt is not None:
         end = ending.lease_end(generated=attempt.generated)
-        lease = LeaseSettlement(
-            lease=attempt.lease,
-            outcome=end.outcome,
-            refund=end.refund,
-            retry_after=end.retry_after,
-            message=end.message,
-            reset_at=end.reset_at,
-            quota=end.quota,
-        )
+        lease = LeaseSettlement(lease=attempt.lease, **end.release_kwargs())
         if conversation_id is not None:
             keep = (job.keep and ending.outcome == Outcome.OK) or job.continued is not None or native_keep
             conversation = ConversationSettlement(
@@ -147,6 +146,8 @@ def _native_state_kept(job: Job, final: Final) -> bool:
     """This turn leaves a chat a resent history may continue (gateway/chat/native.py): native mode,
     answered in full, and the upstream chat holds nothing the client did not see."""
     if not job.native_on or final.answer is None or final.ending.outcome != Outcome.OK or final.attempt is None:
+        return False
+    if final.repairs:  # the chat also holds the answer that was repaired, which the client never saw
         return False
     return not any(flag.startswith("trailing_after_tool") for flag in final.attempt.reply_flags)
 

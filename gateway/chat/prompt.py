@@ -44,6 +44,10 @@ HISTORY_NOTE = (
 
 def prompt_text(turn: Turn) -> str:
     """The whole history as one upstream message (what a new chat gets; logged and counted)."""
+    if not any(m.role == "user" for m in turn.messages):
+        # Only a continued chat may come without a user message (Responses: a stored response continued
+        # with tool outputs); what it sends is what follows the answer the chat already holds.
+        return _continued_text(turn)
     preamble, reminder = _tool_texts(turn)
     return flatten_history(turn.messages, tools=turn.tools, nonce=turn.tool_nonce, preamble=preamble, reminder=reminder)
 
@@ -92,6 +96,14 @@ async def upstream_turn(
         return request
     continued = job.continued
     return dataclasses.replace(request, chat_id=continued.chat_id, parent_id=continued.parent_message_id or None)
+
+
+def repair_turn(job: Job, *, chat_id: str, parent_id: str, text: str) -> TurnRequest:
+    """A repair turn (gateway/chat/repair.py): ``text`` in the chat that holds the answer to repair,
+    after that answer; plain chat like every client-tools turn."""
+    turn = job.turn
+    request = turn.model.turn_request(text=text, files=(), reasoning_effort=turn.reasoning_effort)
+    return dataclasses.replace(request, chat_id=chat_id, parent_id=parent_id or None, agent_id=None, research=False)
 
 
 def _continued_text(turn: Turn) -> str:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-from accounts.pool import NoAccountAvailable
+from accounts.pool import NoAccountAvailable, extra_turn_record
 from gateway import lifecycle
 from gateway.chat.attempt import Attempt, AttemptCancelled, attempt_abandon
 from gateway.chat.finish import Final, finish_spawn
@@ -26,6 +26,7 @@ from gateway.chat.reserve import Failover, no_account_error, reserve_waiting
 from gateway.chat.settle import Ending
 from gateway.chat.sink import DrainingSink, ReplyStats
 from gateway.chat.turn import Job
+from gateway.db.threads import db_call
 from gateway.kimi.base import Done, KimiError, KimiEvent, TextDelta
 from gateway.openai.messages import Message
 
@@ -41,6 +42,7 @@ class Reply:
         self.attempt: Attempt | None = None
         self._buffered: list[KimiEvent] = []
         self._finished: asyncio.Task[None] | None = None
+        self.repairs = 0  # repair turns sent (gateway/chat/repair.py)
 
     @property
     def chat_id(self) -> str:
@@ -71,8 +73,7 @@ class Reply:
             except NoAccountAvailable as exc:
                 if job.native is not None and failover.attempts == 0:
                     # The account holding the chat cannot serve now: flatten into a new chat instead.
-                    self.job = job = await native_fallback(job, "account_unavailable")
-                    self.failover = failover = Failover(job)
+                    self.job = job = await self._flatten_native("account_unavailable")
                     continue
                 if failover.last_error is not None:
                     raise failover.final_error(retry_at=exc.retry_at) from None
@@ -85,7 +86,10 @@ class Reply:
                 self._buffered = await attempt.open()
             except KimiError as exc:
                 if not await failover.may_retry_after(attempt, exc):
-                    break
+                    if job.native is None or not exc.retryable:
+                        break
+                    # The continuation failed where a new chat may not: flatten it on another account.
+                    self.job = job = await self._flatten_native("upstream_error")
                 continue
             except BaseException:
                 # Cancelled (client went away) or a bug: settle this attempt in the background, re-raise.
@@ -96,6 +100,12 @@ class Reply:
             return
         raise self.failover.final_error()
 
+    async def _flatten_native(self, reason: str) -> Job:
+        """Serve a native continuation flattened in a new chat after all, with the pool's attempts."""
+        job = await native_fallback(self.job, reason)
+        self.failover.max_attempts = Failover(job).max_attempts
+        return job
+
     async def reopen_after(self, exc: KimiError) -> None:
         """The open attempt failed mid-answer: settle it and open another (raises ``GatewayError`` when
         no attempt is left). Only for answers nothing of which has reached the client."""
@@ -104,6 +114,15 @@ class Reply:
         if not await self.failover.may_retry_after(attempt, exc):
             raise self.failover.final_error() from exc
         await self.open()
+
+    async def follow_up(self, text: str) -> None:
+        """Send a repair turn in the open attempt's chat (its answer read); ``events`` then yields the
+        new answer. The extra turn is counted on the account (and so the key's budget) once sent."""
+        attempt = self.attempt
+        assert attempt is not None
+        self._buffered = await attempt.follow_up(text)
+        self.repairs += 1
+        await db_call(extra_turn_record, account_id=attempt.account.pk, request_id=self.job.request_id)
 
     def events(self) -> AsyncIterator[KimiEvent]:
         """The open attempt's events (the attempt notes when the answer began and its message id)."""
@@ -135,6 +154,7 @@ class Reply:
                 settled=tuple(self.failover.settled),
                 rest=rest,
                 tail=tail,
+                repairs=self.repairs,
                 answer=answer,
             )
             self._finished = finish_spawn(self.job, final)

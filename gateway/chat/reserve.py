@@ -28,6 +28,7 @@ from gateway.openai.errors import (
     AuthenticationFailed,
     ConversationUnavailable,
     GatewayError,
+    PoolBusy,
     RateLimitExceeded,
     gateway_error_from_kimi,
     upstream_rate_limited,
@@ -104,7 +105,8 @@ def no_account_error(exc: NoAccountAvailable, *, continued: bool, passthrough: b
     retry_after = None
     if exc.retry_at is not None:
         retry_after = max(1.0, (exc.retry_at - timezone.now()).total_seconds())
-    return RateLimitExceeded(
+    error = PoolBusy if exc.reason == "busy" else RateLimitExceeded
+    return error(
         f"No Kimi account can serve this request now ({exc.reason}).",
         retry_after=retry_after if retry_after is not None else 60.0,
     )

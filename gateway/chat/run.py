@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from django.conf import settings
 
 from gateway.chat.deadlines import Deadline
+from gateway.chat.repair import Reading, repair_message, repair_open
 from gateway.chat.reply import Reply
 from gateway.chat.settle import Ending, ending_client_closed, ending_for_error, ending_success, internal_error
 from gateway.chat.sink import AnswerSink, DrainingSink, Sink
@@ -40,31 +41,23 @@ async def run(reply: Reply, sink: Sink) -> AsyncIterator[bytes]:
     """
     ending: Ending = ending_client_closed()
     draining = sink if isinstance(sink, DrainingSink) else None
-    events: AsyncIterator[KimiEvent] | None = None
-    done = False  # the upstream's Done was read: nothing left to drain
+    reading = Reading()
     try:
         sink.start(chat_id=reply.chat_id)
         while True:
             try:
-                events = _events(reply, sink)
-                async for event in events:
-                    if isinstance(event, Heartbeat):
-                        if sink.streams:
-                            yield sink.keepalive()
-                        continue
-                    done = isinstance(event, Done)
-                    for data in sink.feed(event):
-                        yield data
-                    if done or (sink.finished and not reply.job.keep):
-                        break
+                async for data in _answer(reply, sink, reading):
+                    yield data
+            except GatewayError as refused:  # the sink refused the answer at its end
+                message = repair_message(reply, sink, refused)
+                if message is None:
+                    raise
+                if not await repair_open(reply, sink, reading, message):
+                    raise
+                continue
+            message = repair_message(reply, sink, None)
+            if message is None or not await repair_open(reply, sink, reading, message):
                 break
-            except KimiError as exc:
-                if sink.streams:
-                    raise  # after the first byte there is no failover
-                await reply.reopen_after(exc)  # raises GatewayError when no account is left
-                sink.start(chat_id=reply.chat_id)
-        for data in sink.close():
-            yield data
         ending = ending_success()
     except KimiError as exc:
         error = gateway_error_from_kimi(exc)
@@ -88,9 +81,35 @@ async def run(reply: Reply, sink: Sink) -> AsyncIterator[bytes]:
         for data in sink.fail(internal):
             yield data
     finally:
-        drain = draining is not None and draining.drains and not done and ending.outcome == Outcome.OK
+        drain = draining is not None and draining.drains and not reading.done and ending.outcome == Outcome.OK
         answer = sink.answer() if isinstance(sink, AnswerSink) and ending.outcome == Outcome.OK else None
-        reply.finish(ending, sink.stats(), rest=events if drain else None, tail=draining, answer=answer)
+        rest = reading.events if drain else None
+        reply.finish(ending, sink.stats(), rest=rest, tail=draining, answer=answer)
+
+
+async def _answer(reply: Reply, sink: Sink, reading: Reading) -> AsyncIterator[bytes]:
+    """One answer into the sink, failing over while nothing reached the client; ends with ``close``."""
+    while True:
+        try:
+            reading.events = events = _events(reply, sink)
+            async for event in events:
+                if isinstance(event, Heartbeat):
+                    if sink.streams:
+                        yield sink.keepalive()
+                    continue
+                reading.done = isinstance(event, Done)
+                for data in sink.feed(event):
+                    yield data
+                if reading.done or (sink.finished and not reply.job.keep):
+                    break
+            break
+        except KimiError as exc:
+            if sink.streams:
+                raise  # after the first byte there is no failover
+            await reply.reopen_after(exc)  # raises GatewayError when no account is left
+            sink.start(chat_id=reply.chat_id)
+    for data in sink.close():
+        yield data
 
 
 def _events(reply: Reply, sink: Sink) -> AsyncIterator[KimiEvent]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from typing import Any
 
 from accounts.choices import LeaseOutcome
 from gateway.choices import Outcome
@@ -43,6 +44,10 @@ class LeaseEnd:
     message: str = ""
     reset_at: datetime | None = None
     quota: bool = False
+
+    def release_kwargs(self) -> dict[str, Any]:
+        """These fields as keyword arguments of ``lease_release`` and ``LeaseSettlement`` (same names)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
 
 def lease_end_for(exc: KimiError | None, *, generated: bool, message: str = "") -> LeaseEnd:

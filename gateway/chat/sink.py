@@ -9,7 +9,8 @@ client required and did not get): a collected answer becomes that error, a strea
 
 A sink may also be a ``DrainingSink``: when its answer ended before the upstream's (a tool call block
 closed), the final write first reads the rest of the upstream answer into ``feed`` without sending it,
-so the turn ends cleanly before the chat is deleted, then logs the sink's ``log_flags()``.
+so the turn ends cleanly before the chat is deleted, then logs the sink's ``log_flags()`` and
+``tool_record()`` (the log row's client-tool columns).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Protocol, runtime_checkable
 from gateway.kimi.base import KimiEvent
 from gateway.openai.errors import GatewayError
 from gateway.openai.messages import Message
+from gateway.records.settlements import ToolRecord
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,4 +94,8 @@ class DrainingSink(Protocol):
 
     def log_flags(self) -> list[str]:
         """Flags for the log row, read after the drain."""
+        ...
+
+    def tool_record(self) -> ToolRecord:
+        """The log row's client-tool columns, read after the drain (``ToolRecord()``: no tools)."""
         ...

@@ -24,12 +24,14 @@ if TYPE_CHECKING:
 class Turn:
     """One request as a front door parsed it, in no API's shape.
 
-        ``messages`` is the history (system texts included), ``files`` the attachments of the message the
-        reply answers (uploaded to the account that serves it). ``keep`` keeps the upstream chat for a later
-        continuation; ``continue_chat`` is the kept chat this request continues. ``reasoning_effort`` is how
-    much the client asked the model to reason, on the scale every door maps onto. ``tools`` are the
-    client's tools (gateway/tools/), ``tool_nonce`` the envelope id of this request (the prompt and the
-    parser use the same one); ``response_format`` the JSON output asked for.
+    ``messages`` is the history (system texts included), ``files`` the attachments of the message the
+    reply answers (uploaded to the account that serves it). ``keep`` keeps the upstream chat for a later
+    continuation; ``continue_chat`` is the kept chat this request continues; ``continue_stored`` a
+    stored response (records/responses.py) whose kept chat it continues (``previous_response_id``).
+    ``reasoning_effort`` is how much the client asked the model to reason, on the scale every door maps
+    onto. ``tools`` are the client's tools (gateway/tools/), ``tool_nonce`` the envelope id of this
+    request (the prompt and the parser use the same one); ``response_format`` the JSON output asked for.
+    ``log_flags`` are the door's own notes for the log row.
 
     Housekeeping that must not spend an upstream turn: ``local_answer`` (not None) is answered by the
     gateway itself with that text, whoever asks (``count_tokens``); ``probe`` marks a client's probe
@@ -43,6 +45,7 @@ class Turn:
     stream: bool = False
     keep: bool = False
     continue_chat: str | None = None
+    continue_stored: str | None = None
     user: str = ""
     reasoning_effort: ReasoningEffort | None = None  # None: the model's own default (kimi/base.py)
     tools: ToolSet | None = None
@@ -51,6 +54,7 @@ class Turn:
     local_answer: str | None = None
     probe: bool = False
     session_hint: str = ""  # a client's conversation id from the body (prompt_cache_key); native multi-turn
+    log_flags: tuple[str, ...] = ()
 
     @property
     def offers_tools(self) -> bool:

@@ -10,8 +10,10 @@ from accounts.capacity import PoolCapacity, pool_capacity
 from gateway.choices import Outcome
 from gateway.dashboard import pool_usage as pool
 from gateway.dashboard import queries
+from gateway.dashboard.native_share import NativeShare, native_share
 from gateway.dashboard.ranges import RangeSpec, range_window
 from gateway.dashboard.rollup import Dim, rollup_catch_up, rollup_watermark
+from gateway.dashboard.tool_rates import ToolRate, tool_rates
 from gateway.models import ApiKey
 from gateway.records.drift import DriftRow, drift_seen_since
 
@@ -34,6 +36,15 @@ class Report:
     drift: list[DriftRow] = dataclasses.field(default_factory=list)  # seen in the last DRIFT_WINDOW
     expiring: list[pool.TokenExpiry] = dataclasses.field(default_factory=list)  # refresh tokens about to die
     capacity: PoolCapacity | None = None  # turns free ahead (accounts/capacity.py)
+    tools_by_key: list[ToolRate] = dataclasses.field(default_factory=list)  # client tool calls (tool_rates.py)
+    tools_by_model: list[ToolRate] = dataclasses.field(default_factory=list)
+    native: NativeShare = NativeShare(0, 0, 0)  # native multi-turn (native_share.py)
+
+    @property
+    def tool_tables(self) -> list[tuple[str, list[ToolRate]]]:
+        """The tool-call rows per key and per model (none when no request of the range declared tools)."""
+        tables = [("key", self.tools_by_key), ("model", self.tools_by_model)]
+        return [(per, rows) for per, rows in tables if rows]
 
 
 def _key_names(totals: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -81,6 +92,20 @@ def dashboard_report(*, spec: RangeSpec, now: datetime) -> Report:
     drift = drift_seen_since(since=now - DRIFT_WINDOW, limit=DRIFT_ROWS)
     expiring = pool.tokens_expiring(now=now)
     capacity = pool_capacity(now=now)
+    by_key = tool_rates(since=window.since, until=window.until, by="api_key")
+    by_model = tool_rates(since=window.since, until=window.until, by="model")
     return Report(
-        spec, window.since, window.until, source.rolled_until, headline, usage, charts, drift, expiring, capacity
+        spec,
+        window.since,
+        window.until,
+        source.rolled_until,
+        headline,
+        usage,
+        charts,
+        drift,
+        expiring,
+        capacity,
+        by_key,
+        by_model,
+        native_share(since=window.since, until=window.until),
     )

@@ -37,7 +37,10 @@ _LOG = (
     " ttft_ms = %(ttft_ms)s, attempts = %(attempts)s, account_id = %(account_id)s,"
     " completion_chars = %(completion_chars)s, prompt_tokens = %(prompt_tokens)s,"
     " completion_tokens = %(completion_tokens)s, upstream_chat_id = %(upstream_chat_id)s,"
-    " answer_preview = %(answer_preview)s, flags = COALESCE(%(flags)s::jsonb, flags)"
+    " answer_preview = %(answer_preview)s, flags = COALESCE(%(flags)s::jsonb, flags),"
+    " tools_declared = %(tools_declared)s, tool_block_seen = %(tool_block_seen)s, tool_outcome = %(tool_outcome)s,"
+    " tool_calls = %(tool_calls)s, tool_unknown_names = %(tool_unknown_names)s::jsonb, repairs = %(repairs)s,"
+    " turn_path = %(turn_path)s, prompt_chars_saved = %(prompt_chars_saved)s"
     f" WHERE id = %(log_id)s AND outcome = {literal(Outcome.PENDING)} RETURNING id)"
 )
 _TURN = (

@@ -94,6 +94,7 @@ class ReplyAssembler:
         include_usage: bool = False,
         prompt_text: str = "",
         completion_id: str | None = None,
+        legacy_functions: bool = False,
     ) -> None:
         self.id = completion_id or f"chatcmpl-{request_id}"
         self.model, self.created = model, created
@@ -117,6 +118,7 @@ class ReplyAssembler:
         self._think_open = False
         self._role_sent = False
         self.tool_calls: list[ToolCall] = []
+        self.legacy_functions = legacy_functions  # calls as function_call (gateway/openai/legacy_functions.py)
 
     # -- what the orchestrator reads ---------------------------------------------------------------
 
@@ -189,6 +191,8 @@ class ReplyAssembler:
         self._tally.add(call.name + call.arguments)
         if self._think_open:
             chunks.append(self._chunk(self._close_think()))
+        if self.legacy_functions:  # one call, no id or index (the request kept only the first)
+            return [*chunks, self._chunk({"function_call": {"name": call.name, "arguments": call.arguments}})]
         first = {"index": index, "id": call.id, **_call_body(call, arguments="")}
         second: dict[str, object] = {"index": index}
         if call.kind == "custom":
@@ -204,7 +208,7 @@ class ReplyAssembler:
         chunks = self._answer("", final=True)
         if self.finished:
             return chunks
-        return chunks + self._finish("tool_calls", natural=False)
+        return chunks + self._finish("function_call" if self.legacy_functions else "tool_calls", natural=False)
 
     def completion(self) -> dict[str, object]:
         """The non-streaming body. Called before ``finished``, it first ends the reply as ``Done()`` would."""
@@ -213,7 +217,11 @@ class ReplyAssembler:
         message: dict[str, object] = {"role": "assistant", "content": self.content, "refusal": None}
         if self.tool_calls:
             message["content"] = self.content if self.content.strip() else None
-            message["tool_calls"] = [{"id": c.id, **_call_body(c, arguments=c.arguments)} for c in self.tool_calls]
+            if self.legacy_functions:
+                message["function_call"] = {"name": self.tool_calls[0].name, "arguments": self.tool_calls[0].arguments}
+            else:
+                calls = [{"id": c.id, **_call_body(c, arguments=c.arguments)} for c in self.tool_calls]
+                message["tool_calls"] = calls
         if self.reasoning and self.reasoning_format == "field":
             message["reasoning_content"] = self.reasoning
         message["annotations"] = self.annotations
@@ -354,7 +362,7 @@ class ReplyAssembler:
         return text[: self._tally.fitting_prefix(text, self.max_tokens)]
 
     def _chunk(self, delta: Chunk, finish_reason: str | None = None) -> Chunk:
-        if any(k in delta for k in ("content", "reasoning_content", "annotations", "tool_calls")):
+        if any(k in delta for k in ("content", "reasoning_content", "annotations", "tool_calls", "function_call")):
             self.first_content_emitted = True
         if not self._role_sent:
             delta = {"role": "assistant", **(delta or {"content": ""})}

@@ -127,6 +127,11 @@ class RateLimitExceeded(GatewayError):
     code = "rate_limit_exceeded"
 
 
+class PoolBusy(RateLimitExceeded):
+    """No account free now because every one is at its concurrency cap (not spent): the same 429 for
+    OpenAI clients; the Messages door answers it as Anthropic's 529 ``overloaded_error``."""
+
+
 class QuotaExceeded(GatewayError):
     """A key over its budget of upstream turns per day (OpenAI's own name for a spent quota)."""
 

@@ -22,6 +22,7 @@ ancestor's ``"none"``: a new chat that is kept; anything else: continue that kep
 
 ``tools`` / ``tool_choice`` / ``parallel_tool_calls`` become ``ChatRequest.tools`` (gateway/tools/spec.py;
 None without tools); a bad one is a 400 naming the field (``tools[1].function.name``, ``tool_choice``).
+The legacy ``functions`` / ``function_call`` are read as those (gateway/openai/legacy_functions.py).
 ``response_format`` (``json_object`` / ``json_schema``) becomes ``ChatRequest.response_format``
 (gateway/tools/structured.py; None for ``text``).
 
@@ -38,6 +39,7 @@ from typing import Literal, TypeVar, cast
 
 from gateway.kimi.base import ReasoningEffort
 from gateway.openai.errors import InvalidRequest
+from gateway.openai.legacy_functions import legacy_functions_as_tools
 from gateway.openai.messages import Attachment, Message, PartBudget, parse_message
 from gateway.openai.model_names import ModelSpec, parse_model
 from gateway.tools.spec import ToolSet, parse_openai_tools
@@ -81,6 +83,7 @@ class ChatRequest:
     ignored: tuple[str, ...] = ()  # accepted-but-ignored parameters the client sent
     tools: ToolSet | None = None  # the client's tools with its tool_choice applied
     response_format: ResponseFormat | None = None  # JSON asked for (None: plain text)
+    legacy_functions: bool = False  # sent as functions/function_call: answer in that shape too
 
 
 def parse_json_body(raw: bytes) -> object:
@@ -108,6 +111,7 @@ def parse_chat_request(
     """Validate a decoded body (see the module docstring for what is accepted)."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
+    body, legacy_functions = legacy_functions_as_tools(body)
     model = _model(body)
     messages, files = _messages(body, max_messages, max_parts, max_files, max_file_bytes)
     stream = _optional(body, "stream", bool, "a boolean") or False
@@ -140,6 +144,7 @@ def parse_chat_request(
         ignored=_ignored(body),
         tools=tools,
         response_format=parse_openai_response_format(body.get("response_format")),
+        legacy_functions=legacy_functions and tools is not None,
     )
 
 

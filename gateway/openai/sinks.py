@@ -13,7 +13,11 @@ and did not get is raised as the parser's ``GatewayError`` (502 ``tool_call_miss
 With ``response_format`` the answer (no source list) is checked once it ended normally
 (gateway/tools/structured.py): valid, the collected ``content`` is exactly the JSON text; invalid, the
 check's 502 ``invalid_json_output`` is raised the same way (a stream has sent the text already and ends
-with the error chunk).
+with the error chunk). A streamed JSON answer loses its code fence on the way (gateway/tools/json_fence.py;
+not with tools declared as well).
+
+A collected answer with a call failing its schema, or invalid JSON output, may get one repair turn
+(``repair_message``; the pipeline's gateway/chat/repair.py decides whether the key allows it).
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ from gateway.openai.chunks import Chunk, ReasoningFormat, ReplyAssembler, error_
 from gateway.openai.errors import GatewayError
 from gateway.openai.messages import Message, strip_think_prefix
 from gateway.openai.request import ChatRequest
+from gateway.records.settlements import ToolRecord
+from gateway.tools.json_fence import JsonFenceStripper
 from gateway.tools.parser import BlockClosed, CallReady, Event, Text, ToolCallParser
+from gateway.tools.repair import calls_repair_message, json_repair_message
 from gateway.tools.structured import check_json_output
 
 KEEPALIVE = b": keep-alive\n\n"
@@ -62,6 +69,7 @@ class ChatCompletionSink:
         self.parser: ToolCallParser | None = None  # with tools declared: this attempt's
         self._reasoning: list[str] = []  # the attempt's reasoning text (a call may be found only there)
         self._json_text: str | None = None  # with response_format: the checked JSON answer
+        self._fence: JsonFenceStripper | None = None  # a streamed response_format answer's code fence
 
     @property
     def streams(self) -> bool:
@@ -86,19 +94,50 @@ class ChatCompletionSink:
             include_usage=chat.include_usage,
             prompt_text=self.prompt_text,
             completion_id=self.conversation_id,
+            legacy_functions=chat.legacy_functions,
         )
         self._json_text = None
+        streamed_json = chat.stream and chat.response_format is not None and chat.tools is None
+        self._fence = JsonFenceStripper() if streamed_json else None
         if chat.tools is not None:
             self.parser = ToolCallParser(chat.tools, nonce=self.tool_nonce)
             self._reasoning = []
 
     def feed(self, event: KimiEvent) -> Sequence[bytes]:
+        chunks = self.chunks(event)
+        return [sse(chunk) for chunk in chunks] if self.streams else ()
+
+    def chunks(self, event: KimiEvent) -> list[Chunk]:
+        """The chunks for one event, streamed or not (another door's sink translates these)."""
         assembler = self.assembler
         assert assembler is not None
-        chunks = assembler.feed(event) if self.parser is None else self._feed_tools(event, self.parser)
+        if self.parser is not None:
+            chunks = self._feed_tools(event, self.parser)
+        elif self._fence is not None:
+            chunks = self._feed_unfenced(event, self._fence)
+        else:
+            chunks = assembler.feed(event)
         if self.chat.response_format is not None and self._json_text is None and assembler.finished:
             self._check_json(assembler)
-        return [sse(chunk) for chunk in chunks] if self.streams else ()
+        return chunks
+
+    @property
+    def json_text(self) -> str | None:
+        """With ``response_format``: the checked JSON answer, once the answer ended."""
+        return self._json_text
+
+    def _feed_unfenced(self, event: KimiEvent, fence: JsonFenceStripper) -> list[Chunk]:
+        """A streamed JSON answer's text without the code fence around it (held back only while it
+        could still be one)."""
+        assembler = self.assembler
+        assert assembler is not None
+        if isinstance(event, TextDelta):
+            text = fence.feed(event.text)
+            return assembler.feed(TextDelta(text)) if text else []
+        if isinstance(event, Done) and not assembler.finished:
+            tail = fence.feed("", final=True)
+            return [*(assembler.feed(TextDelta(tail)) if tail else []), *assembler.feed(event)]
+        return assembler.feed(event)
 
     def _check_json(self, assembler: ReplyAssembler) -> None:
         """The answer ended: check it against ``response_format`` (not after a call, a cut or a filter)."""
@@ -135,6 +174,31 @@ class ChatCompletionSink:
         if stats.trailing_chars:
             flags.append(f"trailing_after_tool:{stats.trailing_chars}")
         return flags
+
+    def repair_message(self, error: GatewayError | None) -> str | None:
+        """What a repair turn (gateway/chat/repair.py) tells the model: invalid JSON output, or calls
+        that failed their schema; None when the answer is fine (or its error is not the model's)."""
+        if error is not None:
+            return json_repair_message(error.message) if error.code == "invalid_json_output" else None
+        assembler, tools = self.assembler, self.chat.tools
+        if assembler is None or tools is None or not any(call.problems for call in assembler.tool_calls):
+            return None
+        return calls_repair_message(assembler.tool_calls, tools=tools, nonce=self.tool_nonce)
+
+    def tool_record(self) -> ToolRecord:
+        """The tool columns of the log row (read after the drain, like ``log_flags``)."""
+        parser = self.parser
+        if parser is None:
+            return ToolRecord()
+        parser.finish(reasoning="".join(self._reasoning))  # a no-op when already finished
+        stats = parser.stats
+        return ToolRecord(
+            declared=stats.declared,
+            block_seen=stats.block_seen,
+            outcome=stats.outcome,
+            calls=stats.calls,
+            unknown_names=stats.unknown_names,
+        )
 
     def _feed_tools(self, event: KimiEvent, parser: ToolCallParser) -> list[Chunk]:
         assembler = self.assembler

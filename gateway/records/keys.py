@@ -43,6 +43,7 @@ def api_key_create(
     max_concurrent: int | None = None,
     turns_per_day: int | None = None,
     reasoning_format: str | None = None,
+    repair_turns: int = 0,
     local_probes: bool = True,
     native_multiturn: bool = False,
 ) -> tuple[ApiKey, str]:
@@ -55,6 +56,7 @@ def api_key_create(
     if max_concurrent is not None and max_concurrent < 1:
         raise ValidationError("The concurrency limit must be at least 1 (omit it for no limit).")
     _check_turns_per_day(turns_per_day)
+    _check_repair_turns(repair_turns)
     if ApiKey.objects.filter(name=name).exists():
         raise ValidationError(f"A key named {name!r} already exists.")
     raw = KEY_PREFIX + secrets.token_urlsafe(30)
@@ -68,6 +70,7 @@ def api_key_create(
                 rpm_limit=rpm,
                 max_concurrent=max_concurrent,
                 turns_per_day=turns_per_day,
+                repair_turns=repair_turns,
                 allowed_models=_clean_models(allowed_models),
                 local_probes=local_probes,
                 native_multiturn=native_multiturn,
@@ -76,6 +79,23 @@ def api_key_create(
     except IntegrityError:
         raise ValidationError(f"A key named {name!r} already exists.") from None
     return key, raw
+
+
+# More than a couple of repairs of one answer only spends turns: the model keeps failing the same way.
+MAX_REPAIR_TURNS = 3
+
+
+def _check_repair_turns(repair_turns: int) -> None:
+    if not 0 <= repair_turns <= MAX_REPAIR_TURNS:
+        raise ValidationError(f"Repair turns must be between 0 and {MAX_REPAIR_TURNS}.")
+
+
+def api_key_set_repair_turns(*, key: ApiKey, repair_turns: int) -> None:
+    """Set how many extra upstream turns the key's collected answers may spend on a repair
+    (gateway/chat/repair.py); 0 turns repairs off. Applies from the key's next request."""
+    _check_repair_turns(repair_turns)
+    ApiKey.objects.filter(pk=key.pk).update(repair_turns=repair_turns)
+    key.refresh_from_db()
 
 
 def _check_turns_per_day(turns_per_day: int | None) -> None:

@@ -316,11 +316,24 @@ def _finish_fields(finish: LogFinish) -> dict[str, object]:
         "completion_tokens": finish.completion_tokens,
         "upstream_chat_id": finish.upstream_chat_id[:64],
         "answer_preview": _preview(finish.answer_preview),
+        "tools_declared": min(finish.tools.declared, 32767),
+        "tool_block_seen": finish.tools.block_seen,
+        "tool_outcome": finish.tools.outcome[:24],
+        "tool_calls": min(finish.tools.calls, 32767),
+        "tool_unknown_names": [name[:100] for name in finish.tools.unknown_names[:10]],
+        "repairs": finish.repairs,
+        "turn_path": finish.turn_path[:16],
+        "prompt_chars_saved": max(0, finish.prompt_chars_saved),
     }
 
 
 def _statement_log_fields(fields: dict[str, object], *, log_id: int, flags: list[str] | None) -> dict[str, object]:
-    return {**fields, "log_id": log_id, "flags": json.dumps(flags) if flags is not None else None}
+    return {
+        **fields,
+        "log_id": log_id,
+        "flags": json.dumps(flags) if flags is not None else None,
+        "tool_unknown_names": json.dumps(fields["tool_unknown_names"]),
+    }
 
 
 def request_logs_prune(*, older_than: timedelta, now: datetime | None = None) -> int:

@@ -12,6 +12,19 @@ from datetime import datetime
 from accounts.pool import Lease
 
 
+@dataclasses.dataclass(frozen=True)
+class ToolRecord:
+    """What the log row records about client tools (gateway/tools/parser.py ``ParseStats``): tools
+    declared, whether a call block was seen, the parse outcome (empty: no tools declared), calls
+    returned, and names the model called that were not offered."""
+
+    declared: int = 0
+    block_seen: bool = False
+    outcome: str = ""
+    calls: int = 0
+    unknown_names: tuple[str, ...] = ()
+
+
 @dataclasses.dataclass
 class LogFinish:
     status_code: int
@@ -28,6 +41,10 @@ class LogFinish:
     upstream_chat_id: str = ""
     answer_preview: str = ""
     flags: list[str] | None = None  # replaces the accept-time flags (adds what the upstream ignored)
+    tools: ToolRecord = ToolRecord()
+    repairs: int = 0  # extra upstream turns spent repairing the answer
+    turn_path: str = ""  # native multi-turn: "native" / "flattened" ("" with the mode off)
+    prompt_chars_saved: int = 0  # a native continuation's flattened prompt minus what it sent
 
 
 @dataclasses.dataclass(frozen=True)

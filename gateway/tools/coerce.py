@@ -12,11 +12,13 @@ Only local ``$ref`` (``#/$defs/...``, ``#/definitions/...``, as Pydantic and zod
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 import referencing.exceptions
 from jsonschema import exceptions as schema_errors
 from jsonschema import validators
@@ -127,7 +129,8 @@ def resolve(schema: Schema, root: Schema) -> Schema:
 
 class SchemaChecker:
     """Validates arguments against their tool's schema; one per request (validators are built once per
-    tool). A schema the library cannot use (not valid JSON Schema) checks nothing."""
+    schema and process, ``schema_validator``). A schema the library cannot use (not valid JSON Schema)
+    checks nothing."""
 
     def __init__(self) -> None:
         self._validators: dict[str, Any] = {}
@@ -135,7 +138,7 @@ class SchemaChecker:
     def problems(self, *, tool: str, schema: Schema, value: object) -> tuple[str, ...]:
         """Up to ``MAX_PROBLEMS`` messages such as ``at $.days: 'x' is not of type 'integer'``."""
         if tool not in self._validators:
-            self._validators[tool] = _validator(schema)
+            self._validators[tool] = schema_validator(schema)
         validator = self._validators[tool]
         if validator is None:
             return ()
@@ -147,7 +150,23 @@ class SchemaChecker:
         return tuple(f"at {_path(e.absolute_path)}: {e.message[:200]}" for e in errors[:MAX_PROBLEMS])
 
 
-def _validator(schema: Schema) -> Any:
+def schema_validator(schema: Schema) -> Any:
+    """The schema's validator (None: not valid JSON Schema), shared across requests: checking a schema
+    against its metaschema costs about 2 ms (more than the rest of a tool call's handling), and agents
+    send the same tools every turn."""
+    try:
+        key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return _new_validator(schema)
+    return _shared_validator(key)
+
+
+@functools.lru_cache(maxsize=512)
+def _shared_validator(key: str) -> Any:
+    return _new_validator(json.loads(key))
+
+
+def _new_validator(schema: Schema) -> Any:
     cls = validators.validator_for(schema, default=validators.Draft202012Validator)
     try:
         cls.check_schema(schema)

@@ -24,7 +24,7 @@ from jsonschema import exceptions as schema_errors
 from jsonschema import validators
 
 from gateway.openai.errors import GatewayError, InvalidRequest, UpstreamUnavailable
-from gateway.tools.coerce import SchemaChecker
+from gateway.tools.coerce import SchemaChecker, schema_validator
 from gateway.tools.spec import Schema
 
 _FENCE_RE = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n(.*?)\n[ \t]*\1[ \t]*$", re.DOTALL | re.MULTILINE)
@@ -150,6 +150,8 @@ def _parses(text: str) -> bool:
 
 
 def _check_schema(schema: Mapping[str, Any]) -> None:
+    if schema_validator(schema) is not None:  # valid (and its validator kept for the answer's check)
+        return
     cls = validators.validator_for(schema, default=validators.Draft202012Validator)
     try:
         cls.check_schema(schema)

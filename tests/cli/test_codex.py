@@ -21,7 +21,9 @@ def assert_one_deleted_chat_per_step(fake, steps: int) -> None:
 
 def test_codex_answers_a_plain_prompt(codex, gateway):
     answer = f"Hello from Kimi through the Responses door, {secrets.token_hex(4)}."
-    gateway.fake.reply(text=answer, chunk_size=5)
+    # Codex run with full access declares live web search, which turns Kimi's search on for the turn: the
+    # fake then returns search results, and would cite them in the text unless told not to.
+    gateway.fake.reply(text=answer, chunk_size=5, citations=None)
 
     run = codex("Say hello to the tests")
 
@@ -36,7 +38,7 @@ def test_codex_answers_a_plain_prompt(codex, gateway):
 def test_codex_runs_exec_command_and_answers_with_the_output(codex, gateway):
     command, printed = marker_command()
     gateway.fake.reply(text=shell_call("exec_command", "cmd", command), chunk_size=7, times=1)
-    gateway.fake.reply(text=f"The command printed {printed}.", chunk_size=5, times=1)
+    gateway.fake.reply(text=f"The command printed {printed}.", chunk_size=5, times=1, citations=None)
 
     run = codex(f"Run `{command}` and tell me what it printed")
 

@@ -23,6 +23,7 @@ def test_it_shows_a_new_key_once(admin_client: Client) -> None:
         "rpm_limit": 20,
         "max_concurrent": "",
         "turns_per_day": 40,
+        "repair_turns": 1,
         "allowed_models": "kimi, kimi-search",
         "reasoning_format": "field",
     }
@@ -34,6 +35,7 @@ def test_it_shows_a_new_key_once(admin_client: Client) -> None:
     key = api_key_authenticate(raw=raw)
     assert key is not None and key.name == "svc"
     assert (key.rpm_limit, key.turns_per_day, key.allowed_models) == (20, 40, ["kimi", "kimi-search"])
+    assert key.repair_turns == 1
     assert "no-store" in response["Cache-Control"]
     for url in (reverse("admin:gateway_apikey_changelist"), reverse("admin:gateway_apikey_change", args=[key.pk])):
         assert raw not in admin_client.get(url).content.decode()

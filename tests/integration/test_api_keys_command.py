@@ -69,3 +69,33 @@ def test_it_creates_and_changes_a_turn_budget() -> None:
         run("set", "agent", "--turns-per-day", "0")
     with pytest.raises(CommandError, match="No API key named 'nobody'"):
         run("set", "nobody", "--turns-per-day", "5")
+
+
+def test_it_turns_native_multi_turn_on_and_off() -> None:
+    run("create", "--name", "agent", "--native-multiturn")
+    assert ApiKey.objects.get(name="agent").native_multiturn is True
+    assert run("set", "agent", "--no-native-multiturn").strip() == "agent: native multi-turn off"
+    assert ApiKey.objects.get(name="agent").native_multiturn is False
+    assert run("set", "agent", "--native-multiturn", "--turns-per-day", "9").strip() == (
+        "agent: 9 turns per day, native multi-turn on"
+    )
+    with pytest.raises(CommandError, match="Say what to change"):
+        run("set", "agent")
+
+
+def test_it_creates_and_changes_the_repair_turns() -> None:
+    raw = run("create", "--name", "fixer", "--repair-turns", "1").rstrip("\n").splitlines()[-1]
+    key = api_key_authenticate(raw=raw)
+    assert key is not None and key.repair_turns == 1
+    plain = run("create", "--name", "plain").rstrip("\n").splitlines()[-1]
+    assert api_key_authenticate(raw=plain).repair_turns == 0  # type: ignore[union-attr]  # repairs off by default
+
+    assert run("set", "fixer", "--repair-turns", "0").strip() == "fixer: no repair turns"
+    assert run("set", "fixer", "--repair-turns", "2", "--turns-per-day", "9").strip() == (
+        "fixer: 9 turns per day, 2 repair turns"
+    )
+    assert ApiKey.objects.values_list("repair_turns", "turns_per_day").get(name="fixer") == (2, 9)
+    with pytest.raises(CommandError, match="between 0 and 3"):
+        run("set", "fixer", "--repair-turns", "4")
+    with pytest.raises(CommandError, match="Say what to change"):
+        run("set", "fixer")

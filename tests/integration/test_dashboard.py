@@ -236,3 +236,52 @@ def now_inside_a_bucket() -> datetime:
         time.sleep(2)
         now = datetime.now(UTC)
     return now
+
+
+def test_it_shows_the_tool_call_success_rate_per_key_and_per_model(admin_client: Client) -> None:
+    agent, _ = make_api_key(name="agent-bot")
+    other, _ = make_api_key(name="chat-bot")
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    tools = {"tools_declared": 3}
+    log(at, api_key=agent, model="kimi-k2", tool_block_seen=True, tool_outcome="tool_calls", tool_calls=1, **tools)
+    log(at, api_key=agent, model="kimi-k2", tool_block_seen=True, tool_outcome="tool_calls", repairs=1, **tools)
+    log(at, api_key=agent, model="kimi-k2", tool_block_seen=True, tool_outcome="text", **tools)  # block dropped
+    log(at, Outcome.UPSTREAM_ERROR, api_key=agent, model="kimi-k3", tool_outcome="tool_call_missing", **tools)
+    log(at, api_key=agent, model="kimi-k3", tool_outcome="text", **tools)  # answered in text: not attempted
+    log(at, api_key=other, model="kimi-k3", tool_outcome="text", **tools)
+    log(at, api_key=other, model="kimi-k3")  # no tools: not counted at all
+
+    response = admin_client.get("/dashboard/?range=3h")
+
+    by_key = {t.label: t for t in response.context["report"].tools_by_key}
+    assert (by_key["agent-bot"].requests, by_key["agent-bot"].attempted, by_key["agent-bot"].succeeded) == (5, 4, 2)
+    assert (by_key["agent-bot"].rate, by_key["agent-bot"].repaired) == (50.0, 1)
+    assert (by_key["chat-bot"].requests, by_key["chat-bot"].attempted, by_key["chat-bot"].rate) == (1, 0, None)
+    by_model = {t.label: t for t in response.context["report"].tools_by_model}
+    assert (by_model["kimi-k2"].rate, by_model["kimi-k3"].rate) == (66.7, 0.0)
+    assert by_model["kimi-k3"].requests == 3
+    page = response.content.decode()
+    assert 'data-tools="key:agent-bot"' in page and "50.0 %" in page and "66.7 %" in page
+    assert "parse outcome <code>tool_calls</code>" in page  # the page says what success means
+
+
+def test_it_says_when_no_request_declared_tools(admin_client: Client) -> None:
+    log(datetime.now(UTC) - timedelta(minutes=5))
+    page = admin_client.get("/dashboard/?range=3h").content.decode()
+    assert "No request in this range declared tools." in page
+
+
+def test_it_shows_the_share_of_native_multi_turn_and_the_characters_not_sent(admin_client: Client) -> None:
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    log(at, turn_path="native", prompt_chars_saved=40_000)
+    log(at, turn_path="native", prompt_chars_saved=2_000)
+    log(at, turn_path="flattened")
+    log(at)  # the mode off: not counted
+
+    response = admin_client.get("/dashboard/?range=3h")
+
+    native = response.context["report"].native
+    assert (native.requests, native.native, native.flattened, native.chars_saved) == (3, 2, 1, 42_000)
+    assert native.share == 66.7
+    page = response.content.decode()
+    assert 'data-native="2"' in page and "66.7 %" in page and "42000" in page

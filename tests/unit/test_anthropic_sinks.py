@@ -18,6 +18,7 @@ from gateway.openai.errors import (
     InvalidRequest,
     PayloadTooLarge,
     PermissionDenied,
+    PoolBusy,
     RateLimitExceeded,
     UpstreamUnavailable,
 )
@@ -202,7 +203,7 @@ def test_a_failure_after_the_first_byte_is_an_error_event():
             429,
             "rate_limit_error",
         ),
-        (RateLimitExceeded("No Kimi account can serve this request now (busy)."), 529, "overloaded_error"),
+        (PoolBusy("No Kimi account can serve this request now (busy)."), 529, "overloaded_error"),
         (UpstreamUnavailable("Kimi is overloaded", code="upstream_overloaded"), 529, "overloaded_error"),
         (UpstreamUnavailable("down", status=502), 502, "api_error"),
     ],

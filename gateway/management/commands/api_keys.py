@@ -16,15 +16,20 @@ from gateway.records.keys import (
     api_key_create,
     api_key_revoke,
     api_key_set_native_multiturn,
+    api_key_set_repair_turns,
     api_key_set_turns_per_day,
 )
 
-UNCHANGED = object()  # an option not given to `set`
+UNCHANGED: Any = object()  # an option not given to `set` ('none' is a value of --turns-per-day)
 NATIVE_HELP = (
     "Continue the same Kimi chat when a client resends its history; keeps each chat on Kimi until it has "
     "been idle for KIMIPROXY_KEPT_CONVERSATION_TTL_HOURS."
 )
 TURNS_HELP = "Upstream turns per rolling 24 hours (default: no limit)."
+REPAIR_HELP = (
+    "Extra upstream turns a collected answer may spend on a repair (a tool call failing its schema, "
+    "invalid JSON output); 0 = none (the default). Each one spends the account's limit."
+)
 
 
 def _budget(text: str) -> int | None:
@@ -54,6 +59,7 @@ class Command(BaseCommand):
             help="Send clients' max_tokens <= 1 probes upstream instead of answering them locally.",
         )
         create.add_argument("--native-multiturn", dest="native_multiturn", action="store_true", help=NATIVE_HELP)
+        create.add_argument("--repair-turns", type=int, dest="repair_turns", default=0, help=REPAIR_HELP)
         sub.add_parser("list", help="List keys (prefixes only).")
         change = sub.add_parser("set", help="Change a key's limits.")
         change.add_argument("name")
@@ -67,6 +73,7 @@ class Command(BaseCommand):
         change.add_argument(
             "--native-multiturn", dest="native_multiturn", action=BooleanOptionalAction, default=None, help=NATIVE_HELP
         )
+        change.add_argument("--repair-turns", type=int, dest="repair_turns", help=REPAIR_HELP)
         sub.add_parser("revoke", help="Revoke a key.").add_argument("name")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -83,6 +90,7 @@ class Command(BaseCommand):
                 turns_per_day=options["turns_per_day"],
                 local_probes=options["local_probes"],
                 native_multiturn=options["native_multiturn"],
+                repair_turns=options["repair_turns"],
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
@@ -104,20 +112,27 @@ class Command(BaseCommand):
             self.stdout.write("\t".join(row))
 
     def do_set(self, options: dict[str, Any]) -> None:
+        turns, native, repairs = options["turns_per_day"], options["native_multiturn"], options["repair_turns"]
+        if turns is UNCHANGED and native is None and repairs is None:
+            raise CommandError("Say what to change: --turns-per-day, --(no-)native-multiturn and/or --repair-turns.")
         key = _key(options["name"])
-        turns, native = options["turns_per_day"], options["native_multiturn"]
-        if turns is UNCHANGED and native is None:
-            raise CommandError("Say what to change: --turns-per-day and/or --(no-)native-multiturn.")
         try:
             if turns is not UNCHANGED:
                 api_key_set_turns_per_day(key=key, turns_per_day=turns)
+            if repairs is not None:
+                api_key_set_repair_turns(key=key, repair_turns=repairs)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
         if native is not None:
             api_key_set_native_multiturn(key=key, enabled=native)
-        budget = f"{key.turns_per_day} turns per day" if key.turns_per_day else "no turn budget"
-        native_text = "native multi-turn on" if key.native_multiturn else "native multi-turn off"
-        self.stdout.write(f"{key.name}: {budget}, {native_text}")
+        said = []  # what was changed, as it now is
+        if turns is not UNCHANGED:
+            said.append(f"{key.turns_per_day} turns per day" if key.turns_per_day else "no turn budget")
+        if native is not None:
+            said.append("native multi-turn on" if key.native_multiturn else "native multi-turn off")
+        if repairs is not None:
+            said.append(f"{key.repair_turns} repair turns" if key.repair_turns else "no repair turns")
+        self.stdout.write(f"{key.name}: {', '.join(said)}")
 
     def do_revoke(self, options: dict[str, Any]) -> None:
         key = _key(options["name"])

@@ -1,4 +1,5 @@
-"""Delete upstream chats the gateway left behind, and reclaim leases of dead processes.
+"""Delete upstream chats the gateway left behind, reclaim leases of dead processes, drop expired
+stored responses (``store`` on /v1/responses).
 
     python manage.py cleanup_conversations [--older-than 10m] [--loop] [--interval 60]
 
@@ -19,6 +20,7 @@ from accounts.pool import lease_reclaim_stale
 from gateway.kimi.transport.http import upstream_scoped
 from gateway.records.conversations import conversations_sweep
 from gateway.records.logs import request_logs_close_abandoned
+from gateway.records.responses import stored_responses_sweep
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -72,6 +74,9 @@ class Command(BaseCommand):
         abandoned = request_logs_close_abandoned()
         if abandoned:
             self.stdout.write(f"closed {abandoned} abandoned request log(s)")
+        expired = stored_responses_sweep()
+        if expired:
+            self.stdout.write(f"dropped {expired} expired stored response(s)")
         sweep = conversations_sweep(older_than=older_than, limit=limit, should_stop=lambda: self.stopping)
         items = asyncio.run(upstream_scoped(sweep))
         for item in items:

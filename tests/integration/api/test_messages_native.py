@@ -77,3 +77,28 @@ def test_a_tool_loop_continues_one_chat_and_local_answers_leave_it_alone(native,
     assert len(texts) == 2 and "Run echo hi" in texts[0] and "Run echo hi" not in texts[1]
     assert f'<tool_result call_id="{call.id}" name="Bash">' in texts[1]
     assert len(fake.chats) == 1  # the count and the probe reached no chat
+
+
+def test_a_three_turn_conversation_resent_in_full_continues_one_chat(native):
+    client, fake = native.client, native.fake
+    messages = [{"role": "user", "content": "Name a colour."}]
+    logs, answers = [], []
+    for reply, follow_up in (("Blue.", "And another?"), ("Red.", "A third?"), ("Green.", None)):
+        fake.reply(text=reply, times=1)
+        raw = client.messages.with_raw_response.create(model=MODEL, max_tokens=1024, system=SYSTEM, messages=messages)
+        message = raw.parse()
+        logs.append(wait_for_final_log(raw.headers["request-id"]))
+        wait_for_background_tasks()
+        answers.append(message.content[0].text)
+        # Claude Code resends the answer as its content blocks, with the next question.
+        messages = [*messages, {"role": "assistant", "content": [b.model_dump() for b in message.content]}]
+        if follow_up:
+            messages.append({"role": "user", "content": [{"type": "text", "text": follow_up}]})
+    assert answers == ["Blue.", "Red.", "Green."]
+    assert [log.turn_path for log in logs] == ["flattened", "native", "native"]
+    assert len({log.upstream_chat_id for log in logs}) == 1
+    chat = fake.chats[logs[0].upstream_chat_id]
+    users = [m for m in chat.messages if m.role == "user"]
+    assert [u.text for u in users[1:]] == ["And another?", "A third?"]  # only the new turn, after its parent
+    by_id = {m.id: m for m in chat.messages}
+    assert all(by_id[u.parent_id].role == "assistant" for u in users[1:])

@@ -65,6 +65,9 @@ def test_a_three_turn_conversation_resent_in_full_continues_one_chat(native):
 
     assert (second.content, third.content) == ("Red.", "Green.")
     assert "native" in log2.flags and "native" in log3.flags
+    assert (log1.turn_path, log2.turn_path, log3.turn_path) == ("flattened", "native", "native")
+    # What a continuation did not send: the flattened history minus the one new message.
+    assert log3.prompt_chars_saved == log3.prompt_chars - len("A third?") > 0
     assert log1.upstream_chat_id == log2.upstream_chat_id == log3.upstream_chat_id
     chat = fake.chats[log1.upstream_chat_id]
     # Kimi received the flattened first turn, then only each new user message, each after its parent.
@@ -272,3 +275,19 @@ def test_a_hint_narrows_but_the_history_decides(native):
     fake.reply(text="Yellow.")
     _, log4 = ask(alice, resent)
     assert "native" in log4.flags and log4.upstream_chat_id == log1.upstream_chat_id
+
+
+def test_a_continuation_the_upstream_refuses_is_flattened_on_another_account(native):
+    fake, client = native.fake, native.client
+    history = [SYSTEM, {"role": "user", "content": "Name a colour."}]
+    fake.reply(text="Blue.")
+    _, log1 = ask(client, history)
+    assert log1.account.name == "native"
+    pool_account(fake, "spare")
+    fake.fault("overloaded", account="native")
+    fake.reply(text="Red.")
+    history += [{"role": "assistant", "content": "Blue."}, {"role": "user", "content": "Another?"}]
+    message, log2 = ask(client, history)
+    assert message.content == "Red." and "flattened:upstream_error" in log2.flags
+    assert (log2.account.name, log2.attempts) == ("spare", 2)
+    assert "Name a colour." in fake.prompts("spare")[-1]  # the whole history, flattened

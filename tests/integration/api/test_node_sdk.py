@@ -64,3 +64,27 @@ def test_the_node_sdk_rebuilds_a_streamed_tool_call(e2e, node_sdk):
     (rebuilt,) = output["tool_calls"]
     assert rebuilt["name"] == "get_weather" and json.loads(rebuilt["arguments"]) == {"city": "Paris"}
     assert rebuilt["id"].startswith("call_")
+
+
+@pytest.mark.parametrize("tools", [False, True])
+def test_the_node_sdk_streams_a_response(e2e, node_sdk, tools):
+    client, _ = setup_pool(e2e)
+    call = (
+        '<tool_calls>\n<invoke name="get_weather">\n<parameter name="city">Paris</parameter>\n</invoke>\n</tool_calls>'
+    )
+    e2e.fake.reply(text=call if tools else "Sunny in Paris.", chunk_size=5)
+
+    script = node_sdk.parent / "stream_response.mjs"
+    args = ["node", str(script), f"{e2e.url}/v1", client.api_key, "tools" if tools else "plain"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    assert output["status"] == "completed" and output["sequence_ok"]
+    assert output["events"][:2] == ["response.created", "response.in_progress"]
+    assert output["events"][-1] == "response.completed"
+    if tools:
+        (rebuilt,) = output["calls"]
+        assert rebuilt["name"] == "get_weather" and json.loads(rebuilt["arguments"]) == {"city": "Paris"}
+    else:
+        assert output["text"] == "Sunny in Paris." and not output["calls"]

@@ -30,16 +30,19 @@ from tests.integration.api.helpers import pool_account
 # 400s a schema-valid request may get, as (code, the start of error.param): gateway/api/openapi/chat.py
 # says why JSON Schema cannot say them.
 NOT_IN_SCHEMA = (
-    ("duplicate_tool_name", "tools["),
-    ("too_many_parts", "messages["),
-    ("too_many_files", "messages["),
-    ("invalid_url", "messages["),  # a data: URL whose base64 does not decode
-    ("file_url_refused", "messages["),  # a URL whose download fails (here: every host name)
-    ("file_rejected", "messages"),
-    ("invalid_value", "tool_choice"),
+    ("duplicate_tool_name", ""),
+    ("too_many_parts", ""),
+    ("too_many_files", ""),
+    ("invalid_url", ""),  # a data: URL whose base64 does not decode
+    ("file_url_refused", ""),  # a URL whose download fails (here: every host name)
+    ("file_rejected", ""),
+    ("invalid_value", "tool_choice"),  # names no declared tool
     ("invalid_value", "response_format.json_schema.schema"),
-    ("empty_prompt", "messages"),
+    ("invalid_value", "text.format.schema"),
+    ("empty_prompt", ""),  # nothing to answer (param: messages, or input on the Responses door)
     ("not_in_schema", ""),  # an Anthropic error body that ANTHROPIC_NOT_IN_SCHEMA matched
+    # 20.0 is an integer to JSON Schema, not to the Responses door's _optional (gateway/responses/request.py)
+    ("invalid_type", "max_output_tokens"),
 )
 
 # The fake answers plain text, also when the request asks for JSON or requires a tool call: the
@@ -50,9 +53,10 @@ UPSTREAM_FAILURES = {"invalid_json_output", "tool_call_missing"}
 ACCEPTING = {200, 401, 403, 404, 409, 429, 500, 502, 503, 504}
 
 
-# Described from issue 16's text while the door was built beside it; its content blocks are not yet
-# aligned with gateway/anthropic/content.py (gateway/api/openapi/messages.py): checked once they are.
-NOT_RECONCILED: set[str] = set()
+# Described from issue 16's text while the door was built beside it, and aligned with it only in part
+# (gateway/api/openapi/responses.py: the input items and the tools are not yet): checked once it is.
+# GET and DELETE /v1/responses/{response_id} are checked.
+NOT_RECONCILED = {"/v1/responses"}
 
 
 def served(path: str) -> bool:

@@ -108,6 +108,27 @@ def test_a_call_without_text_has_null_content(e2e):
     log = wait_for_final_log(raw.headers["x-request-id"])
     assert (log.status_code, log.outcome) == (200, "ok")
     assert {"tools:2", "tool_outcome:tool_calls", "tool_calls:1", "tool_form:envelope"} <= set(log.flags)
+    tool_columns = (log.tools_declared, log.tool_block_seen, log.tool_outcome, log.tool_calls, log.repairs)
+    assert tool_columns == (2, True, "tool_calls", 1, 0) and log.tool_unknown_names == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_log_row_records_an_unknown_name_and_a_plain_answer(e2e, stream):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text="Let me see.\n" + block(invoke("delete_all", where="*")), chunk_size=5)
+    first = client.chat.completions.with_raw_response.create(model="kimi", messages=ASK, tools=TOOLS, stream=stream)
+    first.http_response.read()
+    unknown = wait_for_final_log(first.headers["x-request-id"])
+    assert (unknown.tools_declared, unknown.tool_outcome, unknown.tool_calls) == (2, "text", 0)
+    assert unknown.tool_unknown_names == ["delete_all"]
+
+    e2e.fake.reply(text="Mild, as usual.", chunk_size=5)
+    second = client.chat.completions.with_raw_response.create(model="kimi", messages=ASK, tools=TOOLS, stream=stream)
+    second.http_response.read()
+    plain = wait_for_final_log(second.headers["x-request-id"])
+    assert (plain.tools_declared, plain.tool_block_seen, plain.tool_outcome, plain.tool_calls) == (2, False, "text", 0)
+    untooled = client.chat.completions.with_raw_response.create(model="kimi", messages=ASK)
+    assert wait_for_final_log(untooled.headers["x-request-id"]).tool_outcome == ""  # no tools: empty
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -450,3 +471,27 @@ def test_a_kept_conversation_continues_with_the_tool_results(e2e):
     assert f'<tool_result call_id="{call.id}" name="get_weather">' in sent and "sunny &lt;b&gt;25C" in sent
     assert ASK[0]["content"] not in sent  # the kept chat already holds the question
     assert not e2e.fake.chats[conversation_id].deleted
+
+
+def test_a_streamed_json_answer_loses_its_code_fence(e2e):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text='```json\n{"name": "Paris", "population": 2102650}\n```\nAnything else?', chunk_size=3)
+    chunks = list(client.chat.completions.create(model="kimi", messages=ASK, response_format=CITY_SCHEMA, stream=True))
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content == '{"name": "Paris", "population": 2102650}'
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+
+def test_a_streamed_fenced_json_answer_failing_its_schema_ends_with_the_error(e2e):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text='```json\n{"name": "Paris"}\n```', chunk_size=3)
+    raw = client.chat.completions.with_raw_response.create(
+        model="kimi", messages=ASK, response_format=CITY_SCHEMA, stream=True
+    )
+    events = [line[6:] for line in raw.http_response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    *answer, error = (json.loads(e) for e in events[:-1])
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in answer if c.get("choices")) == (
+        '{"name": "Paris"}'
+    )
+    assert error["error"]["code"] == "invalid_json_output" and "population" in error["error"]["message"]

@@ -29,7 +29,7 @@ from gateway.choices import Outcome
 from gateway.db import finish_sql
 from gateway.models import ApiKey, Conversation, RequestLog
 from gateway.records import logs
-from gateway.records.settlements import ConversationSettlement, LeaseSettlement, LogFinish
+from gateway.records.settlements import ConversationSettlement, LeaseSettlement, LogFinish, ToolRecord
 
 pytestmark = [pytest.mark.postgres]
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -67,6 +67,17 @@ finishes = st.builds(
     upstream_chat_id=st.sampled_from(["", "chat-1", "c" * 70]),
     answer_preview=st.sampled_from(["", "hello", "a" * 300]),
     flags=st.none() | st.lists(st.sampled_from(["search", "ignored:thinking"]), max_size=2),
+    tools=st.builds(
+        ToolRecord,
+        declared=st.integers(0, 40_000),
+        block_seen=st.booleans(),
+        outcome=st.sampled_from(["", "text", "tool_calls", "tool_call_malformed", "t" * 30]),
+        calls=st.integers(0, 3),
+        unknown_names=st.lists(st.sampled_from(["delete_all", "n" * 120, 'qu"o\\te']), max_size=12).map(tuple),
+    ),
+    repairs=st.integers(0, 2),
+    turn_path=st.sampled_from(["", "native", "flattened"]),
+    prompt_chars_saved=st.integers(0, 100_000),
 )
 cases = st.builds(
     Case,
