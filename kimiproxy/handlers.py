@@ -34,7 +34,7 @@ from django.urls import set_script_prefix
 
 from gateway.api.errors import API_PREFIXES
 
-API_PATH_PREFIXES = (*API_PREFIXES, "/ping", "/healthz", "/readyz")
+API_PATH_PREFIXES = (*API_PREFIXES, "/ping", "/healthz", "/readyz", "/api/hello")
 
 
 def context_holds_connection() -> bool:

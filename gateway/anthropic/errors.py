@@ -31,6 +31,8 @@ _TYPES = {
     429: "rate_limit_error",
     OVERLOADED_STATUS: "overloaded_error",
 }
+
+
 def anthropic_status(error: GatewayError) -> int:
     """Anthropic's status: 529 when Kimi is overloaded or every account is only busy (PoolBusy)."""
     if error.code == "upstream_overloaded" or isinstance(error, PoolBusy):

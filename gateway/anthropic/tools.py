@@ -119,7 +119,8 @@ def _choice(raw: object, specs: list[ToolSpec], hosted: set[str]) -> tuple[ToolC
         )
     parallel = raw.get("disable_parallel_tool_use") is not True
     kind = raw["type"]
-    if (kind == "tool" and raw.get("name") in hosted) or (kind == "any" and not specs and hosted):
+    named = raw.get("name")
+    if (kind == "tool" and isinstance(named, str) and named in hosted) or (kind == "any" and not specs and hosted):
         return ToolChoice(), parallel
     if kind in ("any", "tool") and not specs:
         raise InvalidRequest(

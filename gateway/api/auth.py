@@ -14,9 +14,10 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
+from accounts.jwt_claims import jwt_claims
 from gateway.models import ApiKey
 from gateway.openai.errors import GatewayError
-from gateway.records.callers import caller_authenticate
+from gateway.records.callers import passthrough_tokens
 from gateway.records.keys import api_key_authenticate
 
 
@@ -72,17 +73,23 @@ class ApiKeyAuthentication(BaseAuthentication):
 
 
 class PassthroughAuthentication(BaseAuthentication):
-    """Lets pass-through callers (Kimi tokens as the bearer) list models too; keys are handled first."""
+    """Lets pass-through callers (Kimi tokens as the bearer) list models too; keys are handled first.
+
+    Listing models spends no upstream call, so the tokens are not tried upstream: each must be shaped as
+    Kimi's are (a JWT), anything else is refused as an unknown key would be. Nothing is stored: the
+    pass-through account is created when the token first asks for an answer."""
 
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
         header = get_authorization_header(request).decode("latin-1")
         if not header or header.split(" ", 1)[-1].strip().startswith("sk-") or not settings.KIMIPROXY_PASSTHROUGH:
             return None
         try:
-            caller, _ = caller_authenticate(authorization=header)
+            tokens = passthrough_tokens(authorization=header)
         except GatewayError as error:
             raise exceptions.AuthenticationFailed(error.message) from None
-        return _Principal(), caller
+        if not all(jwt_claims(token) for token in tokens):
+            raise exceptions.AuthenticationFailed("Invalid API key (not a gateway key, nor a Kimi token).")
+        return _Principal(), None
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -29,7 +30,11 @@ def token_check(request: HttpRequest) -> JsonResponse:
         return JsonResponse(error.body(), status=error.status)
     except GatewayError as error:
         return JsonResponse(error.body(), status=error.status)
-    account = account_for_passthrough_token(token=token.strip())
+    try:
+        account = account_for_passthrough_token(token=token.strip())
+    except ValidationError as exc:  # whitespace inside, characters no token has
+        refused = InvalidRequest(" ".join(exc.messages), param="token", code="invalid_value")
+        return JsonResponse(refused.body(), status=refused.status)
     started = time.monotonic()
     live = run_upstream(account_probe, account_id=account.pk).live  # no chat turn spent (C.10)
     return JsonResponse({"live": live, "checked_in_ms": int((time.monotonic() - started) * 1000)})

@@ -180,6 +180,10 @@ async def accept(
     except GatewayError as error:
         parse_error = error
     prompt = prompt_text(turn) if turn else ""
+    if turn is not None and nothing_to_answer(turn, prompt):
+        parse_error = InvalidRequest(
+            "There is nothing to answer: the messages hold no text and no file.", param="messages", code="empty_prompt"
+        )
     start = LogStart(
         request_id=request_id,
         path=request.path,
@@ -213,6 +217,13 @@ async def accept(
     if job.native_on:
         job = await _native_match(dataclasses.replace(job, native_hint=native_hint(request, turn)))
     return await _with_files(job), cast(Parsed, parsed)
+
+
+def nothing_to_answer(turn: Turn, prompt: str) -> bool:
+    """A new chat whose prompt is blank and carries no file: Kimi refuses it (kimi-web-protocol.md: a
+    message needs content), so it is refused here without spending an upstream call."""
+    answered_here = turn.local_answer is not None or turn.probe  # the door answers these itself
+    return not turn.continue_chat and not answered_here and not turn.files and not prompt.strip()
 
 
 async def _native_match(job: Job) -> Job:

@@ -77,7 +77,9 @@ class Reply:
                     continue
                 if failover.last_error is not None:
                     raise failover.final_error(retry_at=exc.retry_at) from None
-                raise no_account_error(exc, continued=job.continued is not None) from None
+                raise no_account_error(
+                    exc, continued=job.continued is not None, passthrough=bool(job.caller.passthrough_account_ids)
+                ) from None
             failover.attempts += 1
             attempt = Attempt(job, lease, account)
             try:

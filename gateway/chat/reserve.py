@@ -23,8 +23,9 @@ from gateway.chat.turn import Job
 from gateway.chat.waiting import slot_waiters
 from gateway.db import eventloop, run
 from gateway.db.threads import db_call
-from gateway.kimi.base import KimiError, RateLimited
+from gateway.kimi.base import AuthError, KimiError, RateLimited
 from gateway.openai.errors import (
+    AuthenticationFailed,
     ConversationUnavailable,
     GatewayError,
     PoolBusy,
@@ -34,6 +35,15 @@ from gateway.openai.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def passthrough_refused() -> GatewayError:
+    """A pass-through caller's tokens are its API key: Kimi refusing them is a 401, as an unknown key is."""
+    return AuthenticationFailed(
+        "Kimi refused the token sent as the API key (pass-through): it is expired, revoked or not a Kimi token."
+    )
+
+
 # How often a waiting request re-checks the pool for slots freed by other processes.
 CROSS_PROCESS_POLL_SECONDS = 0.25
 
@@ -85,7 +95,9 @@ async def reserve_waiting(job: Job, exclude: set[int]) -> tuple[Lease, KimiAccou
             await slot_waiters().wait(min(CROSS_PROCESS_POLL_SECONDS, left))
 
 
-def no_account_error(exc: NoAccountAvailable, *, continued: bool) -> GatewayError:
+def no_account_error(exc: NoAccountAvailable, *, continued: bool, passthrough: bool = False) -> GatewayError:
+    if passthrough and not continued and exc.reason == "invalid":
+        return passthrough_refused()  # Kimi refused each of the caller's tokens before: theirs to renew
     if continued and exc.reason in ("invalid", "disabled"):
         return ConversationUnavailable(
             f"The account holding this conversation cannot serve it any more ({exc.reason}); start a new conversation."
@@ -111,6 +123,7 @@ class Failover:
         self.last_error: KimiError | None = None
         self.limited_until: datetime | None = None
         self.max_attempts = 1 if job.continued else settings.KIMIPROXY_MAX_ATTEMPTS
+        self.passthrough = bool(job.caller.passthrough_account_ids)
 
     async def may_retry_after(self, attempt: Attempt, exc: KimiError) -> bool:
         """Settle a failed attempt; True when another account may be tried, False when this was the last."""
@@ -135,6 +148,8 @@ class Failover:
         at = retry_at or self.limited_until
         if isinstance(self.last_error, RateLimited) and at is not None:
             return upstream_rate_limited(retry_after=max(1.0, (at - timezone.now()).total_seconds()))
+        if self.passthrough and isinstance(self.last_error, AuthError):
+            return passthrough_refused()  # the caller's own token is what Kimi refused: theirs to fix
         return gateway_error_from_kimi(self.last_error)
 
 

@@ -65,7 +65,7 @@ def dashboard_report(*, spec: RangeSpec, now: datetime) -> Report:
     latency = queries.latency_percentiles(source=source)
     usage = pool.pool_usage(now=now)
     total = sum(sum(series) for series in outcomes.values())
-    ok = sum(outcomes[Outcome.OK])
+    ok = sum(outcomes[Outcome.OK]) + sum(outcomes[Outcome.LOCAL])  # a local answer is an answer too
     states = pool.state_counts(usage)
     headline = {
         "requests": total,

@@ -11,9 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import hashlib
 import mimetypes
 import posixpath
+import re
+import unicodedata
 import urllib.parse
 from typing import Literal
 
@@ -105,8 +108,21 @@ def sniff_type(data: bytes) -> str:
     return "text/plain" if b"\0" not in data[:4096] else "application/octet-stream"
 
 
+_MEDIA_TYPE_RE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")
+
+
+def blob_for_upload(blob: FileBlob) -> FileBlob:
+    """The blob with a name and type that can go in a multipart header: a client's name may hold control
+    characters (``\r\n``, lone surrogates) and its ``data:`` URL any type text, which the HTTP client
+    refuses as header injection. Those become ``_``, and a malformed type a generic one."""
+    name = "".join("_" if unicodedata.category(ch)[0] == "C" else ch for ch in blob.name).strip() or "file"
+    mime = blob.mime_type if _MEDIA_TYPE_RE.fullmatch(blob.mime_type) else "application/octet-stream"
+    return blob if (name, mime) == (blob.name, blob.mime_type) else dataclasses.replace(blob, name=name, mime_type=mime)
+
+
 async def upload_cached(*, session: KimiSession, account_id: int, blob: FileBlob) -> FileRef:
     """The account's upload of these bytes, uploading only when it has none yet."""
+    blob = blob_for_upload(blob)
     digest = hashlib.sha256(blob.data).hexdigest()
     cached = await db_call(_cached, account_id, digest)
     if cached is not None:

@@ -272,11 +272,14 @@ def _ignored(body: dict[str, object]) -> tuple[str, ...]:
 def _optional(body: dict[str, object], name: str, kind: type[T], expected: str, *, prefix: str = "") -> T | None:
     """``body[name]`` if present and of ``kind`` (null = absent); else a 400 naming the field.
 
-    ``bool`` is never accepted as a number (JSON ``true`` is not 1 here); ``int`` is a ``float``.
+    ``bool`` is never accepted as a number (JSON ``true`` is not 1 here); ``int`` is a ``float``, and a
+    ``float`` without a fraction (``1.0``) is an ``int``, as JSON Schema's ``integer`` says.
     """
     value = body.get(name)
     if value is None:
         return None
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
     ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         ok = True

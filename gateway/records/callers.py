@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from accounts.crypto import token_hash
+from accounts.jwt_claims import jwt_claims
 from accounts.services import account_for_passthrough_token
 from gateway.models import ApiKey
 from gateway.openai.errors import AuthenticationFailed
@@ -63,6 +64,15 @@ def caller_for_key(key: ApiKey | None) -> tuple[Caller, ApiKey]:
     return caller, key
 
 
+def passthrough_tokens(*, authorization: str) -> list[str]:
+    """The Kimi tokens of a pass-through bearer (comma-joined), or ``AuthenticationFailed``."""
+    raw = bearer_token(authorization)
+    tokens = [t.strip() for t in raw.split(",") if t.strip()][:MAX_PASSTHROUGH_TOKENS]
+    if not tokens or any(len(t) < 20 or " " in t for t in tokens):
+        raise AuthenticationFailed("Invalid API key.")
+    return tokens
+
+
 def caller_authenticate(*, authorization: str) -> tuple[Caller, ApiKey | None]:
     """Resolve the Authorization header to a caller (sync; runs in a worker thread)."""
     raw = bearer_token(authorization)
@@ -70,9 +80,11 @@ def caller_authenticate(*, authorization: str) -> tuple[Caller, ApiKey | None]:
         return caller_for_key(api_key_authenticate(raw=raw))
     if not settings.KIMIPROXY_PASSTHROUGH:
         raise AuthenticationFailed("Invalid API key (pass-through tokens are disabled on this gateway).")
-    tokens = [t.strip() for t in raw.split(",") if t.strip()][:MAX_PASSTHROUGH_TOKENS]
-    if not tokens or any(len(t) < 20 or " " in t for t in tokens):
-        raise AuthenticationFailed("Invalid API key.")
+    tokens = passthrough_tokens(authorization=authorization)
+    if not all(jwt_claims(t) for t in tokens):
+        # Kimi's tokens are JWTs: anything else is refused here, before an account row is stored for it
+        # or a local answer (count_tokens, a probe) is given to a credential nobody can check.
+        raise AuthenticationFailed("Invalid API key (not a gateway key, nor a Kimi token).")
     try:
         accounts = [account_for_passthrough_token(token=t) for t in tokens]
     except ValidationError:

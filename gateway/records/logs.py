@@ -201,6 +201,22 @@ def request_log_reject(
     )
 
 
+def request_log_local(*, request_id: str, path: str, client_ip: str | None, now: datetime | None = None) -> None:
+    """Log housekeeping the gateway answered itself for no caller in particular (a client's connectivity
+    check): one final row, outcome ``local``, no key, no account, no turn."""
+    now = now or timezone.now()
+    RequestLog.objects.create(
+        request_id=request_id,
+        created_at=now,
+        finished_at=now,
+        path=path[:100],
+        client_ip=client_ip,
+        status_code=200,
+        outcome=Outcome.LOCAL,
+        latency_ms=0,
+    )
+
+
 def request_finish(
     *,
     log_id: int,

@@ -154,6 +154,15 @@ def _choice_rule(tools: ToolSet) -> str:
     return "Call a tool only when it helps; otherwise answer normally in plain text, without any block."
 
 
+def _compact_json(value: object) -> str:
+    """json.dumps's compact, unescaped output, by orjson (faster); what orjson refuses (an integer beyond
+    64 bits, a lone surrogate: a client's schema may hold either) by json, which has no such limit."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def _describe(tool: ToolSpec) -> str:
     lines = [f'<tool name="{_attr(tool.name)}"' + (' type="freeform">' if tool.kind == "custom" else ">")]
     if tool.description:
@@ -162,7 +171,7 @@ def _describe(tool: ToolSpec) -> str:
         if tool.grammar:
             lines.append(f"<input_grammar>{tool.grammar}</input_grammar>")
     else:
-        schema = orjson.dumps(tool.parameters).decode()  # compact, unescaped: json.dumps's output, faster
+        schema = _compact_json(tool.parameters)
         lines.append(f"<parameters>{schema}</parameters>")
     lines.append("</tool>")
     return "\n".join(lines)

@@ -71,6 +71,16 @@ def test_it_renders_every_chart_headline_and_account_row(admin_client: Client) -
     assert 'kp-badge kp-badge-active">Active<' in body
 
 
+def test_local_answers_are_charted_as_their_own_outcome_and_count_as_successes(admin_client: Client) -> None:
+    log(datetime.now(UTC) - timedelta(minutes=5))
+    log(datetime.now(UTC) - timedelta(minutes=6), Outcome.LOCAL, path="/api/hello")
+    log(datetime.now(UTC) - timedelta(minutes=7), Outcome.CLIENT_ERROR, status_code=400)
+    report = admin_client.get("/dashboard/?range=3h").context["report"]
+    outcomes = {o["key"]: sum(o["data"]) for o in report.charts["outcomes"]}
+    assert outcomes[Outcome.LOCAL] == 1 and outcomes[Outcome.OK] == 1
+    assert report.headline["requests"] == 3 and report.headline["success_rate"] == 66.7
+
+
 def test_it_falls_back_to_24_hours_for_an_unknown_range(admin_client: Client) -> None:
     assert admin_client.get("/dashboard/?range=nonsense").context["report"].spec.key == "24h"
     assert admin_client.get("/dashboard/?range=7d").context["report"].spec.key == "7d"

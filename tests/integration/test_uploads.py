@@ -139,6 +139,18 @@ async def test_it_uploads_once_per_account_and_references_the_file(
     assert chat.messages[0].files == [ref.file_id]
 
 
+@pytest.mark.parametrize("protocol", ["connect", "legacy"])
+async def test_a_name_or_type_that_cannot_be_a_header_is_uploaded_cleaned(
+    fake_kimi: FakeKimi, http: httpx.AsyncClient, protocol: str
+) -> None:
+    # From a client's data: URL and filename; the HTTP client refused them as header injection (a 500).
+    account = await aaccount_for(fake_kimi.mint_account("alice", protocol=protocol))
+    blob = FileBlob("notes\r\nX-Evil: 1\ud800.txt", "text/plain\r\nX-Evil: 1", b"some notes")
+    ref = await upload_cached(session=session_for(account, http=http), account_id=account.pk, blob=blob)
+    assert ref.name == "notes__X-Evil: 1_.txt"
+    assert fake_kimi.files[ref.file_id].data == b"some notes"
+
+
 async def test_it_uploads_again_for_another_account(fake_kimi: FakeKimi, http: httpx.AsyncClient) -> None:
     blob = FileBlob("report.pdf", "application/pdf", PDF)
     for name in ("alice", "bob"):

@@ -235,3 +235,12 @@ def test_an_image_a_tool_returned_is_one_of_the_files_and_the_result_stays_the_t
     assert request.messages[-1].text == "[image: inline image]"
     (file,) = request.files
     assert file.blob is not None and file.blob.data == b"\x89PNG shot"
+
+
+def test_a_tool_choice_name_that_is_not_a_string_is_a_400_not_a_500():
+    # Found by the conformance test: the name was looked up among the hosted tools' names (unhashable).
+    hosted = {"type": "web_search_20250305", "name": "web_search"}
+    body = {"tools": [hosted], "tool_choice": {"type": "tool", "name": {}}}
+    with pytest.raises(InvalidRequest) as info:
+        parse_anthropic_tools(body)
+    assert info.value.param == "tool_choice"

@@ -89,6 +89,12 @@ def test_it_prefers_max_completion_tokens() -> None:
     assert parse(max_tokens=50, max_completion_tokens=20).max_tokens == 20
 
 
+def test_an_integer_written_with_a_point_is_an_integer():
+    # JSON Schema's "integer" (and the published description) includes 20.0; 20.5 is still refused.
+    assert parse(max_tokens=20.0).max_tokens == 20
+    assert refusal({"messages": [user()], "max_tokens": 20.5}).param == "max_tokens"
+
+
 def test_it_ignores_include_usage_without_streaming() -> None:
     assert not parse(stream_options={"include_usage": True}).include_usage
 

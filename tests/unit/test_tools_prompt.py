@@ -133,3 +133,12 @@ def test_a_history_round_trip_call_result_call_result() -> None:
 def test_arguments_that_are_not_an_object_are_shown_as_one_parameter() -> None:
     rendered = render_calls([ToolCall(id="c", name="get_weather", arguments="not json")], tools=None, nonce=NONCE)
     assert '<parameter name="arguments">not json</parameter>' in rendered
+
+
+def test_a_schema_orjson_cannot_write_is_still_described():
+    # A client's schema may hold an integer beyond 64 bits (found by the conformance test: a 500).
+    from gateway.tools.spec import ToolSpec
+
+    huge = {"type": "object", "properties": {"n": {"type": "integer", "maximum": 2**70}}}
+    text = tools_prompt(ToolSet(tools=(ToolSpec(name="count", parameters=huge),)), nonce="n1")
+    assert f'"maximum":{2**70}' in text

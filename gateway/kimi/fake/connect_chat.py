@@ -10,6 +10,7 @@ from typing import Any
 from gateway.kimi.fake.common import authenticate, field, respond_http_fault, retry_headers, scrub
 from gateway.kimi.fake.connect_turn import TurnPlan, build_turn, cite_deltas, end_frame
 from gateway.kimi.fake.control import FakeKimi
+from gateway.kimi.fake.demo import demo_reply
 from gateway.kimi.fake.errors import connect_error
 from gateway.kimi.fake.http import Request
 from gateway.kimi.fake.ids import uuid_id
@@ -146,6 +147,8 @@ def _prepare(state: State, account: AccountState, body: dict[str, Any], faults: 
     raw_tools = body.get("tools")
     tools: list[Any] = raw_tools if isinstance(raw_tools, list) else []
     wants_search = any(isinstance(t, dict) and t.get("type") == "TOOL_TYPE_SEARCH" for t in tools)
+    if state.options.demo and reply == Reply():  # nothing scripted
+        reply = demo_reply(text, search=wants_search, thinking=thinking)
     calls = reply.search_calls() or ((DEFAULT_SEARCH,) if "search" in text.lower() else ())
     calls = calls if wants_search else ()
     deltas = cite_deltas(reply.deltas(state.options.default_reply), reply, calls)

@@ -11,12 +11,13 @@ from gateway.kimi.fake.connect import rfc3339
 from gateway.kimi.fake.connect_chat import DEFAULT_THINKING
 from gateway.kimi.fake.connect_turn import cite_deltas
 from gateway.kimi.fake.control import FakeKimi
+from gateway.kimi.fake.demo import demo_reply
 from gateway.kimi.fake.files import parse_events, remaining_parse_delay
 from gateway.kimi.fake.http import Request
 from gateway.kimi.fake.ids import xid
 from gateway.kimi.fake.legacy_turn import LegacyPlan, build_events, quota_detail
 from gateway.kimi.fake.records import AccountState, Call, MessageRecord
-from gateway.kimi.fake.script import DEFAULT_SEARCH, Fault, has_fault, main_fault
+from gateway.kimi.fake.script import DEFAULT_SEARCH, Fault, Reply, has_fault, main_fault
 from gateway.kimi.fake.state import State
 from gateway.kimi.fake.writes import Pause, Step, shape_writes
 
@@ -178,6 +179,8 @@ def _prepare(
     reply = state.script.take_reply(account.name)
     model = str(body.get("model") or "")
     thinking = "k1" in model or body.get("kimiplus_id") == K1_AGENT
+    if state.options.demo and reply == Reply():  # nothing scripted
+        reply = demo_reply(text, search=bool(body.get("use_search")), thinking=thinking)
     # One search per legacy turn (doc 1.11): several scripted calls are read as one list, call 0.
     hits = tuple(hit for call in reply.search_calls() for hit in call) or (
         DEFAULT_SEARCH if "search" in text.lower() else ()

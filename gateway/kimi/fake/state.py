@@ -30,6 +30,7 @@ class Options:
     max_file_bytes: int = 100 * 1024 * 1024
     research_total: int = 30
     default_reply: str = "Hello from fake Kimi."
+    demo: bool = False  # answer in character when nothing is scripted (demo.py; make demo)
     amount_used_ratio: float = 0.0
     # GetSubscriptionStats ratelimitCode5h / ratelimitCode7d objects, e.g. {"ratio": 1, "enabled": True,
     # "resetTime": "<rfc3339>"}; None leaves the key out (free accounts have none).

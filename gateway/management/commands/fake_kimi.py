@@ -1,4 +1,4 @@
-"""``python manage.py fake_kimi --port 9000 [--ai-port 9001] [--host 127.0.0.1]``: the fake Kimi upstream.
+"""``python manage.py fake_kimi --port 9000 [--ai-port 9001] [--host 127.0.0.1] [--demo]``: the fake Kimi upstream.
 
 Point KIMI_BASE_URL, KIMI_AUTH_URL and KIMI_LEGACY_BASE_URL at the printed URL, and KIMI_AI_BASE_URL and
 KIMI_AI_AUTH_URL at the kimi.ai one (or at the same URL: every port answers every path, the port only
@@ -23,9 +23,14 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=9000, help="TCP port (0: any free port)")
         parser.add_argument("--ai-port", type=int, default=0, dest="ai_port", help="kimi.ai port (0: any free port)")
         parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+        parser.add_argument(
+            "--demo", action="store_true", help="answer in character when nothing is scripted (make demo)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        server = FakeKimiServer(FakeKimi(), host=options["host"], port=options["port"], ai_port=options["ai_port"])
+        fake = FakeKimi()
+        fake.configure(demo=options["demo"])
+        server = FakeKimiServer(fake, host=options["host"], port=options["port"], ai_port=options["ai_port"])
         self.stdout.write(f"fake Kimi listening on {server.url} (kimi.ai: {server.url_ai})", ending="\n")
         self.stdout.flush()
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the captured SIGINT after shutting down

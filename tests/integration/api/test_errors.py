@@ -160,6 +160,27 @@ def test_it_refuses_a_malformed_pass_through_token_with_401(e2e):
     assert_openai_error(response, 401, code="invalid_api_key")
 
 
+def test_a_pass_through_token_kimi_refuses_is_a_401_each_time(e2e):
+    # The caller's own token is its API key: Kimi refusing it is the caller's to fix, not a 502.
+    dead = e2e.fake.mint_account("pt-dead").refresh_token
+    e2e.fake.revoke_refresh("pt-dead")
+    for _ in range(2):  # first sight (refused upstream), then the account already known as invalid
+        response = httpx.post(
+            f"{e2e.url}/v1/chat/completions",
+            json={"model": "kimi", "messages": OK_MESSAGES},
+            headers={"Authorization": f"Bearer {dead}"},
+            timeout=20,
+        )
+        assert_openai_error(response, 401, code="invalid_api_key")
+
+
+@pytest.mark.parametrize("content", ["", "  \n "])
+def test_nothing_to_answer_is_refused_without_an_upstream_call(api, e2e, content):
+    response = api({"model": "kimi", "messages": [{"role": "user", "content": content}]})
+    assert_openai_error(response, 400, param="messages", code="empty_prompt")
+    assert e2e.fake.count("chat") == 0
+
+
 def test_a_bug_in_the_gateway_still_answers_json_and_finishes_the_log(e2e, monkeypatch):
     from gateway.openai import sinks
 

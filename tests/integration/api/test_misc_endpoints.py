@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 import openai
+import pytest
 
+from accounts.models import KimiAccount
 from gateway.kimi.fake.connect import MODELS
 from gateway.openai.model_names import ADVERTISED_KIMI_MODELS
 from tests.factories import make_account, make_api_key
@@ -78,6 +80,14 @@ def test_pass_through_callers_can_list_models(e2e):
     token = e2e.fake.mint_account("pt", protocol="connect").refresh_token
     ids = [m.id for m in client_for(e2e.url, token).models.list()]
     assert "kimi" in ids
+    assert not KimiAccount.objects.exists()  # listing spends nothing upstream, so nothing is stored
+
+
+@pytest.mark.parametrize("bearer", ["not-a-kimi-token-but-long-enough", "sk-unknown-gateway-key-0123456789"])
+def test_models_refuse_a_credential_that_is_neither_a_key_nor_a_kimi_token(e2e, bearer):
+    response = httpx.get(f"{e2e.url}/v1/models", headers={"Authorization": f"Bearer {bearer}"}, timeout=10)
+    assert response.status_code == 401 and response.json()["error"]["type"] == "authentication_error"
+    assert not KimiAccount.objects.exists()
 
 
 def test_token_check_says_live_or_not(e2e):
@@ -97,12 +107,29 @@ def test_token_check_refuses_a_missing_token(e2e):
     assert response.status_code == 400 and response.json()["error"]["param"] == "token"
 
 
+@pytest.mark.parametrize("token", ["eyJhbGciOi JIUzUxMiJ9.e30.signature", "токен-которого-не-бывает-0123456789"])
+def test_token_check_refuses_what_cannot_be_a_token_with_a_400(e2e, token):
+    response = httpx.post(f"{e2e.url}/token/check", json={"token": token}, timeout=10)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "token" and e2e.fake.calls == []
+
+
 def test_ping_health_and_readiness(e2e):
     assert httpx.get(f"{e2e.url}/ping", timeout=10).text == "pong"
     assert httpx.get(f"{e2e.url}/healthz", timeout=10).json() == {"status": "ok"}
     assert httpx.get(f"{e2e.url}/readyz", timeout=10).json() == {"status": "ok"}
 
 
+@pytest.mark.parametrize("path", ["/ping", "/healthz", "/readyz", "/v1/openapi.json"])
+def test_health_and_description_answer_get_and_head_only(e2e, path):
+    assert httpx.head(f"{e2e.url}{path}", timeout=10).status_code == 200
+    refused = httpx.request("TRACE", f"{e2e.url}{path}", timeout=10)
+    assert refused.status_code == 405 and "GET" in refused.headers["allow"]
+
+
 def test_it_publishes_an_openapi_schema(e2e):
     schema = httpx.get(f"{e2e.url}/v1/openapi.json", timeout=10).json()
-    assert "/v1/chat/completions" in schema["paths"]
+    assert {"/v1/chat/completions", "/v1/models", "/v1/messages", "/v1/responses", "/api/hello"} <= set(schema["paths"])
+    stream = schema["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
+    assert set(stream) == {"application/json", "text/event-stream"}
+    assert schema["paths"]["/v1/messages"]["post"]["security"] == [{"bearer": []}, {"anthropicKey": []}]
