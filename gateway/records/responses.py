@@ -92,13 +92,17 @@ def stored_response_continue(*, response_id: str, owners: tuple[str, ...]) -> Co
     row = StoredResponse.objects.filter(pk=response_id, owner_hash__in=owners, expires_at__gt=timezone.now()).first()
     if row is None or not row.chat_id:
         raise missing
-    deadline = time.monotonic() + SETTLE_WAIT_SECONDS
+    deadline = time.monotonic() + SETTLE_WAIT_SECONDS + settings.KIMIPROXY_TOOL_DRAIN_SECONDS
     while True:
         try:
             continued = conversation_for_continue(chat_id=row.chat_id, owners=owners)
             break
         except NotFound:
-            raise missing from None
+            # The stored response's own request may still be settling (its chat is kept by the final
+            # write, after a tool call's drain): wait for it as for a chat in use.
+            if not _settling(row.chat_id, owners) or time.monotonic() >= deadline:
+                raise missing from None
+            time.sleep(_POLL_SECONDS)
         except ConversationUnavailable:
             if time.monotonic() >= deadline:
                 raise
@@ -117,6 +121,11 @@ def stored_response_continue(*, response_id: str, owners: tuple[str, ...]) -> Co
     return dataclasses.replace(continued, parent_message_id=row.message_id)
 
 
+def _settling(chat_id: str, owners: tuple[str, ...]) -> bool:
+    """The chat's row exists and its request has not been settled yet (not kept, not deleted)."""
+    return Conversation.objects.filter(chat_id=chat_id, owner_hash__in=owners, state=ConversationState.ACTIVE).exists()
+
+
 def stored_response_forget(*, response_id: str, owners: tuple[str, ...]) -> int | None:
     """Delete this caller's stored response; the id of its conversation row when nothing else
     continues that chat any more (the caller deletes it upstream), else None. NotFound when absent."""
@@ -127,7 +136,7 @@ def stored_response_forget(*, response_id: str, owners: tuple[str, ...]) -> int 
     if not row.chat_id or StoredResponse.objects.filter(chat_id=row.chat_id, account_id=row.account_id).exists():
         return None
     rows = Conversation.objects.filter(chat_id=row.chat_id, account_id=row.account_id, owner_hash__in=owners)
-    deadline = time.monotonic() + SETTLE_WAIT_SECONDS
+    deadline = time.monotonic() + SETTLE_WAIT_SECONDS + settings.KIMIPROXY_TOOL_DRAIN_SECONDS
     while True:  # a chat still answering (its final write not done yet) is waited for, briefly
         found = rows.values_list("pk", "state", "kept").first()
         if found is None:
