@@ -156,6 +156,8 @@ def _max_tokens(body: dict[str, object]) -> int:
     value = body.get("max_tokens")
     if value is None:
         raise InvalidRequest("max_tokens: Field required", param="max_tokens", code="missing_required_parameter")
+    if isinstance(value, float) and value.is_integer():  # 20.0 is an integer, as JSON Schema says
+        value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise InvalidRequest("max_tokens must be an integer of at least 1.", param="max_tokens", code="invalid_value")
     return value

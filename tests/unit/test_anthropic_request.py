@@ -68,6 +68,18 @@ def test_bad_fields_are_refused_naming_them(body, param):
     assert caught.value.param == param and caught.value.status == 400
 
 
+@pytest.mark.parametrize(("value", "taken"), [(20, 20), (20.0, 20), (1.0, 1)])
+def test_max_tokens_is_an_integer_as_json_schema_says(value, taken):
+    assert parse(max_tokens=value).max_tokens == taken
+
+
+@pytest.mark.parametrize("value", [20.5, 0, -1, True, "20"])
+def test_max_tokens_that_is_no_positive_integer_is_refused(value):
+    with pytest.raises(InvalidRequest) as caught:
+        parse(max_tokens=value)
+    assert caught.value.param == "max_tokens"
+
+
 def test_max_tokens_1_is_a_probe_and_count_tokens_needs_none():
     assert parse(max_tokens=1).probe
     counted = parse_messages_request(
