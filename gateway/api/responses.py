@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from gateway.api.errors import error_response
-from gateway.chat.accept import new_request_id
+from gateway.chat.accept import client_ip, new_request_id
 from gateway.chat.door import FrontDoor, serve
 from gateway.chat.reply import Reply
 from gateway.chat.run import StreamBody
@@ -31,6 +31,7 @@ from gateway.chat.turn import Job, Turn
 from gateway.db.threads import db_call
 from gateway.openai.errors import GatewayError
 from gateway.records.callers import caller_authenticate
+from gateway.records.logs import LogStart, request_log_local, request_log_reject
 from gateway.records.responses import (
     stored_response_delete,
     stored_response_forget,
@@ -180,9 +181,13 @@ async def create_response(request: HttpRequest) -> HttpResponseBase:
 @csrf_exempt
 @require_http_methods(["GET", "DELETE"])
 async def stored_response(request: HttpRequest, response_id: str) -> HttpResponseBase:
+    """Read or delete a stored response: answered from the database (no turn), logged as ``local``."""
     request_id = new_request_id()
+    start = LogStart(request_id=request_id, path=request.path, client_ip=client_ip(request))
+    api_key_id = None
     try:
         caller, _ = await db_call(caller_authenticate, authorization=request.headers.get("Authorization", ""))
+        api_key_id = caller.api_key_id
         if request.method == "GET":
             body = await db_call(stored_response_get, response_id=response_id, owners=caller.owners)
             response = JsonResponse(body, json_dumps_params={"ensure_ascii": False})
@@ -191,6 +196,23 @@ async def stored_response(request: HttpRequest, response_id: str) -> HttpRespons
             await stored_response_delete(conversation_id=conversation_id)
             response = JsonResponse({"id": response_id, "object": "response", "deleted": True})
     except GatewayError as error:
+        await db_call(
+            request_log_reject,
+            start=start,
+            api_key_id=api_key_id,
+            status_code=error.status,
+            error_code=error.code or "",
+            message=error.message,
+        )
         return error_response(error, request_id=request_id)
+    flags = (f"stored_response:{(request.method or '').lower()}",)
+    await db_call(
+        request_log_local,
+        request_id=request_id,
+        path=request.path,
+        client_ip=start.client_ip,
+        api_key_id=api_key_id,
+        flags=flags,
+    )
     response["x-request-id"] = request_id
     return response

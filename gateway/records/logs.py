@@ -201,15 +201,25 @@ def request_log_reject(
     )
 
 
-def request_log_local(*, request_id: str, path: str, client_ip: str | None, now: datetime | None = None) -> None:
-    """Log housekeeping the gateway answered itself for no caller in particular (a client's connectivity
-    check): one final row, outcome ``local``, no key, no account, no turn."""
+def request_log_local(
+    *,
+    request_id: str,
+    path: str,
+    client_ip: str | None,
+    api_key_id: int | None = None,
+    flags: tuple[str, ...] = (),
+    now: datetime | None = None,
+) -> None:
+    """Log housekeeping the gateway answered itself (a client's connectivity check; reading or deleting
+    a stored response): one final row, outcome ``local``, no account, no turn."""
     now = now or timezone.now()
     RequestLog.objects.create(
         request_id=request_id,
         created_at=now,
         finished_at=now,
+        api_key_id=api_key_id,
         path=path[:100],
+        flags=list(flags),
         client_ip=client_ip,
         status_code=200,
         outcome=Outcome.LOCAL,

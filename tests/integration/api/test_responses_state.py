@@ -68,6 +68,16 @@ def test_get_and_delete_a_stored_response(e2e):
     assert not Conversation.objects.exists() and not StoredResponse.objects.exists()
     with pytest.raises(openai.NotFoundError):
         client.responses.delete(second.id)
+    # Each read and delete has its log row: answered locally (no turn), or refused.
+    rows = RequestLog.objects.filter(path__startswith="/v1/responses/").order_by("id")
+    assert [(r.outcome, r.status_code, r.flags) for r in rows] == [
+        ("local", 200, ["stored_response:get"]),
+        ("local", 200, ["stored_response:delete"]),
+        ("client_error", 404, []),
+        ("local", 200, ["stored_response:delete"]),
+        ("client_error", 404, []),
+    ]
+    assert all(r.account_id is None and r.api_key_id is not None for r in rows)
 
 
 def test_store_false_keeps_nothing(e2e):
