@@ -30,6 +30,7 @@ from gateway.openai.errors import GatewayError
 from gateway.openai.messages import Message
 from gateway.openai.request import ChatRequest
 from gateway.openai.sinks import ChatCompletionSink
+from gateway.records.settlements import ToolRecord
 from gateway.responses.errors import responses_error
 from gateway.responses.request import ResponsesRequest
 from gateway.responses.stream import Event, ResponseWriter
@@ -182,6 +183,9 @@ class ResponsesSink:
 
     def log_flags(self) -> list[str]:
         return self.engine.log_flags() if self.engine is not None else []
+
+    def tool_record(self) -> ToolRecord:
+        return self.engine.tool_record() if self.engine is not None else ToolRecord()
 
     def answer(self) -> Message | None:
         """The answer as the client got it (native multi-turn, gateway/chat/sink.py ``AnswerSink``): the

@@ -227,3 +227,17 @@ def test_codex_resending_reasoning_and_search_items_with_nulls_is_served(e2e):
     assert events[-1]["type"] == "response.completed"
     prompt = e2e.fake.prompts()[-1]
     assert "encrypted_content" not in prompt  # the reasoning item is dropped, never sent back upstream
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_what_the_model_writes_after_a_call_is_drained_and_logged_not_sent(e2e, stream):
+    client, _ = setup_pool(e2e)
+    e2e.fake.reply(text=block(invoke("get_weather", city="Oslo")) + "\nIt is 3 C in Oslo (invented).")
+    body = {"model": "kimi", "input": "Weather in Oslo?", "tools": [WEATHER], "store": False, "stream": stream}
+    raw = httpx.post(f"{e2e.url}/v1/responses", json=body, headers={"Authorization": f"Bearer {client.api_key}"})
+    assert raw.status_code == 200 and "get_weather" in raw.text and "invented" not in raw.text
+    log = wait_for_final_log(raw.headers["x-request-id"])
+    wait_for_background_tasks()
+    assert (log.tools_declared, log.tool_block_seen, log.tool_outcome, log.tool_calls) == (1, True, "tool_calls", 1)
+    assert f"trailing_after_tool:{len(chr(10) + 'It is 3 C in Oslo (invented).')}" in log.flags
+    assert all(chat.deleted for chat in e2e.fake.chats.values())
