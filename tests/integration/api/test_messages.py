@@ -274,13 +274,16 @@ def test_a_stream_cut_mid_answer_ends_with_an_error_event(door):
     assert blocks[-1].startswith("event: error\n")
     assert '"type":"error"' in blocks[-1] and '"type":"api_error"' in blocks[-1]
     assert not any(b.startswith("event: message_stop") for b in blocks)
+    sdk_request_ids = []
     with pytest.raises(anthropic.APIStatusError):  # the SDK raises it too
         door.fake.reply(text="partial answer that will be cut", chunk_size=4)
         door.fake.fault("cut", after_events=8)
         with door.client.messages.stream(model=MODEL, max_tokens=100, messages=ASK) as s:
+            sdk_request_ids.append(s.response.headers["request-id"])
             s.get_final_message()
-    log = wait_for_final_log(response.headers["request-id"])
-    assert log.outcome == "upstream_error" and log.status_code >= 500
+    for request_id in [response.headers["request-id"], *sdk_request_ids]:
+        log = wait_for_final_log(request_id)  # the client saw the end before the final write was spawned
+        assert log.outcome == "upstream_error" and log.status_code >= 500
     wait_for_background_tasks()
     assert not Turn.objects.filter(status="in_flight").exists()
 
