@@ -76,6 +76,9 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
     if attempt is not None:
         await attempt.close()
         conversation_id = await attempt.recorded_conversation()
+    # The answer's message id (the next turn's parent, protocol doc 2.9): an answer that ended at a tool
+    # call gets it from the drain, after the reply handed over its Final.
+    parent_message_id = (attempt.message_id if attempt else "") or final.parent_message_id
     ttft = int((final.first_token_at - job.started) * 1000) if final.first_token_at else None
     local = attempt is None and job.answered_locally and ending.outcome == Outcome.OK
     finish = LogFinish(
@@ -103,7 +106,7 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
         if conversation_id is not None:
             keep = (job.keep and ending.outcome == Outcome.OK) or job.continued is not None or native_keep
             conversation = ConversationSettlement(
-                conversation_id=conversation_id, keep=keep, parent_message_id=final.parent_message_id
+                conversation_id=conversation_id, keep=keep, parent_message_id=parent_message_id
             )
     if attempt is None and job.continued is not None:
         # No account could serve the kept conversation: it stays kept for a later try.

@@ -103,6 +103,11 @@ def test_an_agent_loop_sends_only_the_tool_results_after_the_first_step(native):
     assert log1.upstream_chat_id == log2.upstream_chat_id == log3.upstream_chat_id
     texts = user_texts(fake, log1.upstream_chat_id)
     assert "get_weather" in texts[0]  # the tool list went once, with the first turn
+    # Each continuation names the answer that held the call as its parent (its id comes from the drain).
+    messages = fake.chats[log1.upstream_chat_id].messages
+    answers = [m.id for m in messages if m.role == "assistant"]
+    sent = [c.body["message"].get("parent_id") for c in fake.calls if c.kind == "chat"]
+    assert sent[1:] == answers[:2]
     for text, result in zip(texts[1:], ["Oslo: 3 C", "Rome: 18 C"], strict=True):
         assert result in text and "Weather of a city" not in text and "Weather in Oslo" not in text
 
