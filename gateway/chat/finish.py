@@ -78,7 +78,7 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
         conversation_id = await attempt.recorded_conversation()
     # The answer's message id (the next turn's parent, protocol doc 2.9): an answer that ended at a tool
     # call gets it from the drain, after the reply handed over its Final.
-    parent_message_id = (attempt.message_id if attempt else "") or final.parent_message_id
+    parent_message_id = final.parent_message_id or (attempt.message_id if attempt else "")
     ttft = int((final.first_token_at - job.started) * 1000) if final.first_token_at else None
     local = attempt is None and job.answered_locally and ending.outcome == Outcome.OK
     finish = LogFinish(
