@@ -117,10 +117,10 @@ class RequestLog(models.Model):
     # Extra upstream turns spent repairing the answer (a call failing its schema, invalid JSON output).
     repairs = models.PositiveSmallIntegerField(default=0)
     # Native multi-turn (gateway/chat/native.py): which path served a request of a caller with the mode on
-    # ("" when off), and the prompt characters a native continuation did not send (the flattened history
+    # ("" when off), and the prompt bytes (UTF-8) a native continuation did not send (the flattened history
     # minus what went upstream).
     turn_path = models.CharField(max_length=16, blank=True, default="")
-    prompt_chars_saved = models.PositiveIntegerField(default=0)
+    prompt_bytes_saved = models.PositiveIntegerField(default=0)
     tool_unknown_names = models.JSONField(default=list, blank=True)  # names the model called, not offered
 
     class Meta:

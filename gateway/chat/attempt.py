@@ -65,7 +65,7 @@ class Attempt:
         self.prompt_flags: list[str] = []  # how the prompt was sent, for the log row (e.g. history_attached)
         self.reply_flags: list[str] = []  # the sink's own flags (client tools), set by the final write
         self.dropped_reasoning = 0  # characters of reasoning the client did not ask for (not shown)
-        self.sent_chars = 0  # the prompt text sent upstream (a native continuation sends only the new turns)
+        self.sent_bytes = 0  # the prompt text sent upstream, UTF-8 (a native continuation sends only the new turns)
         self.pending: asyncio.Future[KimiEvent] | None = None  # a read begun before the response started
         self.closed = False
 
@@ -90,7 +90,7 @@ class Attempt:
             self.job, session=self.session, account_id=self.account.pk, attach_history=attach_history
         )
         self.prompt_flags = ["history_attached"] if attach_history else []
-        self.sent_chars = len(turn.text)
+        self.sent_bytes = len(turn.text.encode())
         self.ignored_flags = self.session.unsupported_flags(turn)
         if self.ignored_flags:
             log.info("%s: %s ignores %s", self.job.request_id, self.account.protocol, ", ".join(self.ignored_flags))

@@ -95,7 +95,7 @@ async def _write(job: Job, final: Final, latency_ms: int) -> None:
         tools=tools,
         repairs=final.repairs,
         turn_path=job.native_flag.partition(":")[0],
-        prompt_chars_saved=len(job.prompt_text) - attempt.sent_chars if attempt and job.native else 0,
+        prompt_bytes_saved=len(job.prompt_text.encode()) - attempt.sent_bytes if attempt and job.native else 0,
         **dataclasses.asdict(final.stats),
     )
     lease = conversation = None

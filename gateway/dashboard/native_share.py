@@ -1,6 +1,6 @@
 """Native multi-turn on the dashboard: how many requests of callers with the mode on continued their
 upstream chat (``turn_path`` native) rather than being flattened into a new one, and how many prompt
-characters the continuations did not send upstream (gateway/chat/native.py). Read from the log rows of the
+bytes the continuations did not send upstream (gateway/chat/native.py). Read from the log rows of the
 window, like the tool rates (the hourly rollup does not count them).
 """
 
@@ -18,7 +18,7 @@ from gateway.dashboard.rollup import finished_logs
 class NativeShare:
     native: int
     flattened: int
-    chars_saved: int
+    bytes_saved: int
 
     @property
     def requests(self) -> int:
@@ -37,7 +37,7 @@ def native_share(*, since: datetime, until: datetime) -> NativeShare:
         .aggregate(
             native=Count("pk", filter=Q(turn_path="native")),
             flattened=Count("pk", filter=Q(turn_path="flattened")),
-            chars_saved=Sum("prompt_chars_saved"),
+            bytes_saved=Sum("prompt_bytes_saved"),
         )
     )
-    return NativeShare(totals["native"], totals["flattened"], totals["chars_saved"] or 0)
+    return NativeShare(totals["native"], totals["flattened"], totals["bytes_saved"] or 0)

@@ -40,7 +40,7 @@ _LOG = (
     " answer_preview = %(answer_preview)s, flags = COALESCE(%(flags)s::jsonb, flags),"
     " tools_declared = %(tools_declared)s, tool_block_seen = %(tool_block_seen)s, tool_outcome = %(tool_outcome)s,"
     " tool_calls = %(tool_calls)s, tool_unknown_names = %(tool_unknown_names)s::jsonb, repairs = %(repairs)s,"
-    " turn_path = %(turn_path)s, prompt_chars_saved = %(prompt_chars_saved)s"
+    " turn_path = %(turn_path)s, prompt_bytes_saved = %(prompt_bytes_saved)s"
     f" WHERE id = %(log_id)s AND outcome = {literal(Outcome.PENDING)} RETURNING id)"
 )
 _TURN = (

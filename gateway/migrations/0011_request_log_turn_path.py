@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name='requestlog',
-            name='prompt_chars_saved',
+            name='prompt_bytes_saved',
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(

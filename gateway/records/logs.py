@@ -333,7 +333,7 @@ def _finish_fields(finish: LogFinish) -> dict[str, object]:
         "tool_unknown_names": [name[:100] for name in finish.tools.unknown_names[:10]],
         "repairs": finish.repairs,
         "turn_path": finish.turn_path[:16],
-        "prompt_chars_saved": max(0, finish.prompt_chars_saved),
+        "prompt_bytes_saved": max(0, finish.prompt_bytes_saved),
     }
 
 

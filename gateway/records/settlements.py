@@ -44,7 +44,7 @@ class LogFinish:
     tools: ToolRecord = ToolRecord()
     repairs: int = 0  # extra upstream turns spent repairing the answer
     turn_path: str = ""  # native multi-turn: "native" / "flattened" ("" with the mode off)
-    prompt_chars_saved: int = 0  # a native continuation's flattened prompt minus what it sent
+    prompt_bytes_saved: int = 0  # a native continuation's flattened prompt minus what it sent
 
 
 @dataclasses.dataclass(frozen=True)

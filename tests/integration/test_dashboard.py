@@ -273,15 +273,15 @@ def test_it_says_when_no_request_declared_tools(admin_client: Client) -> None:
 
 def test_it_shows_the_share_of_native_multi_turn_and_the_characters_not_sent(admin_client: Client) -> None:
     at = datetime.now(UTC) - timedelta(minutes=5)
-    log(at, turn_path="native", prompt_chars_saved=40_000)
-    log(at, turn_path="native", prompt_chars_saved=2_000)
+    log(at, turn_path="native", prompt_bytes_saved=40_000)
+    log(at, turn_path="native", prompt_bytes_saved=2_000)
     log(at, turn_path="flattened")
     log(at)  # the mode off: not counted
 
     response = admin_client.get("/dashboard/?range=3h")
 
     native = response.context["report"].native
-    assert (native.requests, native.native, native.flattened, native.chars_saved) == (3, 2, 1, 42_000)
+    assert (native.requests, native.native, native.flattened, native.bytes_saved) == (3, 2, 1, 42_000)
     assert native.share == 66.7
     page = response.content.decode()
-    assert 'data-native="2"' in page and "66.7 %" in page and "42000" in page
+    assert 'data-native="2"' in page and "66.7 %" in page and "41.0\xa0KB" in page

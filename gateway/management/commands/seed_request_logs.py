@@ -43,7 +43,7 @@ INSERT INTO gateway_requestlog (request_id, created_at, finished_at, api_key_id,
   path, model, flags, stream, status_code, outcome, error_code, error_message, latency_ms, ttft_ms, attempts,
   prompt_chars, completion_chars, prompt_tokens, completion_tokens, upstream_chat_id, client_ip, "user",
   prompt_preview, answer_preview, tools_declared, tool_block_seen, tool_outcome, tool_calls, tool_unknown_names,
-  repairs, turn_path, prompt_chars_saved)
+  repairs, turn_path, prompt_bytes_saved)
 SELECT %(prefix)s || g, ts, ts + make_interval(secs => lat / 1000.0),
   (%(keys)s::bigint[])[1 + floor(random() * %(nkeys)s)::int], '',
   (%(accounts)s::bigint[])[1 + floor(random() * %(naccounts)s)::int], '/v1/chat/completions',

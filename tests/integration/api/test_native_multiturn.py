@@ -67,7 +67,7 @@ def test_a_three_turn_conversation_resent_in_full_continues_one_chat(native):
     assert "native" in log2.flags and "native" in log3.flags
     assert (log1.turn_path, log2.turn_path, log3.turn_path) == ("flattened", "native", "native")
     # What a continuation did not send: the flattened history minus the one new message.
-    assert log3.prompt_chars_saved == log3.prompt_chars - len("A third?") > 0
+    assert log3.prompt_bytes_saved == log3.prompt_chars - len("A third?") > 0
     assert log1.upstream_chat_id == log2.upstream_chat_id == log3.upstream_chat_id
     chat = fake.chats[log1.upstream_chat_id]
     # Kimi received the flattened first turn, then only each new user message, each after its parent.

@@ -77,7 +77,7 @@ finishes = st.builds(
     ),
     repairs=st.integers(0, 2),
     turn_path=st.sampled_from(["", "native", "flattened"]),
-    prompt_chars_saved=st.integers(0, 100_000),
+    prompt_bytes_saved=st.integers(0, 100_000),
 )
 cases = st.builds(
     Case,
