@@ -31,7 +31,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Mapping
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 from gateway.kimi.base import ReasoningEffort
 from gateway.openai.errors import GatewayError, InvalidRequest
@@ -381,9 +381,13 @@ def _renamed(error: GatewayError, old: str, new: str) -> GatewayError:
 
 
 def _optional(body: Mapping[str, object], name: str, kind: type[T], expected: str) -> T | None:
+    """``body[name]`` if present and of ``kind`` (null = absent); else a 400 naming the field. A float
+    without a fraction (``20.0``) is an ``int``, as JSON Schema's ``integer`` (and OpenAI) say."""
     value = body.get(name)
     if value is None:
         return None
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return cast(T, int(value))
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise InvalidRequest(f"{name} must be {expected}.", param=name, code="invalid_type")
     return value

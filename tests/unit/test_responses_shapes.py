@@ -113,6 +113,14 @@ def test_text_format_json_schema_is_the_structured_output_path():
     assert request.response_format is not None and request.response_format.name == "out"
 
 
+def test_an_integral_float_is_an_integer_and_a_fraction_is_refused():
+    assert parse({"input": "x", "max_output_tokens": 20.0}).max_output_tokens == 20
+    for value in (20.5, True, "20"):
+        with pytest.raises(InvalidRequest) as caught:
+            parse({"input": "x", "max_output_tokens": value})
+        assert caught.value.param == "max_output_tokens" and caught.value.code == "invalid_type"
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
