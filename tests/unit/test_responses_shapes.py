@@ -130,6 +130,15 @@ def test_an_integral_float_is_an_integer_and_a_fraction_is_refused():
         ({"input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
         ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "ftp://x"}]}]}, None),
         ({"input": "x", "background": True}, "background"),
+        (  # continuing with tools but nothing after the call: was a 500 (no user message to send)
+            {
+                "input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}],
+                "previous_response_id": "resp_1",
+                "tools": [{"type": "function", "name": "f"}],
+            },
+            "input",
+        ),
+        ({"input": [{"role": "user", "content": [{"type": {}}]}]}, "input[0].content[0].type"),  # was a 500
     ],
 )
 def test_bad_requests_name_the_field(body, param):

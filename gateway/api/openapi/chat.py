@@ -39,7 +39,7 @@ NOT_BLANK = r"[^\s\x1c-\x1f\x85]|\ufeff"
 NAME: Schema = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,64}$"}
 _NAMED: Schema = {"type": "object", "required": ["name"], "properties": {"name": STRING}}
 
-_PARTS: list[Schema] = [
+PARTS: list[Schema] = [
     {
         "type": "object",
         "required": ["type", "text"],
@@ -78,7 +78,7 @@ _PARTS: list[Schema] = [
 
 
 def _content(*, max_parts: int) -> Schema:
-    return {"anyOf": [STRING, {"type": "array", "maxItems": max_parts, "items": {"anyOf": _PARTS}}]}
+    return {"anyOf": [STRING, {"type": "array", "maxItems": max_parts, "items": {"anyOf": PARTS}}]}
 
 
 _HISTORY_CALL: Schema = {
