@@ -31,7 +31,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Mapping
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 from gateway.kimi.base import ReasoningEffort
 from gateway.openai.errors import GatewayError, InvalidRequest
@@ -45,7 +45,7 @@ T = TypeVar("T")
 SummaryMode = Literal["summary", "text"]
 RESPONSE_ID_RE = re.compile(r"resp_[A-Za-z0-9]{1,96}")
 ROLES = ("user", "assistant", "system", "developer")
-_EFFORTS: dict[str, ReasoningEffort] = {
+EFFORTS: dict[str, ReasoningEffort] = {
     "none": "none",
     "minimal": "low",
     "low": "low",
@@ -54,7 +54,7 @@ _EFFORTS: dict[str, ReasoningEffort] = {
     "xhigh": "high",
 }
 _TEXT_PARTS = {"input_text": "text", "output_text": "text", "text": "text", "refusal": "refusal"}
-_DROPPED_ITEMS = (
+DROPPED_ITEMS = (
     "reasoning",
     "web_search_call",
     "tool_search_call",
@@ -119,8 +119,15 @@ def parse_responses_request(
         items, instructions, namespaces, max_messages=max_messages, max_parts=max_parts, max_file_bytes=max_file_bytes
     )
     offers_tools = tools.tools is not None and bool(tools.tools.offered)
-    if not any(m.role == "user" for m in messages) and not (previous and offers_tools):
-        raise InvalidRequest("input must include a user message.", param="input", code="invalid_value")
+    if not any(m.role == "user" for m in messages):
+        if not (previous and offers_tools):
+            raise InvalidRequest("input must include a user message.", param="input", code="invalid_value")
+        if not _outputs_after_last_call(messages):  # nothing new to answer (the prompt would be empty)
+            raise InvalidRequest(
+                "input without a user message must end with the outputs of the calls it continues.",
+                param="input",
+                code="missing_tool_output",
+            )
     if len(files) > max_files:
         raise InvalidRequest(
             f"Too many files: at most {max_files} in the last user message.", param="input", code="too_many_files"
@@ -160,6 +167,11 @@ def parse_responses_request(
     )
 
 
+def _outputs_after_last_call(messages: tuple[Message, ...]) -> bool:
+    last = max((n for n, m in enumerate(messages) if m.role == "assistant"), default=-1)
+    return any(m.role == "tool" for m in messages[last + 1 :])
+
+
 def _refuse_unsupported(body: Mapping[str, object]) -> None:
     if body.get("background") is True:
         raise InvalidRequest(
@@ -187,13 +199,13 @@ def _effort(reasoning: Mapping[str, object]) -> ReasoningEffort | None:
     value = reasoning.get("effort")
     if value is None:
         return None
-    if not isinstance(value, str) or value.lower() not in _EFFORTS:
+    if not isinstance(value, str) or value.lower() not in EFFORTS:
         raise InvalidRequest(
             "reasoning.effort must be one of none, minimal, low, medium, high, xhigh.",
             param="reasoning.effort",
             code="invalid_value",
         )
-    return _EFFORTS[value.lower()]
+    return EFFORTS[value.lower()]
 
 
 def _format(text: Mapping[str, object]) -> ResponseFormat | None:
@@ -239,7 +251,7 @@ def _items(body: Mapping[str, object]) -> tuple[list[tuple[int, dict[str, object
             "custom_tool_call_output",
         ):
             items.append((i, {**item, "type": kind}))
-        elif kind in _DROPPED_ITEMS:
+        elif kind in DROPPED_ITEMS:
             continue
         else:
             ignored.append(f"input:{kind}"[:60])
@@ -313,7 +325,7 @@ def _chat_part(part: object, param: str) -> object:
     if not isinstance(part, dict):
         return part
     kind = part.get("type")
-    if kind in _TEXT_PARTS:
+    if isinstance(kind, str) and kind in _TEXT_PARTS:  # (a dict is no key: the chat parser refuses it)
         field = _TEXT_PARTS[str(kind)]
         return {"type": "refusal" if field == "refusal" else "text", field: part.get(field)}
     if kind == "input_image":
@@ -381,9 +393,13 @@ def _renamed(error: GatewayError, old: str, new: str) -> GatewayError:
 
 
 def _optional(body: Mapping[str, object], name: str, kind: type[T], expected: str) -> T | None:
+    """``body[name]`` if present and of ``kind`` (null = absent); else a 400 naming the field. A float
+    without a fraction (``20.0``) is an ``int``, as JSON Schema's ``integer`` (and OpenAI) say."""
     value = body.get(name)
     if value is None:
         return None
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return cast(T, int(value))
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise InvalidRequest(f"{name} must be {expected}.", param=name, code="invalid_type")
     return value

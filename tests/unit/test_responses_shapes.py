@@ -113,6 +113,14 @@ def test_text_format_json_schema_is_the_structured_output_path():
     assert request.response_format is not None and request.response_format.name == "out"
 
 
+def test_an_integral_float_is_an_integer_and_a_fraction_is_refused():
+    assert parse({"input": "x", "max_output_tokens": 20.0}).max_output_tokens == 20
+    for value in (20.5, True, "20"):
+        with pytest.raises(InvalidRequest) as caught:
+            parse({"input": "x", "max_output_tokens": value})
+        assert caught.value.param == "max_output_tokens" and caught.value.code == "invalid_type"
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
@@ -122,6 +130,15 @@ def test_text_format_json_schema_is_the_structured_output_path():
         ({"input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
         ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "ftp://x"}]}]}, None),
         ({"input": "x", "background": True}, "background"),
+        (  # continuing with tools but nothing after the call: was a 500 (no user message to send)
+            {
+                "input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}],
+                "previous_response_id": "resp_1",
+                "tools": [{"type": "function", "name": "f"}],
+            },
+            "input",
+        ),
+        ({"input": [{"role": "user", "content": [{"type": {}}]}]}, "input[0].content[0].type"),  # was a 500
     ],
 )
 def test_bad_requests_name_the_field(body, param):

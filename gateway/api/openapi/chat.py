@@ -37,9 +37,11 @@ _URL_FIELD: Schema = {"anyOf": [URL, {"type": "object", "required": ["url"], "pr
 # One character Python's str.strip() keeps: ECMA's \S differs on \x1c-\x1f, \x85 and \ufeff.
 NOT_BLANK = r"[^\s\x1c-\x1f\x85]|\ufeff"
 NAME: Schema = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,64}$"}
+# gateway/tools/structured.py: a response format's name takes no dot (tool names do, for namespaced tools)
+FORMAT_NAME: Schema = {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"}
 _NAMED: Schema = {"type": "object", "required": ["name"], "properties": {"name": STRING}}
 
-_PARTS: list[Schema] = [
+PARTS: list[Schema] = [
     {
         "type": "object",
         "required": ["type", "text"],
@@ -78,7 +80,7 @@ _PARTS: list[Schema] = [
 
 
 def _content(*, max_parts: int) -> Schema:
-    return {"anyOf": [STRING, {"type": "array", "maxItems": max_parts, "items": {"anyOf": _PARTS}}]}
+    return {"anyOf": [STRING, {"type": "array", "maxItems": max_parts, "items": {"anyOf": PARTS}}]}
 
 
 _HISTORY_CALL: Schema = {
@@ -255,7 +257,7 @@ _RESPONSE_FORMAT: Schema = {
                     "type": "object",
                     "required": ["schema"],
                     "properties": {
-                        "name": NAME,
+                        "name": FORMAT_NAME,
                         "schema": OBJECT,
                         "description": nullable(STRING),
                         "strict": nullable(BOOLEAN),
