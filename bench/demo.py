@@ -105,6 +105,8 @@ def main() -> None:
 def serve(started: list[subprocess.Popen[bytes]]) -> None:
     data = Path(os.environ.get("KIMIPROXY_DEMO_DIR") or ROOT / "data")
     fake_port = free_port()
+    while fake_port == PORT:  # the gateway's port is not bound yet: the OS may hand it out again
+        fake_port = free_port()
     fake_url = f"http://{HOST}:{fake_port}"
     env = dict(os.environ)
     env.update(
