@@ -34,6 +34,12 @@ from gateway.records.settlements import ConversationSettlement, LeaseSettlement,
 PREVIEW_CHARS = 200
 
 
+def db_text(text: str) -> str:
+    """Text a log column can hold on every database: PostgreSQL refuses NUL characters in text, and a
+    client may send them (a model name, a user field, a prompt)."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 @dataclasses.dataclass(frozen=True)
 class LogStart:
     request_id: str
@@ -45,6 +51,11 @@ class LogStart:
     user: str = ""
     prompt_chars: int = 0
     prompt_preview: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("path", "model", "user", "prompt_preview"):
+            object.__setattr__(self, name, db_text(getattr(self, name)))
+        object.__setattr__(self, "flags", tuple(db_text(flag) for flag in self.flags))
 
 
 def _preview(text: str) -> str:
@@ -195,8 +206,8 @@ def request_log_reject(
         client_ip=start.client_ip,
         status_code=status_code,
         outcome=Outcome.CLIENT_ERROR if status_code < 500 and status_code != 429 else Outcome.RATE_LIMITED,
-        error_code=error_code,
-        error_message=message[:500],
+        error_code=db_text(error_code),
+        error_message=db_text(message[:500]),
         latency_ms=0,
     )
 
@@ -315,8 +326,8 @@ def _finish_fields(finish: LogFinish) -> dict[str, object]:
     return {
         "status_code": finish.status_code,
         "outcome": finish.outcome,
-        "error_code": finish.error_code[:64],
-        "error_message": finish.error_message[:500],
+        "error_code": db_text(finish.error_code[:64]),
+        "error_message": db_text(finish.error_message[:500]),
         "latency_ms": finish.latency_ms,
         "ttft_ms": finish.ttft_ms,
         "attempts": finish.attempts,
@@ -325,7 +336,7 @@ def _finish_fields(finish: LogFinish) -> dict[str, object]:
         "prompt_tokens": finish.prompt_tokens,
         "completion_tokens": finish.completion_tokens,
         "upstream_chat_id": finish.upstream_chat_id[:64],
-        "answer_preview": _preview(finish.answer_preview),
+        "answer_preview": db_text(_preview(finish.answer_preview)),
         "tools_declared": min(finish.tools.declared, 32767),
         "tool_block_seen": finish.tools.block_seen,
         "tool_outcome": finish.tools.outcome[:24],

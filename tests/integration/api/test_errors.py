@@ -200,3 +200,14 @@ def test_a_bug_in_the_gateway_still_answers_json_and_finishes_the_log(e2e, monke
     assert_openai_error(response, 500, code="internal_error")
     log = wait_for_final_log(response.headers["x-request-id"])
     assert (log.status_code, log.outcome) == (500, "upstream_error")
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages/count_tokens"])
+def test_a_nul_character_in_the_request_is_logged_not_a_500(e2e, path):
+    """PostgreSQL refuses NUL in text columns: the log row holds a replacement character instead."""
+    body = {"model": "kimi\x00x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "user": "u\x00"}
+    response = httpx.post(f"{e2e.url}{path}", json=body, headers={"Authorization": "Bearer sk-kp-unknown"})
+    assert response.status_code == 401
+    request_id = response.headers.get("x-request-id") or response.headers["request-id"]
+    log = RequestLog.objects.get(request_id=request_id)
+    assert log.model == "kimi\ufffdx" and log.status_code == 401
