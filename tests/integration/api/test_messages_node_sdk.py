@@ -4,34 +4,19 @@ the gateway and rebuilds its blocks, and counts tokens (when Node is present; te
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.factories import make_api_key
-from tests.integration.api.helpers import pool_account
+from tests.integration.api.helpers import node_script, pool_account
 from tests.integration.api.test_tools import WEATHER_CALL
-
-NODE_DIR = Path(__file__).resolve().parents[2] / "node"
 
 
 @pytest.fixture(scope="module")
 def script() -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("Node.js is not installed on this machine")
-    if not (NODE_DIR / "node_modules" / "@anthropic-ai" / "sdk").exists():
-        result = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=NODE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        if result.returncode != 0:
-            pytest.skip(f"could not install the @anthropic-ai/sdk npm package: {result.stderr.strip()[:200]}")
-    return NODE_DIR / "stream_messages.mjs"
+    return node_script("stream_messages.mjs", package="@anthropic-ai/sdk")
 
 
 def test_the_node_sdk_rebuilds_thinking_and_a_tool_use(e2e, script):

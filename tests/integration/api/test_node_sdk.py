@@ -4,32 +4,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.integration.api.helpers import setup_pool
-
-NODE_DIR = Path(__file__).resolve().parents[2] / "node"
+from tests.integration.api.helpers import node_script, setup_pool
 
 
 @pytest.fixture(scope="module")
 def node_sdk() -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("Node.js is not installed on this machine")
-    if not (NODE_DIR / "node_modules" / "openai").exists():
-        result = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=NODE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        if result.returncode != 0:
-            pytest.skip(f"could not install the openai npm package: {result.stderr.strip()[:200]}")
-    return NODE_DIR / "stream_chat.mjs"
+    return node_script("stream_chat.mjs", package="openai")
 
 
 def test_the_node_sdk_streams_a_chat(e2e, node_sdk):
