@@ -23,7 +23,7 @@ import string
 from collections.abc import Mapping
 
 from gateway.openai.errors import InvalidRequest
-from gateway.tools.spec import EMPTY_SCHEMA, ToolChoice, ToolSet, ToolSpec
+from gateway.tools.spec import EMPTY_SCHEMA, ToolChoice, ToolSet, ToolSpec, tool_name_and_description
 
 MAX_TOOLS = 512  # Claude Code with a few MCP servers sends well over OpenAI's 128
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # Anthropic's own rule, plus "." for namespaced tools
@@ -86,16 +86,7 @@ def parse_anthropic_tools(body: Mapping[str, object]) -> AnthropicTools:
 
 
 def _custom_tool(item: Mapping[str, object], param: str) -> ToolSpec:
-    name = item.get("name")
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise InvalidRequest(
-            f"{param}.name must be 1 to 128 letters, digits, underscores or dashes.",
-            param=f"{param}.name",
-            code="invalid_value",
-        )
-    description = item.get("description") or ""
-    if not isinstance(description, str):
-        raise _type_error(f"{param}.description", "a string")
+    name, description = tool_name_and_description(item, param, pattern=_NAME_RE, longest=128)
     schema = item.get("input_schema")
     if schema is None:
         raise InvalidRequest(

@@ -22,7 +22,15 @@ import re
 from collections.abc import Mapping
 
 from gateway.openai.errors import InvalidRequest
-from gateway.tools.spec import EMPTY_SCHEMA, MAX_TOOLS, ChoiceMode, ToolChoice, ToolSet, ToolSpec
+from gateway.tools.spec import (
+    EMPTY_SCHEMA,
+    MAX_TOOLS,
+    ChoiceMode,
+    ToolChoice,
+    ToolSet,
+    ToolSpec,
+    tool_name_and_description,
+)
 
 SEARCH_TYPES = ("web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11")
 ACCEPTED_UNOFFERED = ("tool_search",)
@@ -136,16 +144,7 @@ def _namespace(item: Mapping[str, object], param: str) -> list[ToolSpec]:
 
 
 def _tool(item: Mapping[str, object], param: str) -> ToolSpec:
-    name = item.get("name")
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise InvalidRequest(
-            f"{param}.name must be 1 to 64 letters, digits, underscores or dashes.",
-            param=f"{param}.name",
-            code="invalid_value",
-        )
-    description = item.get("description") or ""
-    if not isinstance(description, str):
-        raise _type_error(f"{param}.description", "a string")
+    name, description = tool_name_and_description(item, param, pattern=_NAME_RE)
     if item.get("type") == "custom":
         return ToolSpec(name=name, description=description, kind="custom", grammar=_grammar(item.get("format"), param))
     parameters = item.get("parameters")

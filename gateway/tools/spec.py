@@ -198,16 +198,7 @@ def _tool(raw: object, param: str) -> ToolSpec:
     if not isinstance(inner, dict):
         raise _type_error(f"{param}.{kind}", "an object")
     where = f"{param}.{kind}"
-    name = inner.get("name")
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise InvalidRequest(
-            f"{where}.name must be 1 to 64 letters, digits, underscores or dashes.",
-            param=f"{where}.name",
-            code="invalid_value",
-        )
-    description = inner.get("description") or ""
-    if not isinstance(description, str):
-        raise _type_error(f"{where}.description", "a string")
+    name, description = tool_name_and_description(inner, where)
     if kind == "custom":
         return ToolSpec(name=name, description=description, kind="custom", grammar=_grammar(inner, where))
     parameters = inner.get("parameters")
@@ -283,6 +274,24 @@ def _declared(name: str, tools: tuple[ToolSpec, ...]) -> None:
             param="tool_choice",
             code="invalid_value",
         )
+
+
+def tool_name_and_description(
+    item: Mapping[str, object], param: str, *, pattern: re.Pattern[str] = _NAME_RE, longest: int = 64
+) -> tuple[str, str]:
+    """A declared tool's ``name`` (``pattern``, at most ``longest`` characters) and ``description``,
+    as every door checks them; 400s name the field."""
+    name = item.get("name")
+    if not isinstance(name, str) or not pattern.fullmatch(name):
+        raise InvalidRequest(
+            f"{param}.name must be 1 to {longest} letters, digits, underscores or dashes.",
+            param=f"{param}.name",
+            code="invalid_value",
+        )
+    description = item.get("description") or ""
+    if not isinstance(description, str):
+        raise _type_error(f"{param}.description", "a string")
+    return name, description
 
 
 def _type_error(param: str, expected: str) -> InvalidRequest:
